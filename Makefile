@@ -1,0 +1,49 @@
+# Two commands for a newcomer: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1:8000
+
+.PHONY: run test bootstrap lint pins bench clean
+
+# The environment is rebuilt whenever the pins change.
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "CHQ keys needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# A local .env with a random secret; never committed (see .env.example).
+.env:
+	@$(PYTHON) -c 'import secrets; print(f"DEBUG=true\nSECRET_KEY={secrets.token_urlsafe(50)}")' > $@
+	@echo "wrote .env for local development"
+
+bootstrap: $(VENV)/.installed .env
+	$(PY) manage.py migrate --no-input -v 0
+	$(PY) manage.py sync_api_types
+	$(PY) manage.py ensure_demo_admin
+
+run: bootstrap
+	$(PY) manage.py runserver $(HOST)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+# pytest exits 5 when it collects no test; that must fail loudly, not pass.
+test: bootstrap lint
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# Re-resolve requirements.in into plain name==version pins.
+pins:
+	$(PYTHON) -m venv /tmp/chq-pins && /tmp/chq-pins/bin/pip install --quiet -r requirements.in
+	{ echo "# Generated from requirements.in by 'make pins' (pip freeze). Plain name==version lines only."; \
+	  /tmp/chq-pins/bin/pip freeze --exclude pip; } > requirements.txt
+	rm -rf /tmp/chq-pins
+
+bench: bootstrap
+	$(PY) bench/pane_render.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

@@ -1,0 +1,166 @@
+"""The one place that decides whether a key may call an API type, and whether
+the call is logged. The pane, the API, the admin and the commands all ask here.
+
+`decide()` looks the key up (one indexed query: key, API type and grant
+together); `judge()` is the pure rule, for callers that already hold the rows.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from .models import ApiKey, ApiKeyGrant, ApiType
+
+
+class Reason(StrEnum):
+    ALLOWED = "allowed"
+    MALFORMED_KEY = "malformed key"
+    UNKNOWN_KEY = "unknown key"
+    INACTIVE_KEY = "inactive key"
+    UNKNOWN_API_TYPE = "unknown API type"
+    API_TYPE_NOT_ALLOWED = "API type not allowed"
+
+
+MESSAGES = {
+    Reason.ALLOWED: "The key is allowed to call this API type.",
+    Reason.MALFORMED_KEY: "The ApiKey header is missing or is not a GUID.",
+    Reason.UNKNOWN_KEY: "The API key is not known.",
+    Reason.INACTIVE_KEY: "The API key is inactive.",
+    Reason.UNKNOWN_API_TYPE: "There is no such API type.",
+    Reason.API_TYPE_NOT_ALLOWED: "The API key is not allowed to call this API type.",
+}
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What the decision needs to know about a key (a row or a cached copy)."""
+
+    pk: int
+    is_active: bool
+    allowed_for_all: bool
+    logged_for_all: bool
+    logging_until: date | None
+
+
+@dataclass(frozen=True)
+class GrantState:
+    pk: int
+    logged: bool
+    logging_until: date | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: Reason
+    logged: bool = False
+    key_id: int | None = None
+    api_type_id: int | None = None
+    grant_id: int | None = None
+
+    @property
+    def message(self) -> str:
+        return MESSAGES[self.reason]
+
+
+def logging_on(*, logged: bool, until: date | None, at: datetime) -> bool:
+    """Logging "until D" covers all of day D in the site's time zone, and no later."""
+    if not logged:
+        return False
+    return until is None or timezone.localdate(at) <= until
+
+
+def parse_key(value: str | uuid.UUID | None) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not value or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        return None
+
+
+def judge(
+    key: KeyState | None,
+    *,
+    api_type_id: int | None,
+    grant: GrantState | None,
+    at: datetime,
+) -> Decision:
+    """The rule itself. Order matters: nothing about the catalog is revealed
+    to a caller whose key is unknown or inactive."""
+    if key is None:
+        return Decision(False, Reason.UNKNOWN_KEY)
+    if not key.is_active:
+        return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk)
+    if api_type_id is None:
+        return Decision(False, Reason.UNKNOWN_API_TYPE, key_id=key.pk)
+    if key.allowed_for_all:
+        logged = logging_on(logged=key.logged_for_all, until=key.logging_until, at=at)
+        # A kept per-type grant is ignored while the key is allowed for all.
+        return Decision(True, Reason.ALLOWED, logged, key.pk, api_type_id, grant.pk if grant else None)
+    if grant is None:
+        return Decision(False, Reason.API_TYPE_NOT_ALLOWED, key_id=key.pk, api_type_id=api_type_id)
+    logged = logging_on(logged=grant.logged, until=grant.logging_until, at=at)
+    return Decision(True, Reason.ALLOWED, logged, key.pk, api_type_id, grant.pk)
+
+
+def decide(
+    key_value: str | uuid.UUID | None,
+    *,
+    direction: str,
+    api_id: str,
+    at: datetime | None = None,
+) -> Decision:
+    """May the key `key_value` call `/chqapi/<direction>/<api_id>` at `at` (now by default)?"""
+    at = at or timezone.now()
+    value = parse_key(key_value)
+    if value is None:
+        return Decision(False, Reason.MALFORMED_KEY)
+
+    api_type = ApiType.objects.filter(direction=direction, api_id=api_id).values("pk")[:1]
+    grant = ApiKeyGrant.objects.filter(key=OuterRef("pk"), api_type=Subquery(api_type))
+    rows = list(
+        ApiKey.objects.filter(value=value)
+        .annotate(
+            api_type_pk=Subquery(api_type),
+            grant_pk=Subquery(grant.values("pk")[:1]),
+            grant_logged=Subquery(grant.values("logged")[:1]),
+            grant_until=Subquery(grant.values("logging_until")[:1]),
+        )
+        .values(
+            "pk",
+            "is_active",
+            "allowed_for_all",
+            "logged_for_all",
+            "logging_until",
+            "api_type_pk",
+            "grant_pk",
+            "grant_logged",
+            "grant_until",
+        )[:1]
+    )
+    if not rows:
+        return judge(None, api_type_id=None, grant=None, at=at)
+    row = rows[0]
+    key = KeyState(row["pk"], row["is_active"], row["allowed_for_all"], row["logged_for_all"], row["logging_until"])
+    grant_state = None
+    if row["grant_pk"] is not None:
+        grant_state = GrantState(row["grant_pk"], row["grant_logged"], row["grant_until"])
+    return judge(key, api_type_id=row["api_type_pk"], grant=grant_state, at=at)
+
+
+def decide_for_type(key: ApiKey, api_type: ApiType, *, at: datetime | None = None) -> Decision:
+    """The same rule for a key and type already in hand (pane details, admin, commands)."""
+    grant = next((g for g in key.grants.all() if g.api_type_id == api_type.pk), None)
+    return judge(
+        KeyState(key.pk, key.is_active, key.allowed_for_all, key.logged_for_all, key.logging_until),
+        api_type_id=api_type.pk,
+        grant=GrantState(grant.pk, grant.logged, grant.logging_until) if grant else None,
+        at=at or timezone.now(),
+    )

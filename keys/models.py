@@ -1,0 +1,112 @@
+"""API types, API keys and the per-type grants that tie them together.
+
+Rules that must hold whatever writes the rows (pane, admin, commands) live in
+`clean()` here; services call `full_clean()` before every save.
+
+Per-type grants are *kept but ignored* while a key is allowed for all: an
+administrator who switches "allowed for all" off again gets the selection
+they had back, and the dialog shows the kept selection dimmed meanwhile.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class Direction(models.TextChoices):
+    IMPORT = "import", "import"
+    EXPORT = "export", "export"
+
+
+class ApiType(models.Model):
+    direction = models.CharField(max_length=6, choices=Direction.choices)
+    api_id = models.CharField(
+        "API id",
+        max_length=100,
+        help_text="The id in the URL: /chqapi/<direction>/<API id>. May contain '/'.",
+    )
+    name = models.CharField(max_length=150, unique=True, help_text="As the API key dialog shows it.")
+    group = models.CharField(max_length=60, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API type"
+        constraints = [
+            models.UniqueConstraint(fields=["direction", "api_id"], name="keys_apitype_direction_api_id_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def path(self) -> str:
+        return f"/chqapi/{self.direction}/{self.api_id}"
+
+
+class ApiKey(models.Model):
+    # The GUID itself is the secret; it is made on the server and never edited.
+    value = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    description = models.CharField(max_length=255, blank=True)
+    is_active = models.BooleanField("is active", default=False)
+    allowed_for_all = models.BooleanField("allowed for all", default=False)
+    logged_for_all = models.BooleanField("logged for all", default=False)
+    logging_until = models.DateField(
+        "logging until",
+        null=True,
+        blank=True,
+        help_text="Logging for all API types stops after the end of this day (site time zone).",
+    )
+    api_types = models.ManyToManyField(ApiType, through="ApiKeyGrant", related_name="api_keys", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "API key"
+        permissions = [
+            ("access_integration_settings", "Access Integration Settings CHQ"),
+            ("change_integration_settings", "Add/Edit Integration Settings CHQ"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.description or 'API key'} (…{str(self.value)[-4:]})"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.logged_for_all and not self.allowed_for_all:
+            errors["logged_for_all"] = "logged for all needs allowed for all."
+        if self.logging_until and not self.logged_for_all:
+            errors["logging_until"] = "A logging expiration date needs logged for all."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ApiKeyGrant(models.Model):
+    """One selected API type of a key: the dialog's selected / logged / logging until."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="grants")
+    api_type = models.ForeignKey(ApiType, on_delete=models.PROTECT, related_name="grants")
+    logged = models.BooleanField(default=False)
+    logging_until = models.DateField("logging until", null=True, blank=True)
+
+    class Meta:
+        ordering = ["api_type__name"]
+        verbose_name = "API type grant"
+        constraints = [
+            models.UniqueConstraint(fields=["key", "api_type"], name="keys_grant_key_api_type_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.api_type)
+
+    def clean(self) -> None:
+        if self.logging_until and not self.logged:
+            raise ValidationError({"logging_until": "A logging expiration date needs logged."})

@@ -1,0 +1,215 @@
+"""Every change to keys and the API-type catalog goes through these functions,
+whichever door it comes in by (pane, admin, command)."""
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from .models import ApiKey, ApiKeyGrant, ApiType
+
+CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "api_types.json"
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    """One selected API type as the dialog (or a command) states it."""
+
+    api_type_id: int
+    logged: bool = False
+    logging_until: date | None = None
+
+
+def _validate_grants(grants: Sequence[GrantSpec]) -> None:
+    ids = [g.api_type_id for g in grants]
+    if len(ids) != len(set(ids)):
+        raise ValidationError({"api_types": "An API type is selected more than once."})
+    known = set(ApiType.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    if unknown := sorted(set(ids) - known):
+        raise ValidationError({"api_types": f"Unknown API type id(s): {', '.join(map(str, unknown))}."})
+    for grant in grants:
+        if grant.logging_until and not grant.logged:
+            raise ValidationError({"api_types": "A logging expiration date needs logged."})
+
+
+def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
+    wanted = {g.api_type_id: g for g in grants}
+    existing = {g.api_type_id: g for g in key.grants.all()}
+    key.grants.filter(api_type_id__in=set(existing) - set(wanted)).delete()
+    changed = []
+    for type_id, spec in wanted.items():
+        grant = existing.get(type_id)
+        if grant is None:
+            continue
+        if (grant.logged, grant.logging_until) != (spec.logged, spec.logging_until):
+            grant.logged, grant.logging_until = spec.logged, spec.logging_until
+            changed.append(grant)
+    ApiKeyGrant.objects.bulk_update(changed, ["logged", "logging_until"])
+    ApiKeyGrant.objects.bulk_create(
+        ApiKeyGrant(key=key, api_type_id=t, logged=s.logged, logging_until=s.logging_until)
+        for t, s in wanted.items()
+        if t not in existing
+    )
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    description: str = "",
+    is_active: bool = False,
+    allowed_for_all: bool = False,
+    logged_for_all: bool = False,
+    logging_until: date | None = None,
+    grants: Sequence[GrantSpec] = (),
+    user: AbstractBaseUser | None = None,
+) -> ApiKey:
+    key = ApiKey(
+        description=description,
+        is_active=is_active,
+        allowed_for_all=allowed_for_all,
+        logged_for_all=logged_for_all,
+        logging_until=logging_until,
+        created_by=user,
+        updated_by=user,
+    )
+    key.full_clean()
+    _validate_grants(grants)
+    key.save()
+    _write_grants(key, grants)
+    return key
+
+
+@transaction.atomic
+def api_key_update(
+    *,
+    key: ApiKey,
+    description: str,
+    is_active: bool,
+    allowed_for_all: bool,
+    logged_for_all: bool,
+    logging_until: date | None,
+    grants: Sequence[GrantSpec],
+    user: AbstractBaseUser | None = None,
+) -> ApiKey:
+    key.description = description
+    key.is_active = is_active
+    key.allowed_for_all = allowed_for_all
+    key.logged_for_all = logged_for_all
+    key.logging_until = logging_until
+    key.updated_by = user
+    key.full_clean()
+    _validate_grants(grants)
+    key.save()
+    _write_grants(key, grants)
+    return key
+
+
+@transaction.atomic
+def api_key_remove(*, key: ApiKey) -> None:
+    key.delete()
+
+
+# --- API-type catalog ---------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    kept_in_use: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+def catalog_entries(path: Path = CATALOG_FILE) -> list[dict]:
+    """Read and check the catalog file; a broken file is a ValueError that says where."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"Cannot read the catalog file {path}: {exc.strerror}.") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"The catalog file {path} is not valid JSON: {exc}.") from exc
+    entries = data.get("api_types") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f'The catalog file {path} needs an "api_types" list.')
+    seen_ids, seen_names = set(), set()
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) for k in ("direction", "api_id", "name")
+        ):
+            raise ValueError(f"Entry {n} of {path} needs string fields direction, api_id and name.")
+        if entry["direction"] not in ("import", "export") or not entry["api_id"] or not entry["name"]:
+            raise ValueError(f"Entry {n} of {path} has an empty id or name, or a direction other than import/export.")
+        ident = (entry["direction"], entry["api_id"])
+        if ident in seen_ids or entry["name"] in seen_names:
+            raise ValueError(
+                f"Entry {n} of {path} repeats {entry['direction']}:{entry['api_id']} or {entry['name']!r}."
+            )
+        seen_ids.add(ident)
+        seen_names.add(entry["name"])
+    return entries
+
+
+def catalog_sync(
+    entries: Iterable[dict],
+    *,
+    dry_run: bool = False,
+    api_type_model: type[ApiType] = ApiType,
+    grant_model: type[ApiKeyGrant] = ApiKeyGrant,
+) -> SyncReport:
+    """Make the API-type table match `entries`: add new types, update names and
+    groups, remove types the file no longer lists unless a key uses them.
+
+    The model classes are parameters so the data migration can pass its
+    historical models.
+    """
+    report = SyncReport()
+    with transaction.atomic():
+        existing = {(t.direction, t.api_id): t for t in api_type_model.objects.all()}
+        wanted = {(e["direction"], e["api_id"]): e for e in entries}
+        in_use = set(grant_model.objects.values_list("api_type_id", flat=True).distinct())
+        gone = [t for ident, t in existing.items() if ident not in wanted]
+        for api_type in gone:
+            if api_type.pk in in_use:
+                report.kept_in_use.append(api_type.name)
+            else:
+                report.removed.append(api_type.name)
+        if not dry_run:
+            api_type_model.objects.filter(pk__in=[t.pk for t in gone if t.pk not in in_use]).delete()
+        # Renames go in two passes so that two types swapping names never
+        # collide with the unique name constraint half-way.
+        to_update = []
+        for ident, entry in wanted.items():
+            api_type = existing.get(ident)
+            group = entry.get("group", "")
+            if api_type is None:
+                report.added.append(entry["name"])
+            elif (api_type.name, api_type.group) != (entry["name"], group):
+                report.updated.append(
+                    f"{api_type.name} → {entry['name']}" if api_type.name != entry["name"] else entry["name"]
+                )
+                to_update.append((api_type, entry["name"], group))
+            else:
+                report.unchanged += 1
+        if not dry_run:
+            for api_type, _, _ in to_update:
+                api_type.name = f"~renaming {api_type.pk}~"
+            api_type_model.objects.bulk_update([t for t, _, _ in to_update], ["name"])
+            for api_type, name, group in to_update:
+                api_type.name, api_type.group = name, group
+            api_type_model.objects.bulk_update([t for t, _, _ in to_update], ["name", "group"])
+            api_type_model.objects.bulk_create(
+                api_type_model(direction=e["direction"], api_id=e["api_id"], name=e["name"], group=e.get("group", ""))
+                for ident, e in wanted.items()
+                if ident not in existing
+            )
+    return report

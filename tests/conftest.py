@@ -1,0 +1,56 @@
+import pytest
+from django.contrib.auth.models import Group, User
+
+from keys.models import ApiType
+from keys.services import GrantSpec, api_key_create
+
+PASSWORD = "a-long-test-password"
+
+
+def make_user(username: str, *, group: str | None = None, **extra) -> User:
+    user = User.objects.create_user(username, password=PASSWORD, **extra)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    """Has Access Integration Settings CHQ only."""
+    return make_user("viewer", group="Integration viewers")
+
+
+@pytest.fixture
+def administrator(db) -> User:
+    """Has both integration-settings rights."""
+    return make_user("administrator", group="Integration administrators")
+
+
+@pytest.fixture
+def nobody(db) -> User:
+    """Signed in, no right at all."""
+    return make_user("nobody")
+
+
+@pytest.fixture
+def superuser(db) -> User:
+    return make_user("root", is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def inventory_export(db) -> ApiType:
+    return ApiType.objects.get(direction="export", api_id="inventory")
+
+
+@pytest.fixture
+def customer_import(db) -> ApiType:
+    return ApiType.objects.get(direction="import", api_id="customer")
+
+
+@pytest.fixture
+def make_key(db):
+    def make(*, grants=(), **fields):
+        fields.setdefault("is_active", True)
+        return api_key_create(grants=[g if isinstance(g, GrantSpec) else GrantSpec(g) for g in grants], **fields)
+
+    return make

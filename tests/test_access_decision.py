@@ -1,0 +1,168 @@
+"""The one access decision: every refusal reason, allowed for all vs selected,
+logged for all vs per type, and where a logging-until day ends."""
+
+import uuid
+from datetime import UTC, date, datetime
+
+import pytest
+import time_machine
+from django.test import override_settings
+
+from keys.access import Reason, decide, decide_for_type, logging_on
+from keys.services import GrantSpec
+
+pytestmark = pytest.mark.django_db
+
+NOON = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+def check(key, api_type, at=NOON):
+    return decide(str(key.value), direction=api_type.direction, api_id=api_type.api_id, at=at)
+
+
+@pytest.mark.parametrize("raw", [None, "", "not-a-guid", "1234", "x" * 500, "{zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz}"])
+def test_malformed_key(raw, inventory_export):
+    decision = decide(raw, direction="export", api_id="inventory", at=NOON)
+    assert (decision.allowed, decision.reason) == (False, Reason.MALFORMED_KEY)
+
+
+def test_unknown_key(inventory_export):
+    decision = decide(str(uuid.uuid4()), direction="export", api_id="inventory", at=NOON)
+    assert (decision.allowed, decision.reason, decision.key_id) == (False, Reason.UNKNOWN_KEY, None)
+
+
+def test_unknown_key_is_refused_before_the_catalog_is_consulted():
+    decision = decide(str(uuid.uuid4()), direction="export", api_id="no-such-api", at=NOON)
+    assert decision.reason == Reason.UNKNOWN_KEY
+
+
+def test_inactive_key(make_key, inventory_export):
+    key = make_key(is_active=False, allowed_for_all=True)
+    decision = check(key, inventory_export)
+    assert (decision.allowed, decision.reason) == (False, Reason.INACTIVE_KEY)
+
+
+def test_inactive_key_hides_unknown_api_type(make_key):
+    key = make_key(is_active=False, allowed_for_all=True)
+    assert decide(key.value, direction="export", api_id="nope", at=NOON).reason == Reason.INACTIVE_KEY
+
+
+@pytest.mark.parametrize("allowed_for_all", [True, False])
+def test_unknown_api_type(make_key, allowed_for_all):
+    key = make_key(allowed_for_all=allowed_for_all)
+    decision = decide(str(key.value), direction="export", api_id="no-such-api", at=NOON)
+    assert (decision.allowed, decision.reason) == (False, Reason.UNKNOWN_API_TYPE)
+
+
+def test_direction_is_part_of_the_api_type(make_key, customer_import):
+    key = make_key(grants=[customer_import.pk])
+    assert decide(key.value, direction="import", api_id="customer", at=NOON).allowed
+    decision = decide(key.value, direction="export", api_id="customer", at=NOON)
+    assert decision.reason == Reason.API_TYPE_NOT_ALLOWED
+
+
+def test_type_not_selected(make_key, inventory_export, customer_import):
+    key = make_key(grants=[customer_import.pk])
+    decision = check(key, inventory_export)
+    assert (decision.allowed, decision.reason, decision.logged) == (False, Reason.API_TYPE_NOT_ALLOWED, False)
+
+
+def test_selected_type_allowed_not_logged(make_key, inventory_export):
+    key = make_key(grants=[inventory_export.pk])
+    decision = check(key, inventory_export)
+    assert (decision.allowed, decision.reason, decision.logged) == (True, Reason.ALLOWED, False)
+    assert decision.api_type_id == inventory_export.pk
+
+
+def test_selected_type_logged_without_end(make_key, inventory_export):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    assert check(key, inventory_export, at=datetime(2099, 1, 1, tzinfo=UTC)).logged is True
+
+
+def test_allowed_for_all_allows_every_type(make_key, inventory_export, customer_import):
+    key = make_key(allowed_for_all=True)
+    assert check(key, inventory_export).allowed
+    assert check(key, customer_import).allowed
+    assert not check(key, customer_import).logged
+
+
+def test_logged_for_all(make_key, inventory_export):
+    key = make_key(allowed_for_all=True, logged_for_all=True)
+    assert check(key, inventory_export).logged is True
+
+
+def test_kept_grants_are_ignored_while_allowed_for_all(make_key, inventory_export, customer_import):
+    # The per-type "logged" does not switch logging on when the key is allowed for all ...
+    key = make_key(allowed_for_all=True, grants=[GrantSpec(inventory_export.pk, logged=True)])
+    assert check(key, inventory_export).logged is False
+    # ... and logged for all logs types whose kept grant says not logged.
+    key = make_key(allowed_for_all=True, logged_for_all=True, grants=[GrantSpec(customer_import.pk, logged=False)])
+    assert check(key, customer_import).logged is True
+
+
+@pytest.mark.parametrize(
+    ("zone", "at", "logged"),
+    [
+        # Logging until 2026-03-10 in New York (UTC-4 after the DST switch on 8 March).
+        ("America/New_York", datetime(2026, 3, 11, 3, 59, 59, tzinfo=UTC), True),
+        ("America/New_York", datetime(2026, 3, 11, 4, 0, 0, tzinfo=UTC), False),
+        # The same instants in a UTC site: the day already ended at midnight UTC.
+        ("UTC", datetime(2026, 3, 10, 23, 59, 59, tzinfo=UTC), True),
+        ("UTC", datetime(2026, 3, 11, 0, 0, 0, tzinfo=UTC), False),
+        ("UTC", datetime(2026, 3, 11, 3, 59, 59, tzinfo=UTC), False),
+        # East of UTC the day ends earlier in UTC terms.
+        ("Asia/Tokyo", datetime(2026, 3, 10, 14, 59, 59, tzinfo=UTC), True),
+        ("Asia/Tokyo", datetime(2026, 3, 10, 15, 0, 0, tzinfo=UTC), False),
+        # Before the date, logging is on.
+        ("UTC", datetime(2020, 1, 1, tzinfo=UTC), True),
+    ],
+)
+@pytest.mark.parametrize("for_all", [True, False])
+def test_logging_until_ends_with_the_day_in_site_time_zone(make_key, inventory_export, zone, at, logged, for_all):
+    until = date(2026, 3, 10)
+    if for_all:
+        key = make_key(allowed_for_all=True, logged_for_all=True, logging_until=until)
+    else:
+        key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=until)])
+    with override_settings(TIME_ZONE=zone):
+        decision = check(key, inventory_export, at=at)
+    assert decision.allowed is True
+    assert decision.logged is logged
+
+
+def test_now_is_the_default_instant(make_key, inventory_export):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2026, 3, 10))])
+    with time_machine.travel(datetime(2026, 3, 10, 23, 0, tzinfo=UTC), tick=False):
+        assert decide(key.value, direction="export", api_id="inventory").logged is True
+    with time_machine.travel(datetime(2026, 3, 11, 0, 0, tzinfo=UTC), tick=False):
+        assert decide(key.value, direction="export", api_id="inventory").logged is False
+
+
+def test_key_value_accepts_any_guid_spelling(make_key, inventory_export):
+    key = make_key(grants=[inventory_export.pk])
+    for spelling in (str(key.value).upper(), "{" + str(key.value) + "}", key.value.hex, f"  {key.value}  "):
+        assert decide(spelling, direction="export", api_id="inventory", at=NOON).allowed, spelling
+
+
+def test_api_ids_with_slashes(make_key):
+    key = make_key(allowed_for_all=True)
+    assert decide(key.value, direction="import", api_id="echo/EcommQty", at=NOON).allowed
+
+
+def test_decide_is_one_query(make_key, inventory_export, django_assert_num_queries):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    with django_assert_num_queries(1):
+        decision = check(key, inventory_export)
+    assert decision.logged
+
+
+def test_decide_for_type_agrees_with_decide(make_key, inventory_export, customer_import):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2026, 6, 15))])
+    for api_type in (inventory_export, customer_import):
+        for at in (NOON, datetime(2026, 6, 16, tzinfo=UTC)):
+            assert decide_for_type(key, api_type, at=at) == check(key, api_type, at=at)
+
+
+def test_logging_on_requires_logged():
+    assert logging_on(logged=False, until=None, at=NOON) is False
+    assert logging_on(logged=True, until=None, at=NOON) is True
