@@ -1,6 +1,5 @@
-from django.contrib.auth.models import Group, Permission
-
 import pytest
+from django.contrib.auth.models import Group, Permission
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,109 @@
+"""The API key dialog's form: the key's own fields plus the API-type listbox.
+
+The listbox posts three kinds of field for every API type row:
+`selected=<type id>`, `logged=<type id>` and `until-<type id>=<date>`.
+Parsing them here keeps the view thin; the rules themselves are enforced
+again by the model and the services.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+
+from django import forms
+
+from .models import ApiKey, ApiType
+from .services import GrantSpec
+
+
+@dataclass
+class TypeRow:
+    """One row of the listbox as the dialog shows it (bound data or saved grants)."""
+
+    api_type: ApiType
+    selected: bool
+    logged: bool
+    until: str
+    error: str = ""
+
+
+class ApiKeyForm(forms.ModelForm):
+    logging_until = forms.DateField(
+        label="logging until", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["is_active", "allowed_for_all", "logged_for_all", "logging_until", "description"]
+
+    def __init__(self, *args, api_types: list[ApiType], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.api_types = api_types
+        self.types_by_id = {t.pk: t for t in api_types}
+        self.grants: list[GrantSpec] = []
+        self.row_errors: dict[int, str] = {}
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.is_bound:
+            self.grants = self._clean_grants()
+        return cleaned
+
+    def _ids(self, name: str) -> set[int]:
+        ids = set()
+        for raw in self.data.getlist(name):
+            try:
+                ids.add(int(raw))
+            except (TypeError, ValueError):
+                self.add_error(None, f"{name}: {raw!r} is not an API type id.")
+        return ids
+
+    def _clean_grants(self) -> list[GrantSpec]:
+        selected, logged = self._ids("selected"), self._ids("logged")
+        until_fields = {k: v for k, v in self.data.items() if k.startswith("until-")}
+        known = {str(t) for t in self.types_by_id}
+        unknown = sorted(str(i) for i in (selected | logged) - set(self.types_by_id))
+        unknown += sorted(k for k in until_fields if k.removeprefix("until-") not in known)
+        if unknown:
+            self.add_error(None, f"Unknown API type(s): {', '.join(unknown)}. Reload the dialog and try again.")
+        grants = []
+        for type_id in self.types_by_id:
+            raw_until = (until_fields.get(f"until-{type_id}") or "").strip()
+            until = None
+            if raw_until:
+                try:
+                    until = date.fromisoformat(raw_until)
+                except ValueError:
+                    self.row_errors[type_id] = f"“{raw_until[:20]}” is not a date (YYYY-MM-DD)."
+            if type_id in logged and type_id not in selected:
+                self.row_errors[type_id] = "logged needs selected."
+            elif raw_until and type_id not in logged:
+                self.row_errors[type_id] = "An expiration date needs logged."
+            if type_id in selected:
+                grants.append(GrantSpec(type_id, logged=type_id in logged, logging_until=until))
+        if self.row_errors:
+            names = ", ".join(self.types_by_id[i].name for i in self.row_errors)
+            self.add_error(None, f"Check the API types marked below: {names}.")
+        return grants
+
+    def type_rows(self) -> list[TypeRow]:
+        """The listbox rows: what the user posted (so nothing is lost on an
+        error) or what the key has saved."""
+        if self.is_bound:
+            selected, logged = set(self.data.getlist("selected")), set(self.data.getlist("logged"))
+            return [
+                TypeRow(
+                    t,
+                    str(t.pk) in selected,
+                    str(t.pk) in logged,
+                    self.data.get(f"until-{t.pk}", ""),
+                    self.row_errors.get(t.pk, ""),
+                )
+                for t in self.api_types
+            ]
+        grants = {g.api_type_id: g for g in self.instance.grants.all()} if self.instance.pk else {}
+        rows = []
+        for t in self.api_types:
+            grant = grants.get(t.pk)
+            until = grant.logging_until.isoformat() if grant and grant.logging_until else ""
+            rows.append(TypeRow(t, grant is not None, bool(grant and grant.logged), until))
+        return rows

@@ -1,0 +1,49 @@
+import django_tables2 as tables
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .models import ApiKey
+
+
+def yes_no(value: bool) -> str:
+    return format_html('<span class="flag flag-{}">{}</span>', "on" if value else "off", "yes" if value else "no")
+
+
+class ApiKeyTable(tables.Table):
+    value = tables.Column(verbose_name="value", attrs={"td": {"class": "value-cell"}})
+    description = tables.Column(verbose_name="description", default="")
+    is_active = tables.Column(verbose_name="is active")
+    allowed_for_all = tables.Column(verbose_name="allowed for all")
+    created_at = tables.DateTimeColumn(verbose_name="created", format="Y-m-d H:i")
+
+    class Meta:
+        model = ApiKey
+        fields = ["value", "description", "is_active", "allowed_for_all", "created_at"]
+        order_by = "-created_at"
+        empty_text = "No API keys yet."
+        # A grid, because rows are selectable with the mouse and the arrow keys.
+        attrs = {"class": "keys-table", "role": "grid", "aria-label": "keys", "aria-multiselectable": "false"}
+        row_attrs = {
+            "data-id": lambda record: record.pk,
+            "data-edit-url": lambda record: reverse("keys:edit", args=[record.pk]),
+            "data-remove-url": lambda record: reverse("keys:remove", args=[record.pk]),
+            "data-details-url": lambda record: reverse("keys:details", args=[record.pk]),
+            "aria-selected": "false",
+            "tabindex": "-1",
+        }
+
+    def render_value(self, value) -> str:
+        # Plain selectable text (CHQ users drag over it to copy) plus a copy button.
+        return format_html(
+            '<span class="key-value" title="double-click to see its API types">{}</span>'
+            '<button type="button" class="copy-button" data-copy="{}" aria-label="copy {}">copy</button>',
+            value,
+            value,
+            value,
+        )
+
+    def render_is_active(self, value: bool) -> str:
+        return yes_no(value)
+
+    def render_allowed_for_all(self, value: bool) -> str:
+        return yes_no(value)
