@@ -71,6 +71,8 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name = "API key"
+        # The pane's default order; without it the first page sorts the whole table.
+        indexes = [models.Index(fields=["-created_at", "-id"], name="keys_apikey_created_idx")]
         permissions = [
             ("access_integration_settings", "Access Integration Settings CHQ"),
             ("change_integration_settings", "Add/Edit Integration Settings CHQ"),
