@@ -15,6 +15,11 @@ from .models import ApiKey, ApiKeyGrant, ApiType
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "api_types.json"
 
+INTEGRATION_GROUPS = {
+    "Integration viewers": ["access_integration_settings"],
+    "Integration administrators": ["access_integration_settings", "change_integration_settings"],
+}
+
 
 @dataclass(frozen=True)
 class GrantSpec:
@@ -213,3 +218,16 @@ def catalog_sync(
                 if ident not in existing
             )
     return report
+
+
+def integration_groups_ensure(*, group_model=None, permission_model=None) -> None:
+    """Create the two integration-settings groups with their rights (idempotent).
+    The model classes are parameters so the data migration can pass its
+    historical models."""
+    if group_model is None or permission_model is None:
+        from django.contrib.auth.models import Group, Permission
+
+        group_model, permission_model = group_model or Group, permission_model or Permission
+    for name, codenames in INTEGRATION_GROUPS.items():
+        group, _ = group_model.objects.get_or_create(name=name)
+        group.permissions.add(*permission_model.objects.filter(content_type__app_label="keys", codename__in=codenames))

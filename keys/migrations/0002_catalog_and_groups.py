@@ -4,11 +4,6 @@ so both are there after `migrate` on any database."""
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-GROUPS = {
-    "Integration viewers": ["access_integration_settings"],
-    "Integration administrators": ["access_integration_settings", "change_integration_settings"],
-}
-
 
 def load_catalog(apps, schema_editor):
     from keys.services import catalog_entries, catalog_sync
@@ -28,15 +23,17 @@ def create_groups(apps, schema_editor):
     create_permissions(app_config, apps=apps, verbosity=0)
     app_config.models_module = None
 
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, codenames in GROUPS.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.add(*Permission.objects.filter(content_type__app_label="keys", codename__in=codenames))
+    from keys.services import integration_groups_ensure
+
+    integration_groups_ensure(
+        group_model=apps.get_model("auth", "Group"), permission_model=apps.get_model("auth", "Permission")
+    )
 
 
 def remove_groups(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=GROUPS).delete()
+    from keys.services import INTEGRATION_GROUPS
+
+    apps.get_model("auth", "Group").objects.filter(name__in=INTEGRATION_GROUPS).delete()
 
 
 class Migration(migrations.Migration):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from keys.services import catalog_entries, catalog_sync, integration_groups_ensure
 from tests.conftest import PASSWORD
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls the
@@ -51,8 +52,17 @@ def browser_context_args(browser_context_args, live_server):
     }
 
 
+@pytest.fixture(autouse=True)
+def catalog_and_groups(transactional_db):
+    """A live-server test empties the database after it runs, migration data
+    included; put back what migrations provide (permissions come back by
+    themselves through post_migrate)."""
+    catalog_sync(catalog_entries())
+    integration_groups_ensure()
+
+
 @pytest.fixture
-def login(page, django_db_serialized_rollback):
+def login(page):
     """Sign in through the login page, as a person would, and land on the keys pane."""
 
     def sign_in(user):
