@@ -22,9 +22,10 @@ $(VENV)/.installed: requirements.txt
 bootstrap: $(VENV)/.installed .env
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py sync_api_types
-	$(PY) manage.py ensure_demo_admin
 
+# The demo login is made (and printed) by the first `make run`, not by `make test`.
 run: bootstrap
+	$(PY) manage.py ensure_demo_admin
 	$(PY) manage.py runserver $(HOST)
 
 lint: $(VENV)/.installed

@@ -21,7 +21,10 @@ class Command(BaseCommand):
         User = get_user_model()
         with transaction.atomic():
             if User.objects.exists():
-                self.stdout.write("Users exist already; no demo administrator created.")
+                self.stdout.write(
+                    "Users exist already; no demo administrator created. Sign in with an existing user, "
+                    "or add one with: .venv/bin/python manage.py createsuperuser"
+                )
                 return
             try:
                 group = Group.objects.get(name=ADMIN_GROUP)
