@@ -82,7 +82,19 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# REDIS_URL is a shorthand for CACHE_URL=redis://...
+CACHES = {"default": env.cache_url("CACHE_URL", default=env.str("REDIS_URL", default="locmemcache://"))}
+_SHARED_CACHE = "redis" in CACHES["default"]["BACKEND"].lower()
+
+# --- keys app -------------------------------------------------------------------
+# Cache key decisions (zero queries on a warm cache). Only safe with a cache that
+# every process shares, because freshness rests on a version kept in that cache.
+KEYS_DECISION_CACHE = env.bool("KEYS_DECISION_CACHE", default=_SHARED_CACHE)
+KEYS_DECISION_CACHE_SECONDS = env.int("KEYS_DECISION_CACHE_SECONDS", default=300)
+# Request and response bodies stored in a call log are cut at this many characters.
+KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
+# "last used" is written at most once per this many seconds per key and per grant.
+KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -114,4 +126,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Refused API calls (reason, path, client address; never the key value).
+    "loggers": {"keys.security": {"level": "INFO"}},
 }

@@ -9,4 +9,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("settings/", include("keys.urls")),
+    path("chqapi/", include("keys.api_urls")),
 ]

@@ -3,13 +3,20 @@ the call is logged. The pane, the API, the admin and the commands all ask here.
 
 `decide()` looks the key up (one indexed query: key, API type and grant
 together); `judge()` is the pure rule, for callers that already hold the rows.
+
+With KEYS_DECISION_CACHE on (the default when the cache is Redis, shared by
+every process), a warm `decide()` makes no query: key state and catalog are
+cached under a version number that every change bumps after its commit
+(keys/signals.py), so the very next call in any process sees the change.
 """
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -44,6 +51,7 @@ class KeyState:
     allowed_for_all: bool
     logged_for_all: bool
     logging_until: date | None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,9 @@ class Decision:
     key_id: int | None = None
     api_type_id: int | None = None
     grant_id: int | None = None
+    # Context for the call log's snapshots, so logging needs no extra read.
+    key_description: str = ""
+    api_type_name: str = ""
 
     @property
     def message(self) -> str:
@@ -122,24 +133,105 @@ def decide(
     value = parse_key(key_value)
     if value is None:
         return Decision(False, Reason.MALFORMED_KEY)
+    if settings.KEYS_DECISION_CACHE:
+        key, grants, types = _cached_state(value)
+        api_type_id, api_type_name = types.get(f"{direction}:{api_id}", (None, ""))
+        decision = judge(key, api_type_id=api_type_id, grant=grants.get(api_type_id), at=at)
+        return _with_context(decision, key, api_type_name)
+    return _decide_from_db(value, direction=direction, api_id=api_id, at=at)
 
-    api_type = ApiType.objects.filter(direction=direction, api_id=api_id).values("pk")[:1]
+
+def _with_context(decision: Decision, key: KeyState | None, api_type_name: str | None) -> Decision:
+    if decision.reason == Reason.API_TYPE_NOT_ALLOWED:
+        return replace(decision, api_type_name=api_type_name or "")
+    if not decision.allowed:
+        return decision
+    return replace(decision, key_description=key.description, api_type_name=api_type_name or "")
+
+
+def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = None) -> Decision:
+    """The key checks alone (malformed, unknown, inactive), for calls that are
+    about the key's own data rather than an API type, such as /chqapi/status."""
+    value = parse_key(key_value)
+    if value is None:
+        return Decision(False, Reason.MALFORMED_KEY)
+    if settings.KEYS_DECISION_CACHE:
+        key = _cached_state(value)[0]
+    else:
+        row = ApiKey.objects.filter(value=value).values(*KEY_FIELDS).first()
+        key = KeyState(**row) if row else None
+    if key is None:
+        return Decision(False, Reason.UNKNOWN_KEY)
+    if not key.is_active:
+        return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk)
+    return Decision(True, Reason.ALLOWED, key_id=key.pk)
+
+
+KEY_FIELDS = ("pk", "is_active", "allowed_for_all", "logged_for_all", "logging_until", "description")
+VERSION_KEY = "keys:decision:version"
+
+
+def cache_version() -> int:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, 1, timeout=None)
+        version = cache.get(VERSION_KEY, 1)
+    return version
+
+
+def bump_cache_version() -> None:
+    """Make every cached key state and catalog stale, in every process."""
+    try:
+        cache.incr(VERSION_KEY)
+    except ValueError:  # not set yet (or evicted): any new value is a fresh start
+        cache.add(VERSION_KEY, 1, timeout=None)
+
+
+def _cached_state(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
+    version = cache_version()
+    key_entry, types_entry = f"keys:decision:{version}:key:{value.hex}", f"keys:decision:{version}:types"
+    found = cache.get_many([key_entry, types_entry])
+    if types_entry not in found:
+        found[types_entry] = {
+            f"{d}:{a}": (pk, name)
+            for pk, d, a, name in ApiType.objects.values_list("pk", "direction", "api_id", "name")
+        }
+        cache.set(types_entry, found[types_entry], timeout=settings.KEYS_DECISION_CACHE_SECONDS)
+    if key_entry not in found:
+        row = ApiKey.objects.filter(value=value).values(*KEY_FIELDS).first()
+        key = KeyState(**row) if row else None
+        grants = {}
+        if key:
+            grants = {
+                t: GrantState(pk, logged, until)
+                for pk, t, logged, until in ApiKeyGrant.objects.filter(key_id=key.pk).values_list(
+                    "pk", "api_type_id", "logged", "logging_until"
+                )
+            }
+        # Unknown keys are cached too, so guessing keys does not reach the database each time.
+        found[key_entry] = (key, grants)
+        cache.set(key_entry, found[key_entry], timeout=settings.KEYS_DECISION_CACHE_SECONDS)
+    key, grants = found[key_entry]
+    return key, grants, found[types_entry]
+
+
+def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: datetime) -> Decision:
+    api_types = ApiType.objects.filter(direction=direction, api_id=api_id)
+    api_type = api_types.values("pk")[:1]
     grant = ApiKeyGrant.objects.filter(key=OuterRef("pk"), api_type=Subquery(api_type))
     rows = list(
         ApiKey.objects.filter(value=value)
         .annotate(
             api_type_pk=Subquery(api_type),
+            api_type_name=Subquery(api_types.values("name")[:1]),
             grant_pk=Subquery(grant.values("pk")[:1]),
             grant_logged=Subquery(grant.values("logged")[:1]),
             grant_until=Subquery(grant.values("logging_until")[:1]),
         )
         .values(
-            "pk",
-            "is_active",
-            "allowed_for_all",
-            "logged_for_all",
-            "logging_until",
+            *KEY_FIELDS,
             "api_type_pk",
+            "api_type_name",
             "grant_pk",
             "grant_logged",
             "grant_until",
@@ -148,19 +240,23 @@ def decide(
     if not rows:
         return judge(None, api_type_id=None, grant=None, at=at)
     row = rows[0]
-    key = KeyState(row["pk"], row["is_active"], row["allowed_for_all"], row["logged_for_all"], row["logging_until"])
+    key = KeyState(**{f: row[f] for f in KEY_FIELDS})
     grant_state = None
     if row["grant_pk"] is not None:
         grant_state = GrantState(row["grant_pk"], row["grant_logged"], row["grant_until"])
-    return judge(key, api_type_id=row["api_type_pk"], grant=grant_state, at=at)
+    return _with_context(
+        judge(key, api_type_id=row["api_type_pk"], grant=grant_state, at=at), key, row["api_type_name"]
+    )
 
 
 def decide_for_type(key: ApiKey, api_type: ApiType, *, at: datetime | None = None) -> Decision:
     """The same rule for a key and type already in hand (pane details, admin, commands)."""
     grant = next((g for g in key.grants.all() if g.api_type_id == api_type.pk), None)
-    return judge(
-        KeyState(key.pk, key.is_active, key.allowed_for_all, key.logged_for_all, key.logging_until),
+    state = KeyState(key.pk, key.is_active, key.allowed_for_all, key.logged_for_all, key.logging_until, key.description)
+    decision = judge(
+        state,
         api_type_id=api_type.pk,
         grant=GrantState(grant.pk, grant.logged, grant.logging_until) if grant else None,
         at=at or timezone.now(),
     )
+    return _with_context(decision, state, api_type.name)

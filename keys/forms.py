@@ -107,3 +107,20 @@ class ApiKeyForm(forms.ModelForm):
             until = grant.logging_until.isoformat() if grant and grant.logging_until else ""
             rows.append(TypeRow(t, grant is not None, bool(grant and grant.logged), until))
         return rows
+
+
+class LogFilterForm(forms.Form):
+    api_type = forms.ModelChoiceField(
+        label="API type", queryset=ApiType.objects.order_by("name"), required=False, empty_label="all API types"
+    )
+    date_from = forms.DateField(label="from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="to", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    status = forms.IntegerField(label="status code", required=False, min_value=100, max_value=599)
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("date_from") and cleaned.get("date_to") and cleaned["date_from"] > cleaned["date_to"]:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned

@@ -67,6 +67,8 @@ class ApiKey(models.Model):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Written at most once a minute per key (see services.api_key_touch), never on every call.
+    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -98,6 +100,7 @@ class ApiKeyGrant(models.Model):
     api_type = models.ForeignKey(ApiType, on_delete=models.PROTECT, related_name="grants")
     logged = models.BooleanField(default=False)
     logging_until = models.DateField("logging until", null=True, blank=True)
+    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["api_type__name"]
@@ -112,3 +115,46 @@ class ApiKeyGrant(models.Model):
     def clean(self) -> None:
         if self.logging_until and not self.logged:
             raise ValidationError({"logging_until": "A logging expiration date needs logged."})
+
+
+class ApiCallLog(models.Model):
+    """One stored API call, written while logging is on for the key and type.
+
+    Snapshots of the key (last four characters, description) and of the API
+    type keep a log readable after the key or type is gone. Never deleted
+    automatically.
+    """
+
+    # CHQ's ApiDocumentId: a GUID the caller gets back and can ask /chqapi/status about.
+    document_id = models.UUIDField("API document id", default=uuid.uuid4, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
+    key_last4 = models.CharField("key (last 4)", max_length=4)
+    key_description = models.CharField(max_length=255, blank=True)
+    api_type = models.ForeignKey(ApiType, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
+    api_type_name = models.CharField("API type", max_length=150)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    source = models.CharField(max_length=200, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    duration_ms = models.FloatField("duration (ms)")
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+    truncated = models.BooleanField(default=False, help_text="A body was longer than KEYS_LOG_BODY_LIMIT and was cut.")
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API call log"
+        indexes = [
+            # The log viewer pages newest-first per key (keyset on id), with or without a type filter.
+            models.Index(fields=["key", "-id"], name="keys_log_key_id_idx"),
+            models.Index(fields=["key", "api_type", "-id"], name="keys_log_key_type_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_type_name} {self.status_code} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status_code < 300

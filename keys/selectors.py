@@ -1,13 +1,16 @@
 """Reads for the pane and dialogs; every queryset a page needs, made in one place."""
 
-from django.db.models import QuerySet
+from datetime import date, datetime, time, timedelta
 
-from .models import ApiKey, ApiKeyGrant, ApiType
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
 
 
 def api_key_list() -> QuerySet[ApiKey]:
     return ApiKey.objects.only(
-        "pk", "value", "description", "is_active", "allowed_for_all", "logged_for_all", "created_at"
+        "pk", "value", "description", "is_active", "allowed_for_all", "logged_for_all", "created_at", "last_used_at"
     )
 
 
@@ -17,3 +20,36 @@ def api_type_list() -> QuerySet[ApiType]:
 
 def api_key_grants(key: ApiKey) -> QuerySet[ApiKeyGrant]:
     return key.grants.select_related("api_type").order_by("api_type__name")
+
+
+def api_call_logs(*, key: ApiKey, filters: dict) -> QuerySet[ApiCallLog]:
+    """A key's stored calls, newest first, filtered by the log viewer's form.
+    Dates are whole days in the site's time zone."""
+    logs = ApiCallLog.objects.filter(key=key)
+    if filters.get("api_type"):
+        logs = logs.filter(api_type=filters["api_type"])
+    if filters.get("date_from"):
+        logs = logs.filter(created_at__gte=start_of_day(filters["date_from"]))
+    if filters.get("date_to"):
+        logs = logs.filter(created_at__lt=start_of_day(filters["date_to"] + timedelta(days=1)))
+    if filters.get("status") is not None:
+        logs = logs.filter(status_code=filters["status"])
+    return logs.order_by("-id")
+
+
+def start_of_day(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def log_page(logs: QuerySet[ApiCallLog], *, before: int | None, after: int | None, size: int):
+    """Keyset paging on id: constant work per page however many rows there are.
+    Returns (rows, newer_exists, older_exists)."""
+    if after is not None:
+        rows = list(logs.filter(id__gt=after).order_by("id")[: size + 1])
+        newer = len(rows) > size
+        rows = rows[:size][::-1]
+        return rows, newer, True
+    if before is not None:
+        logs = logs.filter(id__lt=before)
+    rows = list(logs[: size + 1])
+    return rows[:size], before is not None, len(rows) > size

@@ -2,16 +2,21 @@
 whichever door it comes in by (pane, admin, command)."""
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from .models import ApiKey, ApiKeyGrant, ApiType
+from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
+from .signals import decisions_changed
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "api_types.json"
 
@@ -54,6 +59,8 @@ def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
         if (grant.logged, grant.logging_until) != (spec.logged, spec.logging_until):
             grant.logged, grant.logging_until = spec.logged, spec.logging_until
             changed.append(grant)
+    # Bulk writes send no signals; say so explicitly.
+    decisions_changed()
     ApiKeyGrant.objects.bulk_update(changed, ["logged", "logging_until"])
     ApiKeyGrant.objects.bulk_create(
         ApiKeyGrant(key=key, api_type_id=t, logged=s.logged, logging_until=s.logging_until)
@@ -217,6 +224,8 @@ def catalog_sync(
                 for ident, e in wanted.items()
                 if ident not in existing
             )
+            if report.changed:
+                decisions_changed()
     return report
 
 
@@ -231,3 +240,61 @@ def integration_groups_ensure(*, group_model=None, permission_model=None) -> Non
     for name, codenames in INTEGRATION_GROUPS.items():
         group, _ = group_model.objects.get_or_create(name=name)
         group.permissions.add(*permission_model.objects.filter(content_type__app_label="keys", codename__in=codenames))
+
+
+# --- API calls ------------------------------------------------------------------
+
+
+def _cap(text: str, limit: int) -> tuple[str, bool]:
+    return (text[:limit], True) if len(text) > limit else (text, False)
+
+
+def api_call_record(
+    *,
+    document_id: uuid.UUID,
+    key_id: int,
+    key_last4: str,
+    key_description: str,
+    api_type_id: int | None,
+    api_type_name: str,
+    method: str,
+    path: str,
+    source: str,
+    status_code: int,
+    duration_ms: float,
+    client_address: str | None,
+    request_body: bytes,
+    response_body: bytes,
+) -> ApiCallLog:
+    """Store one logged call: the only database write a verified call makes."""
+    limit = settings.KEYS_LOG_BODY_LIMIT
+    request_text, cut_request = _cap(request_body.decode("utf-8", errors="replace"), limit)
+    response_text, cut_response = _cap(response_body.decode("utf-8", errors="replace"), limit)
+    return ApiCallLog.objects.create(
+        document_id=document_id,
+        key_id=key_id,
+        key_last4=key_last4[-4:],
+        key_description=key_description[:255],
+        api_type_id=api_type_id,
+        api_type_name=api_type_name or path,
+        method=method,
+        path=path[:500],
+        source=source[:200],
+        status_code=status_code,
+        duration_ms=duration_ms,
+        client_address=client_address,
+        request_body=request_text,
+        response_body=response_text,
+        truncated=cut_request or cut_response,
+    )
+
+
+def api_key_touch(*, key_id: int, grant_id: int | None) -> None:
+    """Record "last used" at most once per KEYS_LAST_USED_INTERVAL per key and
+    grant: cache.add succeeds for only the first call in each interval."""
+    interval = settings.KEYS_LAST_USED_INTERVAL
+    now = timezone.now()
+    if cache.add(f"keys:touched:key:{key_id}", 1, timeout=interval):
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+    if grant_id and cache.add(f"keys:touched:grant:{grant_id}", 1, timeout=interval):
+        ApiKeyGrant.objects.filter(pk=grant_id).update(last_used_at=now)

@@ -2,7 +2,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import ApiKey
+from .models import ApiCallLog, ApiKey
 
 
 def yes_no(value: bool) -> str:
@@ -15,10 +15,11 @@ class ApiKeyTable(tables.Table):
     is_active = tables.Column(verbose_name="is active")
     allowed_for_all = tables.Column(verbose_name="allowed for all")
     created_at = tables.DateTimeColumn(verbose_name="created", format="Y-m-d H:i")
+    last_used_at = tables.DateTimeColumn(verbose_name="last used", format="Y-m-d H:i", default="never")
 
     class Meta:
         model = ApiKey
-        fields = ["value", "description", "is_active", "allowed_for_all", "created_at"]
+        fields = ["value", "description", "is_active", "allowed_for_all", "created_at", "last_used_at"]
         order_by = "-created_at"
         empty_text = "No API keys yet."
         # A grid, because rows are selectable with the mouse and the arrow keys.
@@ -28,6 +29,7 @@ class ApiKeyTable(tables.Table):
             "data-edit-url": lambda record: reverse("keys:edit", args=[record.pk]),
             "data-remove-url": lambda record: reverse("keys:remove", args=[record.pk]),
             "data-details-url": lambda record: reverse("keys:details", args=[record.pk]),
+            "data-logs-url": lambda record: reverse("keys:logs", args=[record.pk]),
             "aria-selected": "false",
             "tabindex": "-1",
         }
@@ -47,3 +49,31 @@ class ApiKeyTable(tables.Table):
 
     def render_allowed_for_all(self, value: bool) -> str:
         return yes_no(value)
+
+
+class ApiCallLogTable(tables.Table):
+    """The log viewer's rows; paging is keyset-based in the view, not the table's."""
+
+    created_at = tables.DateTimeColumn(verbose_name="when", format="Y-m-d H:i:s")
+    api_type_name = tables.Column(verbose_name="API type")
+    status_code = tables.Column(verbose_name="status")
+    duration_ms = tables.Column(verbose_name="ms")
+    source = tables.Column(verbose_name="source", default="")
+    client_address = tables.Column(verbose_name="client", default="")
+    open = tables.TemplateColumn(
+        '<button type="button" class="link" hx-get="{% url \'keys:log-entry\' record.key_id record.pk %}" '
+        'hx-target="#dialog" hx-swap="innerHTML">open</button>',
+        verbose_name="",
+        orderable=False,
+    )
+
+    class Meta:
+        model = ApiCallLog
+        fields = ["created_at", "api_type_name", "status_code", "duration_ms", "source", "client_address"]
+        orderable = False
+        empty_text = "No stored calls match. Calls are stored only while logging is on for the key and API type."
+        attrs = {"class": "keys-table logs-table", "aria-label": "stored calls"}
+        row_attrs = {"data-id": lambda record: record.pk, "class": lambda record: "" if record.succeeded else "failed"}
+
+    def render_duration_ms(self, value: float) -> str:
+        return f"{value:.1f}"

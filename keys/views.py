@@ -2,8 +2,11 @@
 a template or partial. Changes answer 204 + a `keysChanged` event that the
 table listens for."""
 
+import csv
+import json
+
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import trigger_client_event
@@ -12,12 +15,13 @@ from django_tables2 import RequestConfig
 
 from . import selectors, services
 from .access import decide_for_type
-from .forms import ApiKeyForm
-from .models import ApiKey
+from .forms import ApiKeyForm, LogFilterForm
+from .models import ApiCallLog, ApiKey
 from .permissions import can_change, integration_access_required, integration_change_required
-from .tables import ApiKeyTable
+from .tables import ApiCallLogTable, ApiKeyTable
 
 PER_PAGE = 25
+LOGS_PER_PAGE = 50
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -97,3 +101,84 @@ def key_details(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     grants = sorted(key.grants.all(), key=lambda g: g.api_type.name)
     rows = [(g, decide_for_type(key, g.api_type)) for g in grants]
     return render(request, "keys/dialogs.html#key-details", {"key": key, "rows": rows})
+
+
+@require_GET
+@integration_access_required
+def key_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=pk)
+    form = LogFilterForm(request.GET or None)
+    context = {"key": key, "form": form, "section": "integrations"}
+    if form.is_bound and not form.is_valid():
+        context["table"] = ApiCallLogTable([])
+        return render(request, "keys/logs.html", context, status=400)
+    filters = form.cleaned_data if form.is_bound else {}
+    logs = selectors.api_call_logs(key=key, filters=filters)
+    rows, newer, older = selectors.log_page(
+        logs, before=filters.get("before"), after=filters.get("after"), size=LOGS_PER_PAGE
+    )
+    query = request.GET.copy()
+    for name in ("before", "after"):
+        query.pop(name, None)
+    context |= {
+        "table": ApiCallLogTable(rows),
+        "newer_query": f"{query.urlencode()}&after={rows[0].pk}" if newer and rows else None,
+        "older_query": f"{query.urlencode()}&before={rows[-1].pk}" if older and rows else None,
+        "first_query": query.urlencode() if newer else None,
+        "filter_query": query.urlencode(),
+    }
+    return render(request, "keys/logs.html", context)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@require_GET
+@integration_access_required
+def key_logs_csv(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=pk)
+    form = LogFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return HttpResponse(f"Invalid filter: {form.errors.as_text()}", status=400, content_type="text/plain")
+    logs = selectors.api_call_logs(key=key, filters=form.cleaned_data if form.is_bound else {})
+    writer = csv.writer(_Echo())
+    header = ["ApiDocumentId", "when", "API type", "method", "path", "source", "status", "duration ms", "client"]
+
+    def rows():
+        yield writer.writerow(header)
+        # Streamed in chunks, so a million rows never sit in memory at once.
+        for log in logs.iterator(chunk_size=2000):
+            yield writer.writerow(
+                [
+                    log.document_id,
+                    log.created_at.isoformat(),
+                    log.api_type_name,
+                    log.method,
+                    log.path,
+                    log.source,
+                    log.status_code,
+                    f"{log.duration_ms:.3f}",
+                    log.client_address or "",
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="api-calls-key-{key.pk}.csv"'
+    return response
+
+
+def _pretty(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
+
+
+@require_GET
+@integration_access_required
+def log_entry(request: HtmxHttpRequest, pk: int, log_pk: int) -> HttpResponse:
+    log = get_object_or_404(ApiCallLog, key_id=pk, pk=log_pk)
+    context = {"log": log, "request_body": _pretty(log.request_body), "response_body": _pretty(log.response_body)}
+    return render(request, "keys/dialogs.html#log-entry", context)

@@ -61,7 +61,9 @@
     const row = selectedRow();
     if (!row) return;
     const url = row.dataset[action + "Url"];
-    if (url) openDialogFrom(url);
+    if (!url) return;
+    if (action === "logs") window.location.assign(url); // a page of its own, so it can be bookmarked
+    else openDialogFrom(url);
   }
 
   document.addEventListener("click", (event) => {

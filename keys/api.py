@@ -1,0 +1,220 @@
+"""Guarding views with an `ApiKey` header, the way CHQ's integrators call.
+
+`api_key_required(direction, api_id)` wraps any Django view: it asks the one
+access decision, answers refusals in CHQ's JSON shape, stores the call while
+logging is on, and records "last used". The `/chqapi/` routes use it too.
+
+Handlers for API types come from a registry (`register`), so a host project
+can serve more API types without touching the guard.
+"""
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import services
+from .access import Decision, Reason, authenticate, decide
+
+security_log = logging.getLogger("keys.security")
+
+HEADER = "ApiKey"
+
+STATUS = {
+    Reason.MALFORMED_KEY: 401,
+    Reason.UNKNOWN_KEY: 401,
+    Reason.INACTIVE_KEY: 401,
+    Reason.UNKNOWN_API_TYPE: 404,
+    Reason.API_TYPE_NOT_ALLOWED: 403,
+}
+
+
+class ApiError(Exception):
+    """Raise from a handler to answer `{"ErrorMessage": message}` with `status`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> JsonResponse:
+    response = JsonResponse({"ErrorMessage": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = f'{HEADER} realm="chqapi"'
+    return response
+
+
+def client_address(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def refusal(request: HttpRequest, decision: Decision, api_path: str) -> JsonResponse:
+    """Answer a refused call. Nothing is stored per key; the refusal is counted
+    and written to the security log, without the key value."""
+    reason = decision.reason
+    message = decision.message
+    if reason == Reason.API_TYPE_NOT_ALLOWED:
+        message = f"The API key is not allowed to call {decision.api_type_name or api_path}."
+    elif reason == Reason.UNKNOWN_API_TYPE:
+        message = f"There is no API type {api_path}."
+    counter = f"keys:refused:{reason.name.lower()}"
+    if not cache.add(counter, 1, timeout=None):
+        cache.incr(counter)
+    security_log.info(
+        "refused API call: %s; %s %s from %s", reason.value, request.method, request.path, client_address(request)
+    )
+    return error_response(STATUS[reason], message)
+
+
+def refusal_counts() -> dict[str, int]:
+    names = [r.name.lower() for r in STATUS]
+    found = cache.get_many([f"keys:refused:{n}" for n in names])
+    return {n: found.get(f"keys:refused:{n}", 0) for n in names}
+
+
+def parse_body(request: HttpRequest) -> dict[str, Any]:
+    """The JSON body as a dict; an empty body is an empty request."""
+    if not request.body.strip():
+        return {}
+    try:
+        data = json.loads(request.body)
+    except UnicodeDecodeError:
+        raise ApiError(400, "The request body is not UTF-8 text.") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return data
+
+
+def _source(request: HttpRequest) -> str:
+    try:
+        source = parse_body(request).get("Source", "")
+    except ApiError:
+        return ""
+    return source if isinstance(source, str) else json.dumps(source)[:200]
+
+
+def _finish(request: HttpRequest, decision: Decision, response: HttpResponse, started: float) -> None:
+    services.api_key_touch(key_id=decision.key_id, grant_id=decision.grant_id)
+    if not decision.logged:
+        return
+    services.api_call_record(
+        document_id=request.api_document_id,
+        key_id=decision.key_id,
+        key_last4=request.api_key_last4,
+        key_description=decision.key_description,
+        api_type_id=decision.api_type_id,
+        api_type_name=decision.api_type_name,
+        method=request.method,
+        path=request.path,
+        source=_source(request),
+        status_code=response.status_code,
+        duration_ms=(time.perf_counter() - started) * 1000,
+        client_address=client_address(request),
+        request_body=request.body,
+        response_body=b"" if response.streaming else response.content,
+    )
+
+
+def api_key_required(direction: str, api_id: str | None = None) -> Callable:
+    """Guard a view with the `ApiKey` header for the API type `direction`/`api_id`.
+
+    Without `api_id` the view's `api_id` URL argument names the type. The view
+    sees `request.api_decision` and `request.api_document_id` (the id a logged
+    call is stored under).
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @csrf_exempt  # called by programs with a header key, never with a browser's cookies
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            type_id = api_id if api_id is not None else kwargs["api_id"]
+            raw_key = request.headers.get(HEADER)
+            decision = decide(raw_key, direction=direction, api_id=type_id)
+            if not decision.allowed:
+                return refusal(request, decision, f"{direction}/{type_id}")
+            request.api_decision = decision
+            request.api_document_id = uuid.uuid4()
+            request.api_key_last4 = raw_key.strip().strip("{}").replace("-", "")[-4:].lower()
+            started = time.perf_counter()
+            try:
+                response = view(request, *args, **kwargs)
+            except ApiError as exc:
+                response = error_response(exc.status, exc.message)
+            except Exception:
+                _finish(request, decision, error_response(500, "The server failed."), started)
+                raise
+            if decision.logged:
+                response["ApiDocumentId"] = str(request.api_document_id)
+            _finish(request, decision, response, started)
+            return response
+
+        return wrapped
+
+    return decorator
+
+
+def api_key_authenticated(view: Callable) -> Callable:
+    """Guard for calls about the key's own data (no API type): an active key is enough."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        decision = authenticate(request.headers.get(HEADER))
+        if not decision.allowed:
+            return refusal(request, decision, request.path)
+        request.api_decision = decision
+        try:
+            return view(request, *args, **kwargs)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+
+    return wrapped
+
+
+# --- handler registry ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """What a handler gets: the request, its JSON body and the decision."""
+
+    request: HttpRequest
+    direction: str
+    api_id: str
+    body: dict[str, Any]
+    decision: Decision
+    is_async: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[ApiCall], HttpResponse | dict]
+_handlers: dict[tuple[str, str], Handler] = {}
+
+
+def register(direction: str, api_id: str) -> Callable[[Handler], Handler]:
+    """Serve `/chqapi/<direction>/<api_id>` with the decorated function.
+
+    The function takes an ApiCall and returns a dict (sent as JSON, 200) or an
+    HttpResponse; it may raise ApiError for a 4xx answer.
+    """
+
+    def decorator(handler: Handler) -> Handler:
+        _handlers[(direction, api_id)] = handler
+        return handler
+
+    return decorator
+
+
+def handler_for(direction: str, api_id: str) -> Handler | None:
+    return _handlers.get((direction, api_id))
