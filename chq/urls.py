@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chq.health import healthz
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="keys:settings", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -10,4 +12,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("settings/", include("keys.urls")),
     path("chqapi/", include("keys.api_urls")),
+    path("healthz", healthz, name="healthz"),
 ]

@@ -1,10 +1,28 @@
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 
 from keys.models import ApiType
-from keys.services import GrantSpec, api_key_create
+from keys.services import GrantSpec, api_key_create, catalog_entries, catalog_sync, integration_groups_ensure
 
 PASSWORD = "a-long-test-password"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def migrated_data(transactional_db):
+    """A transactional test empties the database after it runs, migration data
+    included; put back what migrations provide (permissions come back by
+    themselves through post_migrate)."""
+    catalog_sync(catalog_entries())
+    integration_groups_ensure()
 
 
 def make_user(username: str, *, group: str | None = None, **extra) -> User:

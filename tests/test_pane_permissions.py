@@ -22,6 +22,9 @@ TABLE = [
     ("keys:edit", True, "post", {ANON: 302, NOBODY: 403, VIEWER: 403, ADMIN: 204, SUPER: 204}),
     ("keys:remove", True, "get", {ANON: 302, NOBODY: 403, VIEWER: 403, ADMIN: 200, SUPER: 200}),
     ("keys:remove", True, "post", {ANON: 302, NOBODY: 403, VIEWER: 403, ADMIN: 204, SUPER: 204}),
+    ("keys:logs", True, "get", {ANON: 302, NOBODY: 403, VIEWER: 200, ADMIN: 200, SUPER: 200}),
+    ("keys:logs-csv", True, "get", {ANON: 302, NOBODY: 403, VIEWER: 200, ADMIN: 200, SUPER: 200}),
+    ("keys:logs", True, "post", {ANON: 405, NOBODY: 405, VIEWER: 405, ADMIN: 405, SUPER: 405}),
     # GET-only views refuse other methods.
     ("keys:pane", False, "post", {ANON: 405, NOBODY: 405, VIEWER: 405, ADMIN: 405, SUPER: 405}),
     ("keys:details", True, "post", {ANON: 405, NOBODY: 405, VIEWER: 405, ADMIN: 405, SUPER: 405}),

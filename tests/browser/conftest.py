@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from keys.services import catalog_entries, catalog_sync, integration_groups_ensure
 from tests.conftest import PASSWORD
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls the
@@ -53,12 +52,8 @@ def browser_context_args(browser_context_args, live_server):
 
 
 @pytest.fixture(autouse=True)
-def catalog_and_groups(transactional_db):
-    """A live-server test empties the database after it runs, migration data
-    included; put back what migrations provide (permissions come back by
-    themselves through post_migrate)."""
-    catalog_sync(catalog_entries())
-    integration_groups_ensure()
+def _migrated_data(migrated_data):
+    """Every browser test runs against a live server, so needs the catalog and groups back."""
 
 
 @pytest.fixture

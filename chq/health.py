@@ -1,0 +1,32 @@
+"""/healthz for load balancers: 200 when the database and the cache answer, 503 otherwise."""
+
+import logging
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+log = logging.getLogger(__name__)
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means "not healthy", never a 500
+        log.warning("health check: database failed: %s", exc.__class__.__name__)
+        checks["database"] = "failing"
+    try:
+        cache.set("healthz", "1", timeout=10)
+        checks["cache"] = "ok" if cache.get("healthz") == "1" else "failing"
+    except Exception as exc:
+        log.warning("health check: cache failed: %s", exc.__class__.__name__)
+        checks["cache"] = "failing"
+    healthy = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "failing", **checks}, status=200 if healthy else 503)

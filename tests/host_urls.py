@@ -1,0 +1,17 @@
+"""A host project's own view guarded by the same ApiKey check (used by tests)."""
+
+from django.http import JsonResponse
+from django.urls import include, path
+
+from keys.api import api_key_required
+
+
+@api_key_required("export", "inventory")
+def host_inventory(request):
+    return JsonResponse({"Items": [], "Key": request.api_decision.key_id})
+
+
+urlpatterns = [
+    path("host/inventory", host_inventory),
+    path("chqapi/", include("keys.api_urls")),
+]

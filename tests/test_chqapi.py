@@ -1,0 +1,380 @@
+"""CHQ-style API calls checked by their ApiKey header: refusals, logging,
+handlers, and the key kept out of logs and error bodies."""
+
+import json
+import logging
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import time_machine
+from django.test import Client, override_settings
+
+from keys.models import ApiCallLog, ApiKey, ApiKeyGrant
+from keys.services import GrantSpec, api_key_remove, api_key_update
+
+pytestmark = pytest.mark.django_db
+
+
+def call(client, path, key=None, body=None, raw=None, **headers):
+    if key is not None:
+        headers["HTTP_APIKEY"] = str(key)
+    data = raw if raw is not None else json.dumps(body if body is not None else {})
+    return client.post(path, data, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def api():
+    # Programs send no CSRF token; the API must not need one.
+    return Client(enforce_csrf_checks=True)
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "message"),
+    [
+        (None, 401, "The ApiKey header is missing or is not a GUID."),
+        ("", 401, "The ApiKey header is missing or is not a GUID."),
+        ("not-a-guid", 401, "The ApiKey header is missing or is not a GUID."),
+        (str(uuid.uuid4()), 401, "The API key is not known."),
+    ],
+)
+def test_bad_or_unknown_key_is_401(api, header, status, message):
+    response = call(api, "/chqapi/export/inventory", header)
+    assert response.status_code == status
+    assert response.json() == {"ErrorMessage": message}
+    assert response["WWW-Authenticate"].startswith("ApiKey")
+
+
+def test_inactive_key_is_401_saying_inactive(api, make_key):
+    key = make_key(is_active=False, allowed_for_all=True)
+    response = call(api, "/chqapi/export/inventory", key.value)
+    assert response.status_code == 401
+    assert response.json()["ErrorMessage"] == "The API key is inactive."
+
+
+def test_type_not_allowed_is_403_naming_the_type(api, make_key, customer_import):
+    key = make_key(grants=[customer_import.pk])
+    response = call(api, "/chqapi/export/inventory", key.value)
+    assert response.status_code == 403
+    assert response.json()["ErrorMessage"] == "The API key is not allowed to call Inventory Export."
+
+
+def test_unknown_api_type_is_404(api, make_key):
+    key = make_key(allowed_for_all=True)
+    response = call(api, "/chqapi/export/no-such-thing", key.value)
+    assert response.status_code == 404
+    assert "export/no-such-thing" in response.json()["ErrorMessage"]
+
+
+def test_allowed_type_without_handler_is_501_after_the_checks(api, make_key, inventory_export):
+    key = make_key(grants=[inventory_export.pk])
+    response = call(api, "/chqapi/export/inventory", key.value)
+    assert response.status_code == 501
+    assert response.json()["ErrorMessage"] == (
+        "Your API key may call Inventory Export, but this installation does not serve that API type."
+    )
+
+
+def test_allowed_for_all_reaches_ids_with_slashes(api, make_key):
+    key = make_key(allowed_for_all=True)
+    assert call(api, "/chqapi/import/echo/EcommQty", key.value).status_code == 501
+    assert call(api, "/chqapi/import/tasreport/stream", key.value).status_code == 501
+
+
+def test_get_is_405(api, make_key):
+    key = make_key(allowed_for_all=True)
+    assert api.get("/chqapi/export/apidocument", HTTP_APIKEY=str(key.value)).status_code == 405
+
+
+def test_malformed_json_is_400_after_the_key_check(api, make_key):
+    key = make_key(allowed_for_all=True)
+    response = call(api, "/chqapi/export/apidocument", key.value, raw="{not json")
+    assert response.status_code == 400
+    assert response.json()["ErrorMessage"].startswith("The request body is not valid JSON")
+    assert call(api, "/chqapi/export/apidocument", None, raw="{not json").status_code == 401
+
+
+# --- logging -------------------------------------------------------------------
+
+
+def test_logged_call_is_stored(api, make_key, inventory_export):
+    key = make_key(description="erp", grants=[GrantSpec(inventory_export.pk, logged=True)])
+    response = call(api, "/chqapi/export/inventory", key.value, {"Source": "ERP-1"}, REMOTE_ADDR="10.1.2.3")
+    log = ApiCallLog.objects.get()
+    assert response["ApiDocumentId"] == str(log.document_id)
+    assert (log.key_id, log.key_last4, log.key_description) == (key.pk, key.value.hex[-4:], "erp")
+    assert (log.api_type_id, log.api_type_name, log.method, log.path) == (
+        inventory_export.pk,
+        "Inventory Export",
+        "POST",
+        "/chqapi/export/inventory",
+    )
+    assert (log.source, log.status_code, log.client_address) == ("ERP-1", 501, "10.1.2.3")
+    assert json.loads(log.request_body) == {"Source": "ERP-1"}
+    assert "does not serve" in log.response_body
+    assert log.duration_ms >= 0
+
+
+def test_unlogged_and_refused_calls_are_not_stored(api, make_key, inventory_export, customer_import):
+    key = make_key(grants=[inventory_export.pk])
+    call(api, "/chqapi/export/inventory", key.value)
+    call(api, "/chqapi/import/customer", key.value)
+    call(api, "/chqapi/export/inventory", uuid.uuid4())
+    assert not ApiCallLog.objects.exists()
+
+
+def test_logged_for_all(api, make_key):
+    key = make_key(allowed_for_all=True, logged_for_all=True)
+    call(api, "/chqapi/import/customer", key.value)
+    assert ApiCallLog.objects.get().api_type_name == "Customer Import"
+
+
+@override_settings(TIME_ZONE="America/New_York")
+@pytest.mark.parametrize("for_all", [True, False])
+def test_logging_through_the_last_day_and_not_after(api, make_key, inventory_export, for_all):
+    until = date(2026, 7, 4)
+    if for_all:
+        key = make_key(allowed_for_all=True, logged_for_all=True, logging_until=until)
+    else:
+        key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=until)])
+    # 23:59:59 on 4 July in New York is 03:59:59 UTC on 5 July.
+    with time_machine.travel(datetime(2026, 7, 5, 3, 59, 59, tzinfo=UTC), tick=False):
+        call(api, "/chqapi/export/inventory", key.value)
+    assert ApiCallLog.objects.count() == 1
+    with time_machine.travel(datetime(2026, 7, 5, 4, 0, 0, tzinfo=UTC), tick=False):
+        response = call(api, "/chqapi/export/inventory", key.value)
+    assert response.status_code == 501  # still allowed ...
+    assert ApiCallLog.objects.count() == 1  # ... but no longer stored
+
+
+def test_logs_outlive_the_key(api, make_key, inventory_export):
+    key = make_key(description="gone soon", grants=[GrantSpec(inventory_export.pk, logged=True)])
+    call(api, "/chqapi/export/inventory", key.value)
+    api_key_remove(key=key)
+    log = ApiCallLog.objects.get()
+    assert log.key_id is None
+    assert (log.key_last4, log.key_description, log.api_type_name) == (
+        key.value.hex[-4:],
+        "gone soon",
+        "Inventory Export",
+    )
+
+
+@override_settings(KEYS_LOG_BODY_LIMIT=10)
+def test_bodies_are_capped(api, make_key):
+    key = make_key(allowed_for_all=True, logged_for_all=True)
+    call(api, "/chqapi/export/inventory", key.value, {"Source": "x" * 100})
+    log = ApiCallLog.objects.get()
+    assert len(log.request_body) == 10
+    assert log.truncated is True
+
+
+def test_last_used_is_written_at_most_once_a_minute(api, make_key, inventory_export, django_assert_num_queries):
+    key = make_key(grants=[inventory_export.pk])
+    start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        call(api, "/chqapi/export/inventory", key.value)
+    key.refresh_from_db()
+    assert key.last_used_at == start
+    assert ApiKeyGrant.objects.get().last_used_at == start
+    with time_machine.travel(start + timedelta(seconds=30), tick=False), django_assert_num_queries(1):
+        call(api, "/chqapi/export/inventory", key.value)  # the decision only: no write
+    key.refresh_from_db()
+    assert key.last_used_at == start
+    with time_machine.travel(start + timedelta(seconds=61), tick=False):
+        call(api, "/chqapi/export/inventory", key.value)
+    key.refresh_from_db()
+    assert key.last_used_at == start + timedelta(seconds=61)
+
+
+def test_logged_call_makes_one_read_and_one_write(api, make_key, inventory_export, django_assert_num_queries):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    call(api, "/chqapi/export/inventory", key.value)  # the first call also writes "last used"
+    with django_assert_num_queries(2):  # the decision, then the INSERT of the log row
+        call(api, "/chqapi/export/inventory", key.value)
+
+
+# --- the key never shows up ------------------------------------------------------------
+
+
+def test_key_never_in_server_logs_or_error_bodies(api, make_key, inventory_export, customer_import, caplog):
+    active = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    inactive = make_key(is_active=False)
+    secrets = {str(k.value) for k in (active, inactive)} | {k.value.hex for k in (active, inactive)}
+    bodies = []
+    with caplog.at_level(logging.DEBUG):
+        for key, path in [
+            (active, "/chqapi/export/inventory"),
+            (active, "/chqapi/import/customer"),
+            (active, "/chqapi/export/no-such"),
+            (inactive, "/chqapi/export/inventory"),
+            (str(active.value).upper(), "/chqapi/export/inventory"),
+        ]:
+            response = call(api, path, getattr(key, "value", key), raw="{broken")
+            bodies.append(response.content.decode())
+    text = "\n".join([r.getMessage() for r in caplog.records] + bodies)
+    assert "refused API call: API type not allowed; POST /chqapi/import/customer" in text
+    assert "refused API call: inactive key" in text
+    for secret in secrets:
+        assert secret.lower() not in text.lower()
+    for log in ApiCallLog.objects.all():
+        assert str(active.value) not in json.dumps([log.request_body, log.response_body, log.path, log.key_last4])
+
+
+# --- handlers -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def logged_key(make_key):
+    return make_key(allowed_for_all=True, logged_for_all=True, description="reader")
+
+
+def test_api_document_export_lists_own_calls_with_paging(api, logged_key, make_key):
+    other = make_key(allowed_for_all=True, logged_for_all=True)
+    for n in range(5):
+        call(api, "/chqapi/export/inventory", logged_key.value, {"Source": f"s{n}"})
+    call(api, "/chqapi/import/customer", logged_key.value)
+    call(api, "/chqapi/export/inventory", other.value)
+    body = {"Source": "me", "Data": {"Request": {"Top": 2, "Skip": 1}}}
+    answer = call(api, "/chqapi/export/apidocument", logged_key.value, body).json()
+    assert (answer["Total"], answer["Top"], answer["Skip"]) == (6, 2, 1)
+    assert [d["Source"] for d in answer["ApiDocuments"]] == ["s4", "s3"]
+    assert set(answer["ApiDocuments"][0]) == {
+        "ApiDocumentId",
+        "ApiType",
+        "CreatedAt",
+        "Method",
+        "Path",
+        "Source",
+        "StatusCode",
+        "Status",
+        "DurationMs",
+    }
+
+
+def test_api_document_export_filters(api, logged_key):
+    call(api, "/chqapi/export/inventory", logged_key.value)
+    call(api, "/chqapi/import/customer", logged_key.value)
+    filters = [
+        {"Field": "ApiType", "Operator": "Equal", "Value": "Customer Import"},
+        {"Field": "CreatedAt", "Operator": "GreaterThanOrEqual", "Value": "2000-01-01T00:00:00Z"},
+        {"Field": "StatusCode", "Operator": "Equal", "Value": 501},
+    ]
+    answer = call(api, "/chqapi/export/apidocument", logged_key.value, {"Data": {"Request": {"Filters": filters}}})
+    assert [d["ApiType"] for d in answer.json()["ApiDocuments"]] == ["Customer Import"]
+    future = [{"Field": "CreatedAt", "Operator": "GreaterThan", "Value": "2999-01-01T00:00:00Z"}]
+    answer = call(api, "/chqapi/export/apidocument", logged_key.value, {"Data": {"Request": {"Filters": future}}})
+    assert answer.json()["Total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("request_part", "message"),
+    [
+        ({"Top": -1}, "Top must be a whole number"),
+        ({"Skip": "a"}, "Skip must be a whole number"),
+        ({"Filters": "x"}, "Filters must be a list"),
+        ({"Filters": [{"Field": "Nope", "Value": 1}]}, "Field must be one of"),
+        ({"Filters": [{"Field": "CreatedAt", "Operator": "Equal", "Value": "x"}]}, "CreatedAt takes the operators"),
+        ({"Filters": [{"Field": "CreatedAt", "Operator": "LessThan", "Value": "yesterday"}]}, "not an ISO 8601"),
+        ({"Filters": [{"Field": "StatusCode", "Value": "abc"}]}, "not a whole number"),
+    ],
+)
+def test_api_document_export_bad_requests_are_400(api, logged_key, request_part, message):
+    response = call(api, "/chqapi/export/apidocument", logged_key.value, {"Data": {"Request": request_part}})
+    assert response.status_code == 400
+    assert message in response.json()["ErrorMessage"]
+
+
+def test_status_of_a_logged_call(api, logged_key, make_key):
+    first = call(api, "/chqapi/export/apidocument", logged_key.value, {"Source": "a"})
+    document_id = first["ApiDocumentId"]
+    answer = call(api, "/chqapi/status", logged_key.value, {"ApiDocumentId": document_id}).json()
+    assert answer["ApiDocumentId"] == document_id
+    assert (answer["Status"], answer["StatusCode"], answer["ApiType"]) == ("Successful", 200, "API Document Export")
+    assert answer["Response"]["Total"] == 0
+    # Another key cannot read it.
+    other = make_key(allowed_for_all=True)
+    assert call(api, "/chqapi/status", other.value, {"ApiDocumentId": document_id}).status_code == 404
+    assert call(api, "/chqapi/status", logged_key.value, {}).status_code == 400
+    assert call(api, "/chqapi/status", logged_key.value, {"ApiDocumentId": "nope"}).status_code == 400
+    assert call(api, "/chqapi/status", None, {"ApiDocumentId": document_id}).status_code == 401
+
+
+def test_async_export_answers_an_id_to_poll(api, logged_key):
+    answer = call(api, "/chqapi/export/apidocument/async", logged_key.value).json()
+    assert answer["Status"] == "Successful"
+    assert "ApiDocuments" in answer["Data"]
+    status = call(api, "/chqapi/status", logged_key.value, {"ApiDocumentId": answer["ApiDocumentId"]}).json()
+    assert status["StatusCode"] == 200
+
+
+@pytest.mark.urls("tests.host_urls")
+def test_guard_on_a_host_view(api, make_key, inventory_export, customer_import):
+    allowed = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    refused = make_key(grants=[customer_import.pk])
+    response = call(api, "/host/inventory", allowed.value)
+    assert response.json() == {"Items": [], "Key": allowed.pk}
+    assert ApiCallLog.objects.get().path == "/host/inventory"
+    assert call(api, "/host/inventory", refused.value).status_code == 403
+    assert call(api, "/host/inventory").status_code == 401
+
+
+# --- freshness ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=[False, True], ids=["no-cache", "decision-cache"])
+def cache_mode(request, settings):
+    settings.KEYS_DECISION_CACHE = request.param
+    from django.core.cache import cache
+
+    cache.clear()
+    return request.param
+
+
+def edit(key, **changes):
+    fields = {
+        "description": key.description,
+        "is_active": key.is_active,
+        "allowed_for_all": key.allowed_for_all,
+        "logged_for_all": key.logged_for_all,
+        "logging_until": key.logging_until,
+        "grants": [GrantSpec(g.api_type_id, g.logged, g.logging_until) for g in key.grants.all()],
+    }
+    api_key_update(key=key, **(fields | changes))
+
+
+@pytest.mark.django_db(transaction=True)  # on_commit hooks run, as in production
+def test_changes_take_effect_on_the_very_next_call(
+    api, migrated_data, cache_mode, inventory_export, customer_import, make_key
+):
+    key = make_key(grants=[inventory_export.pk])
+    assert call(api, "/chqapi/export/inventory", key.value).status_code == 501
+    assert call(api, "/chqapi/import/customer", key.value).status_code == 403
+
+    edit(key, grants=[GrantSpec(customer_import.pk)])
+    assert call(api, "/chqapi/export/inventory", key.value).status_code == 403
+    assert call(api, "/chqapi/import/customer", key.value).status_code == 501
+
+    edit(key, is_active=False)
+    assert call(api, "/chqapi/import/customer", key.value).status_code == 401
+
+    edit(key, is_active=True, allowed_for_all=True, logged_for_all=True)
+    call(api, "/chqapi/export/inventory", key.value)
+    assert ApiCallLog.objects.count() == 1
+
+    api_key_remove(key=ApiKey.objects.get(pk=key.pk))
+    response = call(api, "/chqapi/export/inventory", key.value)
+    assert response.json()["ErrorMessage"] == "The API key is not known."
+
+
+def test_warm_decision_cache_makes_no_query(settings, make_key, inventory_export, django_assert_num_queries):
+    from keys.access import decide
+
+    settings.KEYS_DECISION_CACHE = True
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    decide(key.value, direction="export", api_id="inventory")  # warms the cache
+    with django_assert_num_queries(0):
+        decision = decide(key.value, direction="export", api_id="inventory")
+    assert (decision.allowed, decision.logged, decision.api_type_name) == (True, True, "Inventory Export")
+    with django_assert_num_queries(0):
+        assert decide(key.value, direction="export", api_id="nope").reason == "unknown API type"
