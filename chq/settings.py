@@ -128,11 +128,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 DJANGO_TABLES2_TEMPLATE = "keys/table.html"
 
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # Refused API calls (reason, path, client address; never the key value).
-    "loggers": {"keys.security": {"level": "INFO"}},
+    "filters": {"skip_api_answers": {"()": "chq.logging.SkipDeliberateApiAnswers"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["skip_api_answers"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's own console handler would print request warnings a second time.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        # Refused API calls: reason, method, path, client address; never the key value.
+        "keys.security": {"level": LOG_LEVEL},
+    },
 }
