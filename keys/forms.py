@@ -12,7 +12,7 @@ from datetime import date
 from django import forms
 
 from .models import ApiKey, ApiType
-from .services import GrantSpec
+from .services import KEY_FIELDS, GrantSpec
 
 
 @dataclass
@@ -33,7 +33,7 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["is_active", "allowed_for_all", "logged_for_all", "logging_until", "description"]
+        fields = list(KEY_FIELDS)
 
     def __init__(self, *args, api_types: list[ApiType], **kwargs):
         super().__init__(*args, **kwargs)

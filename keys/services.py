@@ -26,6 +26,10 @@ INTEGRATION_GROUPS = {
 }
 
 
+# A key's own settings, as the dialog, the admin and the commands name them.
+KEY_FIELDS = ("description", "is_active", "allowed_for_all", "logged_for_all", "logging_until")
+
+
 @dataclass(frozen=True)
 class GrantSpec:
     """One selected API type as the dialog (or a command) states it."""
@@ -79,16 +83,17 @@ def api_key_create(
     logging_until: date | None = None,
     grants: Sequence[GrantSpec] = (),
     user: AbstractBaseUser | None = None,
+    instance: ApiKey | None = None,
 ) -> ApiKey:
-    key = ApiKey(
-        description=description,
-        is_active=is_active,
-        allowed_for_all=allowed_for_all,
-        logged_for_all=logged_for_all,
-        logging_until=logging_until,
-        created_by=user,
-        updated_by=user,
-    )
+    """Create a key; its value (GUID) is made here. `instance` lets the admin
+    pass the unsaved object its form built, so the admin shows the saved key."""
+    key = instance or ApiKey()
+    key.description = description
+    key.is_active = is_active
+    key.allowed_for_all = allowed_for_all
+    key.logged_for_all = logged_for_all
+    key.logging_until = logging_until
+    key.created_by = key.updated_by = user
     key.full_clean()
     _validate_grants(grants)
     key.save()
@@ -119,6 +124,44 @@ def api_key_update(
     key.save()
     _write_grants(key, grants)
     return key
+
+
+def current_grants(key: ApiKey) -> list[GrantSpec]:
+    return [GrantSpec(g.api_type_id, g.logged, g.logging_until) for g in key.grants.all()]
+
+
+@transaction.atomic
+def api_key_change(
+    *,
+    key: ApiKey,
+    user: AbstractBaseUser | None = None,
+    add_grants: Sequence[GrantSpec] = (),
+    remove_type_ids: Sequence[int] = (),
+    **fields,
+) -> ApiKey:
+    """A partial update: fields not named keep their values; grants are added
+    (or replaced, for a type already selected) and removed by type."""
+    unknown = set(fields) - set(KEY_FIELDS)
+    if unknown:
+        raise TypeError(f"api_key_change() got unexpected fields: {', '.join(sorted(unknown))}")
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    grants = {g.api_type_id: g for g in current_grants(key) if g.api_type_id not in set(remove_type_ids)}
+    grants |= {g.api_type_id: g for g in add_grants}
+    current = {name: getattr(key, name) for name in KEY_FIELDS}
+    return api_key_update(key=key, user=user, grants=list(grants.values()), **(current | fields))
+
+
+@transaction.atomic
+def api_key_set_active(*, keys: Iterable[ApiKey], active: bool, user: AbstractBaseUser | None = None) -> int:
+    """Activate or deactivate keys (admin actions, commands); returns how many changed."""
+    changed = 0
+    for key in keys:
+        if key.is_active != active:
+            key.is_active = active
+            key.updated_by = user
+            key.save(update_fields=["is_active", "updated_by", "updated_at"])
+            changed += 1
+    return changed
 
 
 @transaction.atomic

@@ -55,7 +55,7 @@ def _key_dialog(request: HtmxHttpRequest, key: ApiKey | None) -> HttpResponse:
     if request.method == "POST":
         form = ApiKeyForm(request.POST, instance=instance, api_types=api_types)
         if form.is_valid():
-            fields = {name: form.cleaned_data[name] for name in ApiKeyForm.Meta.fields}
+            fields = {name: form.cleaned_data[name] for name in services.KEY_FIELDS}
             try:
                 if key is None:
                     key = services.api_key_create(**fields, grants=form.grants, user=request.user)

@@ -11,7 +11,7 @@ import time_machine
 from django.test import Client, override_settings
 
 from keys.models import ApiCallLog, ApiKey, ApiKeyGrant
-from keys.services import GrantSpec, api_key_remove, api_key_update
+from keys.services import KEY_FIELDS, GrantSpec, api_key_change, api_key_remove, api_key_update
 
 pytestmark = pytest.mark.django_db
 
@@ -331,16 +331,11 @@ def cache_mode(request, settings):
     return request.param
 
 
-def edit(key, **changes):
-    fields = {
-        "description": key.description,
-        "is_active": key.is_active,
-        "allowed_for_all": key.allowed_for_all,
-        "logged_for_all": key.logged_for_all,
-        "logging_until": key.logging_until,
-        "grants": [GrantSpec(g.api_type_id, g.logged, g.logging_until) for g in key.grants.all()],
-    }
-    api_key_update(key=key, **(fields | changes))
+def edit(key, grants=None, **changes):
+    if grants is not None:
+        api_key_update(key=key, grants=grants, **({n: getattr(key, n) for n in KEY_FIELDS} | changes))
+    else:
+        api_key_change(key=key, **changes)
 
 
 @pytest.mark.django_db(transaction=True)  # on_commit hooks run, as in production

@@ -1,0 +1,172 @@
+"""Django admin for keys, API types and call logs.
+
+Rights follow CHQ's two permissions, not Django's per-model defaults: seeing
+needs Access Integration Settings CHQ, changing needs Add/Edit too. Key saves
+go through the same service as the pane (keys.services), and the form runs
+the same model rules.
+"""
+
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, Q
+from django.utils.html import format_html
+
+from . import services
+from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
+from .permissions import ACCESS, can_change
+
+
+class IntegrationRightsMixin:
+    """has_*_permission from the two CHQ rights, for the admin classes and inlines alike."""
+
+    def has_module_permission(self, request):
+        return request.user.has_perm(ACCESS)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(ACCESS)
+
+    def has_add_permission(self, request, *args):
+        return can_change(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return can_change(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return can_change(request.user)
+
+
+class LoggingOnFilter(admin.SimpleListFilter):
+    title = "logging on"
+    parameter_name = "logging"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "yes"), ("no", "no")]
+
+    def queryset(self, request, queryset):
+        logged_grant = ApiKeyGrant.objects.filter(key=OuterRef("pk"), logged=True)
+        on = Q(allowed_for_all=True, logged_for_all=True) | Q(Exists(logged_grant), allowed_for_all=False)
+        if self.value() == "yes":
+            return queryset.filter(on)
+        if self.value() == "no":
+            return queryset.exclude(on)
+        return queryset
+
+
+class ApiKeyGrantInline(IntegrationRightsMixin, admin.TabularInline):
+    model = ApiKeyGrant
+    fields = ("api_type", "logged", "logging_until", "last_used_at")
+    readonly_fields = ("last_used_at",)
+    autocomplete_fields = ("api_type",)
+    extra = 0
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+    list_display = ("value", "description", "is_active", "allowed_for_all", "last_used_at", "created_at")
+    list_filter = ("is_active", "allowed_for_all", LoggingOnFilter)
+    search_fields = ("value", "description")
+    readonly_fields = ("value", "created_at", "created_by", "updated_at", "updated_by", "last_used_at")
+    fieldsets = (
+        (None, {"fields": ("value", "description", "is_active")}),
+        ("API types", {"fields": ("allowed_for_all", "logged_for_all", "logging_until")}),
+        ("history", {"fields": ("created_at", "created_by", "updated_at", "updated_by", "last_used_at")}),
+    )
+    inlines = (ApiKeyGrantInline,)
+    actions = ("activate", "deactivate")
+    # created_by / updated_by are shown on the change form only; the list needs no join.
+    list_select_related = ()
+
+    def save_model(self, request, obj, form, change):
+        # Saving waits for save_related, where the grants are known: key and
+        # grants are written together by the service, as the pane does.
+        pass
+
+    def save_related(self, request, form, formsets, change):
+        grants = []
+        for formset in formsets:
+            for data in formset.cleaned_data:
+                if data and not data.get("DELETE") and data.get("api_type"):
+                    grants.append(
+                        services.GrantSpec(data["api_type"].pk, data.get("logged", False), data.get("logging_until"))
+                    )
+        fields = {name: form.cleaned_data[name] for name in services.KEY_FIELDS}
+        if change:
+            services.api_key_update(key=form.instance, grants=grants, user=request.user, **fields)
+        else:
+            services.api_key_create(instance=form.instance, grants=grants, user=request.user, **fields)
+        for formset in formsets:
+            # Fills new/changed/deleted_objects for the admin's history message; writes nothing.
+            formset.save(commit=False)
+
+    @admin.action(description="activate the selected API keys", permissions=["change"])
+    def activate(self, request, queryset):
+        changed = services.api_key_set_active(keys=queryset, active=True, user=request.user)
+        self.message_user(request, f"{changed} API key(s) activated.", messages.SUCCESS)
+
+    @admin.action(description="deactivate the selected API keys", permissions=["change"])
+    def deactivate(self, request, queryset):
+        changed = services.api_key_set_active(keys=queryset, active=False, user=request.user)
+        self.message_user(request, f"{changed} API key(s) deactivated.", messages.SUCCESS)
+
+
+@admin.register(ApiType)
+class ApiTypeAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+    list_display = ("name", "direction", "api_id", "group")
+    list_filter = ("direction", "group")
+    search_fields = ("name", "api_id")
+    ordering = ("name",)
+
+
+@admin.register(ApiCallLog)
+class ApiCallLogAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+    """Read-only: logs are evidence. Old ones go with `manage.py purge_api_logs`."""
+
+    list_display = ("created_at", "api_type_name", "key_summary", "status_code", "duration_ms", "client_address")
+    list_filter = (
+        ("key", admin.RelatedOnlyFieldListFilter),
+        ("api_type", admin.RelatedOnlyFieldListFilter),
+        "status_code",
+    )
+    date_hierarchy = "created_at"
+    search_fields = ("document_id", "source", "path")
+    fields = (
+        "document_id",
+        "created_at",
+        "key",
+        "key_last4",
+        "key_description",
+        "api_type",
+        "api_type_name",
+        "method",
+        "path",
+        "source",
+        "status_code",
+        "duration_ms",
+        "client_address",
+        "truncated",
+        "request",
+        "response",
+    )
+    readonly_fields = fields
+    # The key column shows snapshot fields, so the list needs no join at all.
+    show_full_result_count = False
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="key")
+    def key_summary(self, obj):
+        return f"…{obj.key_last4} {obj.key_description}".strip()
+
+    @admin.display(description="request body")
+    def request(self, obj):
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.request_body)
+
+    @admin.display(description="response body")
+    def response(self, obj):
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.response_body)

@@ -1,0 +1,46 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from keys import cli, services
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an API key and print its value. API types are named by display name or as import:<id> / "
+        "export:<id>, optionally followed by :logged and :YYYY-MM-DD (logging until), "
+        'e.g. --type "Inventory Export:logged:2027-01-31" --type import:customer.'
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--description", required=True, help="what the key is for")
+        parser.add_argument("--inactive", action="store_true", help="create the key inactive (default: active)")
+        parser.add_argument("--all", action="store_true", help="allowed for all API types")
+        parser.add_argument("--logged", action="store_true", help="with --all: logged for all")
+        parser.add_argument("--logging-until", metavar="DATE", help="with --all --logged: last day of logging")
+        parser.add_argument(
+            "--type", action="append", default=[], metavar="API-TYPE[:logged[:DATE]]", help="a selected API type"
+        )
+        parser.add_argument("--quiet", action="store_true", help="print only the value (for scripts)")
+
+    def handle(self, *args, **options):
+        if options["logged"] and not options["all"]:
+            raise CommandError("--logged needs --all (logged for all needs allowed for all).")
+        if options["logging_until"] and not options["logged"]:
+            raise CommandError("--logging-until needs --all --logged.")
+        until = cli.parse_date(options["logging_until"], "--logging-until") if options["logging_until"] else None
+        grants = [cli.grant_spec(raw) for raw in options["type"]]
+        try:
+            key = services.api_key_create(
+                description=options["description"],
+                is_active=not options["inactive"],
+                allowed_for_all=options["all"],
+                logged_for_all=options["logged"],
+                logging_until=until,
+                grants=grants,
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
+        if options["quiet"]:
+            self.stdout.write(str(key.value))
+        else:
+            self.stdout.write(self.style.SUCCESS(f"Created API key {key.value} ({key.description})."))

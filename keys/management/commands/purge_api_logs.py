@@ -1,0 +1,44 @@
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from keys import cli
+from keys.models import ApiCallLog
+from keys.selectors import start_of_day
+
+BATCH = 1000
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete stored API calls from before a day (site time zone), in batches of 1,000 so that the table "
+        "is never locked for long. Each batch is its own transaction; an interrupted purge can be run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--before", required=True, metavar="DATE", help="delete calls from before this day")
+        parser.add_argument("--key", metavar="VALUE", help="only this key's calls")
+        parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+    def handle(self, *args, **options):
+        before = start_of_day(cli.parse_date(options["before"], "--before"))
+        logs = ApiCallLog.objects.filter(created_at__lt=before)
+        if options["key"]:
+            logs = logs.filter(key=cli.key_by_value(options["key"]))
+        total = logs.count()
+        if options["dry_run"]:
+            self.stdout.write(f"Dry run: {total} stored call(s) from before {options['before']} would be deleted.")
+            return
+        progress = self.stdout.isatty()  # a progress bar only where a person watches
+        deleted = 0
+        while True:
+            with transaction.atomic():
+                ids = list(logs.order_by("id").values_list("id", flat=True)[:BATCH])
+                if not ids:
+                    break
+                deleted += ApiCallLog.objects.filter(id__in=ids).delete()[0]
+            if progress:
+                done = deleted * 30 // max(total, 1)
+                self.stdout.write(f"\r[{'#' * done}{'.' * (30 - done)}] {deleted}/{total}", ending="")
+        if progress:
+            self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"Deleted {deleted} stored call(s) from before {options['before']}."))

@@ -1,0 +1,41 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from keys import cli
+
+
+class Command(BaseCommand):
+    help = "Show one API key: its settings, API types with logged / logging until, and when it was last used."
+
+    def add_arguments(self, parser):
+        parser.add_argument("value", help="the key's value (GUID)")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def handle(self, *args, **options):
+        data = cli.key_data(cli.key_by_value(options["value"]))
+        if options["json"]:
+            self.stdout.write(json.dumps(data, indent=2))
+            return
+        out = self.stdout.write
+        out(f"value:           {data['value']}")
+        out(f"description:     {data['description']}")
+        out(f"is active:       {'yes' if data['is_active'] else 'no'}")
+        out(f"last used:       {data['last_used_at'] or 'never'}")
+        if data["allowed_for_all"]:
+            logging = "no"
+            if data["logged_for_all"]:
+                logging = f"yes, until {data['logging_until']}" if data["logging_until"] else "yes, no end"
+            out("API types:       allowed for all")
+            out(f"logged for all:  {logging}")
+            return
+        if not data["api_types"]:
+            out("API types:       none selected (every call is refused)")
+            return
+        out("API types:")
+        for t in data["api_types"]:
+            logged = "not logged"
+            if t["logged"]:
+                logged = f"logged until {t['logging_until']}" if t["logging_until"] else "logged, no end"
+                logged += "" if t["logging_now"] else " (ended)"
+            out(f"  {t['name']:<42} {t['id']:<36} {logged}")

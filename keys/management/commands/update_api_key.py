@@ -1,0 +1,55 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from keys import cli, services
+
+
+class Command(BaseCommand):
+    help = (
+        "Change an API key. Only what you name changes. API types are named as in create_api_key; "
+        '--add-type replaces the settings of a type already selected, e.g. --add-type "Inventory Export:logged".'
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("value", help="the key's value (GUID)")
+        parser.add_argument("--description")
+        active = parser.add_mutually_exclusive_group()
+        active.add_argument("--activate", action="store_true")
+        active.add_argument("--deactivate", action="store_true")
+        for_all = parser.add_mutually_exclusive_group()
+        for_all.add_argument("--all", action="store_true", help="allowed for all API types")
+        for_all.add_argument("--no-all", action="store_true", help="only the selected API types")
+        logged = parser.add_mutually_exclusive_group()
+        logged.add_argument("--logged", action="store_true", help="logged for all (needs allowed for all)")
+        logged.add_argument("--not-logged", action="store_true", help="not logged for all")
+        parser.add_argument("--logging-until", metavar="DATE|never", help="last day of logging for all, or never")
+        parser.add_argument("--add-type", action="append", default=[], metavar="API-TYPE[:logged[:DATE]]")
+        parser.add_argument("--remove-type", action="append", default=[], metavar="API-TYPE")
+
+    def handle(self, *args, **options):
+        key = cli.key_by_value(options["value"])
+        fields = {}
+        if options["description"] is not None:
+            fields["description"] = options["description"]
+        if options["activate"] or options["deactivate"]:
+            fields["is_active"] = options["activate"]
+        if options["all"] or options["no_all"]:
+            fields["allowed_for_all"] = options["all"]
+            if options["no_all"]:
+                fields |= {"logged_for_all": False, "logging_until": None}
+        if options["logged"] or options["not_logged"]:
+            fields["logged_for_all"] = options["logged"]
+            if options["not_logged"]:
+                fields["logging_until"] = None
+        if options["logging_until"]:
+            raw = options["logging_until"]
+            fields["logging_until"] = None if raw == "never" else cli.parse_date(raw, "--logging-until")
+        add = [cli.grant_spec(raw) for raw in options["add_type"]]
+        remove = [cli.api_type_by_name(raw).pk for raw in options["remove_type"]]
+        if not (fields or add or remove):
+            raise CommandError("Nothing to change: name at least one option (see --help).")
+        try:
+            services.api_key_change(key=key, add_grants=add, remove_type_ids=remove, **fields)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages) + " Nothing was changed.") from exc
+        self.stdout.write(self.style.SUCCESS(f"Updated API key {key.value}."))

@@ -1,0 +1,198 @@
+"""Django admin: access by the two CHQ rights, saves through the services with
+the dialog's rules, actions, and read-only call logs."""
+
+import pytest
+from django.urls import reverse
+
+from keys.models import ApiCallLog, ApiKey
+from keys.services import GrantSpec
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(db):
+    def make(level):
+        group = {"viewer": "Integration viewers", "admin": "Integration administrators", "none": None}[level]
+        return make_user(f"staff-{level}", group=group, is_staff=True)
+
+    return make
+
+
+@pytest.fixture
+def log(make_key):
+    key = make_key()
+    return ApiCallLog.objects.create(
+        key=key,
+        key_last4="abcd",
+        api_type_name="Inventory Export",
+        method="POST",
+        path="/chqapi/export/inventory",
+        status_code=200,
+        duration_ms=1.0,
+        request_body='{"Source": "ERP"}',
+        response_body='{"ok": true}',
+    )
+
+
+URLS = [
+    ("admin:keys_apikey_changelist", None),
+    ("admin:keys_apikey_add", None),
+    ("admin:keys_apitype_changelist", None),
+    ("admin:keys_apicalllog_changelist", None),
+    ("admin:keys_apikey_change", "key"),
+    ("admin:keys_apicalllog_change", "log"),
+    ("admin:keys_apicalllog_add", None),
+]
+
+# level -> status per url name
+EXPECTED = {
+    "none": {name: 403 for name, _ in URLS},
+    "viewer": {
+        "admin:keys_apikey_changelist": 200,
+        "admin:keys_apikey_add": 403,
+        "admin:keys_apitype_changelist": 200,
+        "admin:keys_apicalllog_changelist": 200,
+        "admin:keys_apikey_change": 200,
+        "admin:keys_apicalllog_change": 200,
+        "admin:keys_apicalllog_add": 403,
+    },
+    "admin": {
+        "admin:keys_apikey_changelist": 200,
+        "admin:keys_apikey_add": 200,
+        "admin:keys_apitype_changelist": 200,
+        "admin:keys_apicalllog_changelist": 200,
+        "admin:keys_apikey_change": 200,
+        "admin:keys_apicalllog_change": 200,
+        "admin:keys_apicalllog_add": 403,
+    },
+}
+
+
+@pytest.mark.parametrize("level", ["none", "viewer", "admin"])
+@pytest.mark.parametrize(("name", "arg"), URLS)
+def test_admin_access_by_rights(client, staff, make_key, log, level, name, arg):
+    client.force_login(staff(level))
+    args = {"key": [log.key_id], "log": [log.pk], None: []}[arg]
+    assert client.get(reverse(name, args=args)).status_code == EXPECTED[level][name]
+
+
+def test_viewer_sees_key_read_only(client, staff, make_key):
+    key = make_key(description="ro")
+    client.force_login(staff("viewer"))
+    html = client.get(reverse("admin:keys_apikey_change", args=[key.pk])).content.decode()
+    assert 'name="description"' not in html
+    response = client.post(reverse("admin:keys_apikey_change", args=[key.pk]), {"description": "changed"})
+    assert response.status_code == 403
+    key.refresh_from_db()
+    assert key.description == "ro"
+
+
+def inline(prefix="grants", rows=()):
+    data = {
+        f"{prefix}-TOTAL_FORMS": str(len(rows)),
+        f"{prefix}-INITIAL_FORMS": "0",
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+    for i, row in enumerate(rows):
+        data |= {f"{prefix}-{i}-{k}": v for k, v in row.items()}
+    return data
+
+
+def test_add_key_with_grants_through_the_service(client, staff, inventory_export):
+    user = staff("admin")
+    client.force_login(user)
+    data = {"description": "from admin", "is_active": "on"} | inline(
+        rows=[{"api_type": inventory_export.pk, "logged": "on", "logging_until": "2027-01-31"}]
+    )
+    response = client.post(reverse("admin:keys_apikey_add"), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    key = ApiKey.objects.get()
+    assert (key.description, key.created_by, key.updated_by) == ("from admin", user, user)
+    assert [(g.api_type_id, g.logged, str(g.logging_until)) for g in key.grants.all()] == [
+        (inventory_export.pk, True, "2027-01-31")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "rows", "message"),
+    [
+        ({"logged_for_all": "on"}, [], "logged for all needs allowed for all."),
+        ({}, [{"api_type": "{inv}", "logging_until": "2027-01-31"}], "A logging expiration date needs logged."),
+        ({}, [{"api_type": "{inv}"}, {"api_type": "{inv}"}], "Please correct the duplicate data"),
+    ],
+)
+def test_admin_applies_the_dialogs_rules(client, staff, inventory_export, fields, rows, message):
+    client.force_login(staff("admin"))
+    rows = [{k: str(inventory_export.pk) if v == "{inv}" else v for k, v in r.items()} for r in rows]
+    response = client.post(reverse("admin:keys_apikey_add"), {"description": "bad"} | fields | inline(rows=rows))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_edit_in_admin_keeps_value(client, staff, make_key, inventory_export):
+    key = make_key(description="old", grants=[inventory_export.pk])
+    client.force_login(staff("admin"))
+    data = {"description": "new"} | inline(rows=[])
+    data["grants-INITIAL_FORMS"] = "0"
+    response = client.post(reverse("admin:keys_apikey_change", args=[key.pk]), data)
+    assert response.status_code == 302
+    edited = ApiKey.objects.get(pk=key.pk)
+    assert (edited.value, edited.description, edited.is_active) == (key.value, "new", False)
+
+
+def test_search_by_value_and_description(client, staff, make_key):
+    wanted, other = make_key(description="shopify"), make_key(description="erp")
+    client.force_login(staff("viewer"))
+    url = reverse("admin:keys_apikey_changelist")
+    for term in (str(wanted.value), str(wanted.value)[:13], "shopi"):
+        html = client.get(url, {"q": term}).content.decode()
+        assert str(wanted.value) in html, term
+        assert str(other.value) not in html, term
+
+
+def test_logging_on_filter(client, staff, make_key, inventory_export):
+    on = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    off = make_key(grants=[inventory_export.pk])
+    client.force_login(staff("viewer"))
+    html = client.get(reverse("admin:keys_apikey_changelist"), {"logging": "yes"}).content.decode()
+    assert str(on.value) in html
+    assert str(off.value) not in html
+
+
+@pytest.mark.parametrize(("action", "start", "end"), [("activate", False, True), ("deactivate", True, False)])
+def test_actions(client, staff, make_key, action, start, end):
+    keys = [make_key(is_active=start) for _ in range(3)]
+    client.force_login(staff("admin"))
+    response = client.post(
+        reverse("admin:keys_apikey_changelist"), {"action": action, "_selected_action": [k.pk for k in keys[:2]]}
+    )
+    assert response.status_code == 302
+    assert [ApiKey.objects.get(pk=k.pk).is_active for k in keys] == [end, end, start]
+
+
+def test_viewer_cannot_run_actions(client, staff, make_key):
+    key = make_key(is_active=True)
+    client.force_login(staff("viewer"))
+    client.post(reverse("admin:keys_apikey_changelist"), {"action": "deactivate", "_selected_action": [key.pk]})
+    assert ApiKey.objects.get(pk=key.pk).is_active
+
+
+def test_call_logs_are_read_only_and_readable(client, staff, log):
+    client.force_login(staff("admin"))
+    html = client.get(reverse("admin:keys_apicalllog_change", args=[log.pk])).content.decode()
+    assert "&quot;Source&quot;: &quot;ERP&quot;" in html
+    assert 'name="status_code"' not in html
+    response = client.post(reverse("admin:keys_apicalllog_delete", args=[log.pk]), {"post": "yes"})
+    assert response.status_code == 403
+    assert ApiCallLog.objects.filter(pk=log.pk).exists()
+
+
+def test_log_changelist_filters_and_date_hierarchy(client, staff, log):
+    client.force_login(staff("viewer"))
+    response = client.get(reverse("admin:keys_apicalllog_changelist"), {"status_code": "200"})
+    assert response.status_code == 200
+    assert "…abcd" in response.content.decode()

@@ -1,0 +1,286 @@
+"""Every management command through call_command: success paths, --json,
+and each error leaving the database unchanged."""
+
+import io
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from unittest import mock
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from keys.models import ApiCallLog, ApiKey, ApiKeyGrant
+from keys.services import GrantSpec
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args, **options) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, **options)
+    return out.getvalue()
+
+
+def db_state():
+    return (list(ApiKey.objects.order_by("pk").values()), list(ApiKeyGrant.objects.order_by("pk").values()))
+
+
+# --- create ---------------------------------------------------------------------------
+
+
+def test_create_with_types_quiet_prints_only_the_value():
+    out = run(
+        "create_api_key",
+        "--description",
+        "ERP",
+        "--type",
+        "Inventory Export:logged:2027-01-31",
+        "--type",
+        "import:customer",
+        "--type",
+        "import:echo/EcommQty:logged",
+        "--quiet",
+    )
+    key = ApiKey.objects.get()
+    assert out.strip() == str(key.value)
+    assert key.is_active
+    grants = {(g.api_type.name, g.logged, g.logging_until) for g in key.grants.select_related("api_type")}
+    assert grants == {
+        ("Inventory Export", True, date(2027, 1, 31)),
+        ("Customer Import", False, None),
+        ("Echo ECommerce Quantity Import", True, None),
+    }
+
+
+def test_create_allowed_for_all_logged_until():
+    out = run(
+        "create_api_key", "--description", "all", "--all", "--logged", "--logging-until", "2027-02-01", "--inactive"
+    )
+    assert "Created API key" in out
+    key = ApiKey.objects.get()
+    assert (key.is_active, key.allowed_for_all, key.logged_for_all, key.logging_until) == (
+        False,
+        True,
+        True,
+        date(2027, 2, 1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--logged"], "--logged needs --all"),
+        (["--all", "--logging-until", "2027-01-01"], "--logging-until needs --all --logged"),
+        (["--all", "--logged", "--logging-until", "31/01/2027"], "is not a date"),
+        (["--type", "Inventory Exprot"], "Did you mean: Inventory Export"),
+        (["--type", "export:nothing-like-it-at-all-xyz"], "Unknown API type"),
+        (["--type", "Inventory Export:logged:tomorrow"], "is not a date"),
+        (["--type", "Inventory Export", "--type", "export:inventory"], "selected more than once"),
+    ],
+)
+def test_create_errors_change_nothing(args, message):
+    with pytest.raises(CommandError, match=message):
+        run("create_api_key", "--description", "x", *args)
+    assert not ApiKey.objects.exists()
+
+
+# --- list and show ------------------------------------------------------------------------
+
+
+def test_list_json_and_filters(make_key):
+    active, inactive = make_key(description="on"), make_key(description="off", is_active=False)
+    rows = json.loads(run("list_api_keys", "--json"))
+    assert [r["value"] for r in rows] == [str(inactive.value), str(active.value)]
+    assert [r["description"] for r in json.loads(run("list_api_keys", "--json", "--active"))] == ["on"]
+    assert str(inactive.value) in run("list_api_keys", "--inactive")
+    assert str(active.value) not in run("list_api_keys", "--inactive")
+
+
+def test_list_empty_says_how_to_create():
+    assert "create_api_key" in run("list_api_keys")
+
+
+def test_show_json(make_key, inventory_export):
+    key = make_key(
+        description="shown", grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2000, 1, 1))]
+    )
+    data = json.loads(run("show_api_key", str(key.value), "--json"))
+    assert data["description"] == "shown"
+    assert data["api_types"] == [
+        {
+            "name": "Inventory Export",
+            "id": "export:inventory",
+            "logged": True,
+            "logging_until": "2000-01-01",
+            "logging_now": False,
+            "last_used_at": None,
+        }
+    ]
+    assert "logged until 2000-01-01 (ended)" in run("show_api_key", str(key.value))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("nope", "is not an API key value"), (None, "No API key has that value")]
+)
+def test_show_unknown_key(value, message):
+    import uuid
+
+    with pytest.raises(CommandError, match=message):
+        run("show_api_key", value or str(uuid.uuid4()))
+
+
+# --- update ------------------------------------------------------------------------------
+
+
+def test_update_changes_only_what_is_named(make_key, inventory_export, customer_import):
+    key = make_key(description="before", grants=[inventory_export.pk])
+    run(
+        "update_api_key",
+        str(key.value),
+        "--deactivate",
+        "--add-type",
+        "Customer Import:logged",
+        "--remove-type",
+        "export:inventory",
+    )
+    key.refresh_from_db()
+    assert (key.description, key.is_active) == ("before", False)
+    assert [(g.api_type_id, g.logged) for g in key.grants.all()] == [(customer_import.pk, True)]
+    run("update_api_key", str(key.value), "--all", "--logged", "--logging-until", "2030-01-01", "--activate")
+    key.refresh_from_db()
+    assert (key.is_active, key.allowed_for_all, key.logged_for_all, key.logging_until) == (
+        True,
+        True,
+        True,
+        date(2030, 1, 1),
+    )
+    run("update_api_key", str(key.value), "--no-all")
+    key.refresh_from_db()
+    assert (key.allowed_for_all, key.logged_for_all, key.logging_until) == (False, False, None)
+    # The kept selection is still there.
+    assert key.grants.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "Nothing to change"),
+        (["--logged"], "logged for all needs allowed for all"),
+        (["--logging-until", "2027-13-01"], "is not a date"),
+        (["--add-type", "Nope Export"], "Unknown API type"),
+        (["--description", "x" * 300], "at most 255 characters"),
+    ],
+)
+def test_update_errors_change_nothing(make_key, args, message):
+    key = make_key(description="same")
+    before = db_state()
+    with pytest.raises(CommandError, match=message):
+        run("update_api_key", str(key.value), *args)
+    assert db_state() == before
+
+
+def test_update_conflicting_flags_are_refused_by_the_parser(make_key):
+    key = make_key()
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        run("update_api_key", str(key.value), "--activate", "--deactivate")
+
+
+# --- remove ------------------------------------------------------------------------------
+
+
+def test_remove_with_yes_keeps_logs(make_key):
+    key = make_key()
+    ApiCallLog.objects.create(
+        key=key, key_last4="abcd", api_type_name="x", method="POST", path="/", status_code=200, duration_ms=1
+    )
+    assert "Removed API key" in run("remove_api_key", str(key.value), "--yes")
+    assert not ApiKey.objects.exists()
+    assert ApiCallLog.objects.count() == 1
+
+
+def test_remove_without_terminal_refuses(make_key):
+    key = make_key()
+    with mock.patch("sys.stdin.isatty", return_value=False), pytest.raises(CommandError, match="add --yes"):
+        run("remove_api_key", str(key.value))
+    assert ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize(("answer", "removed"), [("y", True), ("yes", True), ("n", False), ("", False)])
+def test_remove_asks_on_a_terminal(make_key, answer, removed):
+    key = make_key()
+    with mock.patch("sys.stdin.isatty", return_value=True), mock.patch("builtins.input", return_value=answer):
+        run("remove_api_key", str(key.value))
+    assert ApiKey.objects.exists() is not removed
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def test_check_allowed_and_logged(make_key, inventory_export):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2027, 1, 31))])
+    out = run("check_api_key", str(key.value), "--type", "Inventory Export", "--at", "2027-01-31T23:59")
+    assert "allowed: Inventory Export" in out
+    assert "logged" in out
+    assert "not logged" not in out
+    out = run("check_api_key", str(key.value), "--type", "export:inventory", "--at", "2027-02-01T00:00")
+    assert "not logged" in out
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [({"is_active": False}, "inactive key"), ({}, "API type not allowed")],
+)
+def test_check_refused_exits_1(make_key, setup, reason):
+    key = make_key(**setup)
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exc:
+        call_command("check_api_key", str(key.value), "--type", "Inventory Export", stdout=out)
+    assert exc.value.code == 1
+    assert f"refused: {reason}" in out.getvalue()
+
+
+def test_check_unknown_key_and_bad_input():
+    with pytest.raises(SystemExit):
+        call_command("check_api_key", str(uuid.uuid4()), "--type", "Inventory Export", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="is not a date and time"):
+        run("check_api_key", str(uuid.uuid4()), "--type", "Inventory Export", "--at", "soon")
+
+
+# --- purge -------------------------------------------------------------------------------
+
+
+def make_logs(key, n, when):
+    logs = ApiCallLog.objects.bulk_create(
+        ApiCallLog(
+            key=key, key_last4="abcd", api_type_name="x", method="POST", path="/", status_code=200, duration_ms=1
+        )
+        for _ in range(n)
+    )
+    ApiCallLog.objects.filter(pk__in=[log.pk for log in logs]).update(created_at=when)
+
+
+def test_purge_in_batches(make_key):
+    key, other = make_key(), make_key()
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    make_logs(key, 2500, old)
+    make_logs(other, 700, old)
+    make_logs(key, 300, old + timedelta(days=60))
+    assert "3200 stored call(s)" in run("purge_api_logs", "--before", "2026-02-01", "--dry-run")
+    assert ApiCallLog.objects.count() == 3500
+    with mock.patch(
+        "keys.management.commands.purge_api_logs.ApiCallLog.objects.filter", wraps=ApiCallLog.objects.filter
+    ) as f:
+        out = run("purge_api_logs", "--before", "2026-02-01", "--key", str(key.value))
+    assert "Deleted 2500 stored call(s)" in out
+    assert f.call_count >= 3  # batches of 1,000: three deletes at least
+    assert ApiCallLog.objects.count() == 1000
+    run("purge_api_logs", "--before", "2026-02-01")
+    assert ApiCallLog.objects.count() == 300
+
+
+def test_purge_bad_date_deletes_nothing(make_key):
+    make_logs(make_key(), 5, datetime(2020, 1, 1, tzinfo=UTC))
+    with pytest.raises(CommandError, match="is not a date"):
+        run("purge_api_logs", "--before", "last year")
+    assert ApiCallLog.objects.count() == 5
