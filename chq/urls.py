@@ -1,9 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chq.health import healthz
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    # Resolved per request: the hashed name exists only after collectstatic.
+    return HttpResponsePermanentRedirect(static("keys/favicon.svg"))
+
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="keys:settings", permanent=False)),
@@ -13,4 +21,5 @@ urlpatterns = [
     path("settings/", include("keys.urls")),
     path("chqapi/", include("keys.api_urls")),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon),
 ]

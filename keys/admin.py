@@ -165,8 +165,8 @@ class ApiCallLogAdmin(IntegrationRightsMixin, admin.ModelAdmin):
 
     @admin.display(description="request body")
     def request(self, obj):
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.request_body)
+        return format_html("<pre>{}</pre>", obj.request_body)
 
     @admin.display(description="response body")
     def response(self, obj):
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.response_body)
+        return format_html("<pre>{}</pre>", obj.response_body)

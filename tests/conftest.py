@@ -9,6 +9,14 @@ PASSWORD = "a-long-test-password"
 
 
 @pytest.fixture(autouse=True)
+def _plain_static_files(settings):
+    """Production's manifest storage needs collectstatic; tests serve the source files."""
+    settings.STORAGES = settings.STORAGES | {
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    }
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
     cache.clear()

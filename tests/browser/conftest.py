@@ -56,6 +56,19 @@ def _migrated_data(migrated_data):
     """Every browser test runs against a live server, so needs the catalog and groups back."""
 
 
+@pytest.fixture(autouse=True)
+def no_console_errors(page):
+    """A page that breaks its Content Security Policy or throws fails the test that showed it."""
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" and "status of 4" not in msg.text else None,
+    )
+    yield
+    assert errors == []
+
+
 @pytest.fixture
 def login(page):
     """Sign in through the login page, as a person would, and land on the keys pane."""
