@@ -6,12 +6,14 @@ go through the same service as the pane (keys.services), and the form runs
 the same model rules.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, Q
 from django.utils.html import format_html
 
 from . import services
-from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
+from .audit import Actor
+from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .permissions import ACCESS, can_change
 
 
@@ -59,19 +61,51 @@ class ApiKeyGrantInline(IntegrationRightsMixin, admin.TabularInline):
     extra = 0
 
 
+class ApiKeyAdminForm(forms.ModelForm):
+    # The version the form showed; saving over a newer one is refused, as in the pane.
+    seen_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = ApiKey
+        fields = list(services.KEY_FIELDS)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["seen_version"].initial = self.instance.version
+
+    def clean(self):
+        cleaned = super().clean()
+        seen = cleaned.get("seen_version")
+        if self.instance.pk and seen is not None and seen != self.instance.version:
+            raise forms.ValidationError(
+                f"{services.EditConflict(self.instance)} Reload the page to see the current settings."
+            )
+        return cleaned
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+    form = ApiKeyAdminForm
     list_display = ("value", "description", "is_active", "allowed_for_all", "last_used_at", "created_at")
     list_filter = ("is_active", "allowed_for_all", LoggingOnFilter)
     search_fields = ("value", "description")
     readonly_fields = ("value", "created_at", "created_by", "updated_at", "updated_by", "last_used_at")
     fieldsets = (
-        (None, {"fields": ("value", "description", "is_active")}),
+        (None, {"fields": ("value", "description", "is_active", "seen_version")}),
         ("API types", {"fields": ("allowed_for_all", "logged_for_all", "logging_until")}),
         ("history", {"fields": ("created_at", "created_by", "updated_at", "updated_by", "last_used_at")}),
     )
     inlines = (ApiKeyGrantInline,)
     actions = ("activate", "deactivate")
+
+    def delete_model(self, request, obj):
+        services.api_key_remove(key=obj, actor=Actor.from_request(request, KeyAudit.Source.ADMIN))
+
+    def delete_queryset(self, request, queryset):
+        actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
+        for key in queryset:
+            services.api_key_remove(key=key, actor=actor)
+
     # created_by / updated_by are shown on the change form only; the list needs no join.
     list_select_related = ()
 
@@ -89,22 +123,25 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
                         services.GrantSpec(data["api_type"].pk, data.get("logged", False), data.get("logging_until"))
                     )
         fields = {name: form.cleaned_data[name] for name in services.KEY_FIELDS}
+        actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
         if change:
-            services.api_key_update(key=form.instance, grants=grants, user=request.user, **fields)
+            services.api_key_update(key=form.instance, grants=grants, actor=actor, **fields)
         else:
-            services.api_key_create(instance=form.instance, grants=grants, user=request.user, **fields)
+            services.api_key_create(instance=form.instance, grants=grants, actor=actor, **fields)
         for formset in formsets:
             # Fills new/changed/deleted_objects for the admin's history message; writes nothing.
             formset.save(commit=False)
 
     @admin.action(description="activate the selected API keys", permissions=["change"])
     def activate(self, request, queryset):
-        changed = services.api_key_set_active(keys=queryset, active=True, user=request.user)
+        actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
+        changed = services.api_key_set_active(keys=queryset, active=True, actor=actor)
         self.message_user(request, f"{changed} API key(s) activated.", messages.SUCCESS)
 
     @admin.action(description="deactivate the selected API keys", permissions=["change"])
     def deactivate(self, request, queryset):
-        changed = services.api_key_set_active(keys=queryset, active=False, user=request.user)
+        actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
+        changed = services.api_key_set_active(keys=queryset, active=False, actor=actor)
         self.message_user(request, f"{changed} API key(s) deactivated.", messages.SUCCESS)
 
 
@@ -170,3 +207,39 @@ class ApiCallLogAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     @admin.display(description="response body")
     def response(self, obj):
         return format_html("<pre>{}</pre>", obj.response_body)
+
+
+@admin.register(KeyAudit)
+class KeyAuditAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+    """The audit trail, read-only; entries outlive their keys."""
+
+    list_display = ("at", "action", "key_summary", "actor_name", "source", "remote_address")
+    list_filter = ("action", "source", ("key", admin.RelatedOnlyFieldListFilter))
+    date_hierarchy = "at"
+    search_fields = ("key_description", "key_last4", "actor_name")
+    fields = (
+        "at",
+        "action",
+        "key",
+        "key_last4",
+        "key_description",
+        "actor",
+        "actor_name",
+        "source",
+        "remote_address",
+        "changes",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="key")
+    def key_summary(self, obj):
+        return f"…{obj.key_last4} {obj.key_description}".strip()

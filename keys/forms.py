@@ -31,12 +31,16 @@ class ApiKeyForm(forms.ModelForm):
         label="logging until", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
     )
 
+    # The version the dialog showed; a save over a newer version is refused.
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
+
     class Meta:
         model = ApiKey
         fields = list(KEY_FIELDS)
 
     def __init__(self, *args, api_types: list[ApiType], **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["version"].initial = self.instance.version if self.instance.pk else None
         self.api_types = api_types
         self.types_by_id = {t.pk: t for t in api_types}
         self.grants: list[GrantSpec] = []

@@ -67,6 +67,9 @@ class ApiKey(models.Model):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Raised by every change; a dialog posts the version it showed, so a save over
+    # someone else's newer change is refused instead of silently overwriting it.
+    version = models.PositiveIntegerField(default=1, editable=False)
     # Written at most once a minute per key (see services.api_key_touch), never on every call.
     last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
 
@@ -158,3 +161,48 @@ class ApiCallLog(models.Model):
     @property
     def succeeded(self) -> bool:
         return 200 <= self.status_code < 300
+
+
+class KeyAudit(models.Model):
+    """Who changed which key, when, from where, and what changed (before → after).
+
+    One entry per change of a key, its per-type grants included, kept after
+    the key is removed (snapshots of the key's last four characters and
+    description).
+    """
+
+    class Action(models.TextChoices):
+        CREATED = "created", "created"
+        CHANGED = "changed", "changed"
+        ACTIVATED = "activated", "activated"
+        DEACTIVATED = "deactivated", "deactivated"
+        REMOVED = "removed", "removed"
+
+    class Source(models.TextChoices):
+        PANE = "pane", "keys pane"
+        ADMIN = "admin", "Django admin"
+        COMMAND = "command", "management command"
+        OTHER = "other", "other"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit")
+    key_last4 = models.CharField("key (last 4)", max_length=4)
+    key_description = models.CharField(max_length=255, blank=True)
+    action = models.CharField(max_length=12, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, help_text="The user's name, or the operating-system user.")
+    source = models.CharField(max_length=8, choices=Source.choices)
+    remote_address = models.GenericIPAddressField(null=True, blank=True)
+    # {"field": [before, after], "api_types": {"<type name>": [before, after]}}; a grant is
+    # {"logged": bool, "logging until": "YYYY-MM-DD" | null}, or null when not selected.
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "key change"
+        indexes = [models.Index(fields=["key", "-at"], name="keys_audit_key_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} …{self.key_last4} by {self.actor_name}"

@@ -9,13 +9,14 @@ from datetime import date
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
+from . import audit
+from .audit import Actor
+from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "api_types.json"
@@ -73,6 +74,26 @@ def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
     )
 
 
+class EditConflict(Exception):
+    """The key changed since the dialog (or command) read it."""
+
+    def __init__(self, key: ApiKey):
+        self.key = key
+        who = key.updated_by.get_username() if key.updated_by else "someone"
+        when = timezone.localtime(key.updated_at).strftime("%Y-%m-%d %H:%M")
+        super().__init__(f"This API key was changed by {who} at {when} since you opened it.")
+
+
+def _locked(key: ApiKey, expected_version: int | None) -> ApiKey:
+    """The key's row, locked for this transaction, checked against the version the caller saw."""
+    current = ApiKey.objects.select_for_update().select_related("updated_by").filter(pk=key.pk).first()
+    if current is None:
+        raise ApiKey.DoesNotExist("This API key no longer exists; someone removed it.")
+    if expected_version is not None and current.version != expected_version:
+        raise EditConflict(current)
+    return current
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -82,7 +103,7 @@ def api_key_create(
     logged_for_all: bool = False,
     logging_until: date | None = None,
     grants: Sequence[GrantSpec] = (),
-    user: AbstractBaseUser | None = None,
+    actor: Actor | None = None,
     instance: ApiKey | None = None,
 ) -> ApiKey:
     """Create a key; its value (GUID) is made here. `instance` lets the admin
@@ -93,12 +114,17 @@ def api_key_create(
     key.allowed_for_all = allowed_for_all
     key.logged_for_all = logged_for_all
     key.logging_until = logging_until
-    key.created_by = key.updated_by = user
+    key.created_by = key.updated_by = _user(actor)
     key.full_clean()
     _validate_grants(grants)
     key.save()
     _write_grants(key, grants)
+    audit.record(key, KeyAudit.Action.CREATED, audit.difference({}, audit.snapshot(key)), actor)
     return key
+
+
+def _user(actor: Actor | None):
+    return actor.user if actor and actor.user and actor.user.is_authenticated else None
 
 
 @transaction.atomic
@@ -111,18 +137,25 @@ def api_key_update(
     logged_for_all: bool,
     logging_until: date | None,
     grants: Sequence[GrantSpec],
-    user: AbstractBaseUser | None = None,
+    actor: Actor | None = None,
+    expected_version: int | None = None,
 ) -> ApiKey:
+    """Replace a key's settings and grants. With `expected_version`, refuse
+    (EditConflict) when someone else changed the key in between."""
+    current = _locked(key, expected_version)
+    before = audit.snapshot(current)
     key.description = description
     key.is_active = is_active
     key.allowed_for_all = allowed_for_all
     key.logged_for_all = logged_for_all
     key.logging_until = logging_until
-    key.updated_by = user
+    key.updated_by = _user(actor)
+    key.version = current.version + 1
     key.full_clean()
     _validate_grants(grants)
     key.save()
     _write_grants(key, grants)
+    audit.record(key, KeyAudit.Action.CHANGED, audit.difference(before, audit.snapshot(key)), actor)
     return key
 
 
@@ -134,7 +167,7 @@ def current_grants(key: ApiKey) -> list[GrantSpec]:
 def api_key_change(
     *,
     key: ApiKey,
-    user: AbstractBaseUser | None = None,
+    actor: Actor | None = None,
     add_grants: Sequence[GrantSpec] = (),
     remove_type_ids: Sequence[int] = (),
     **fields,
@@ -144,29 +177,31 @@ def api_key_change(
     unknown = set(fields) - set(KEY_FIELDS)
     if unknown:
         raise TypeError(f"api_key_change() got unexpected fields: {', '.join(sorted(unknown))}")
-    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    key = _locked(key, None)
     grants = {g.api_type_id: g for g in current_grants(key) if g.api_type_id not in set(remove_type_ids)}
     grants |= {g.api_type_id: g for g in add_grants}
     current = {name: getattr(key, name) for name in KEY_FIELDS}
-    return api_key_update(key=key, user=user, grants=list(grants.values()), **(current | fields))
+    return api_key_update(key=key, actor=actor, grants=list(grants.values()), **(current | fields))
 
 
 @transaction.atomic
-def api_key_set_active(*, keys: Iterable[ApiKey], active: bool, user: AbstractBaseUser | None = None) -> int:
+def api_key_set_active(*, keys: Iterable[ApiKey], active: bool, actor: Actor | None = None) -> int:
     """Activate or deactivate keys (admin actions, commands); returns how many changed."""
     changed = 0
     for key in keys:
         if key.is_active != active:
-            key.is_active = active
-            key.updated_by = user
-            key.save(update_fields=["is_active", "updated_by", "updated_at"])
+            api_key_change(key=key, actor=actor, is_active=active)
             changed += 1
     return changed
 
 
 @transaction.atomic
-def api_key_remove(*, key: ApiKey) -> None:
-    key.delete()
+def api_key_remove(*, key: ApiKey, actor: Actor | None = None, expected_version: int | None = None) -> None:
+    """Remove a key; its stored calls and its audit trail stay."""
+    current = _locked(key, expected_version)
+    before = audit.snapshot(current)
+    audit.record(current, KeyAudit.Action.REMOVED, {k: [v, None] for k, v in before.items()}, actor)
+    current.delete()
 
 
 # --- API-type catalog ---------------------------------------------------------

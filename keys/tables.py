@@ -30,6 +30,7 @@ class ApiKeyTable(tables.Table):
             "data-remove-url": lambda record: reverse("keys:remove", args=[record.pk]),
             "data-details-url": lambda record: reverse("keys:details", args=[record.pk]),
             "data-logs-url": lambda record: reverse("keys:logs", args=[record.pk]),
+            "data-history-url": lambda record: reverse("keys:history", args=[record.pk]),
             "aria-selected": "false",
             "tabindex": "-1",
         }

@@ -11,6 +11,7 @@ urlpatterns = [
     path("integrations/keys/<int:pk>/", views.key_details, name="details"),
     path("integrations/keys/<int:pk>/edit/", views.key_edit, name="edit"),
     path("integrations/keys/<int:pk>/remove/", views.key_remove, name="remove"),
+    path("integrations/keys/<int:pk>/history/", views.key_history, name="history"),
     path("integrations/keys/<int:pk>/logs/", views.key_logs, name="logs"),
     path("integrations/keys/<int:pk>/logs.csv", views.key_logs_csv, name="logs-csv"),
     path("integrations/keys/<int:pk>/logs/<int:log_pk>/", views.log_entry, name="log-entry"),

@@ -15,8 +15,9 @@ from django_tables2 import RequestConfig
 
 from . import selectors, services
 from .access import decide_for_type
+from .audit import Actor
 from .forms import ApiKeyForm, LogFilterForm
-from .models import ApiCallLog, ApiKey
+from .models import ApiCallLog, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required
 from .tables import ApiCallLogTable, ApiKeyTable
 
@@ -52,23 +53,33 @@ def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
 def _key_dialog(request: HtmxHttpRequest, key: ApiKey | None) -> HttpResponse:
     api_types = list(selectors.api_type_list())
     instance = key or ApiKey()
+    status, conflict = 200, None
     if request.method == "POST":
         form = ApiKeyForm(request.POST, instance=instance, api_types=api_types)
         if form.is_valid():
             fields = {name: form.cleaned_data[name] for name in services.KEY_FIELDS}
+            actor = Actor.from_request(request, KeyAudit.Source.PANE)
             try:
                 if key is None:
-                    key = services.api_key_create(**fields, grants=form.grants, user=request.user)
+                    key = services.api_key_create(**fields, grants=form.grants, actor=actor)
                     return keys_changed("API key created.", select=key.pk)
-                services.api_key_update(key=key, **fields, grants=form.grants, user=request.user)
+                services.api_key_update(
+                    key=key, **fields, grants=form.grants, actor=actor, expected_version=form.cleaned_data["version"]
+                )
                 return keys_changed("API key saved.", select=key.pk)
+            except services.EditConflict as exc:
+                conflict, status = str(exc), 409
             except ValidationError as exc:
                 form.add_error(None, exc.messages)
-        status = 422
+        status = status if conflict else 422
     else:
         form = ApiKeyForm(instance=instance, api_types=api_types)
-        status = 200
-    return render(request, "keys/dialogs.html#key-form", {"form": form, "key": key}, status=status)
+    context = {"form": form, "key": key, "conflict": conflict}
+    return render(request, "keys/dialogs.html#key-form", context, status=status)
+
+
+def _gone(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "404.html", status=404)
 
 
 @require_http_methods(["GET", "POST"])
@@ -81,17 +92,41 @@ def key_new(request: HtmxHttpRequest) -> HttpResponse:
 @integration_change_required
 def key_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey.objects.prefetch_related("grants"), pk=pk)
-    return _key_dialog(request, key)
+    try:
+        return _key_dialog(request, key)
+    except ApiKey.DoesNotExist:  # removed by someone else while this request ran
+        return _gone(request)
 
 
 @require_http_methods(["GET", "POST"])
 @integration_change_required
 def key_remove(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)
+    conflict = None
     if request.method == "POST":
-        services.api_key_remove(key=key)
-        return keys_changed("API key removed.")
-    return render(request, "keys/dialogs.html#remove-confirm", {"key": key})
+        try:
+            version = int(request.POST.get("version", ""))
+        except ValueError:
+            version = None  # an old page without the field: remove what is there, as before
+        try:
+            services.api_key_remove(
+                key=key, actor=Actor.from_request(request, KeyAudit.Source.PANE), expected_version=version
+            )
+            return keys_changed("API key removed.")
+        except services.EditConflict as exc:
+            conflict, key = str(exc), exc.key
+        except ApiKey.DoesNotExist:
+            return _gone(request)
+    status = 409 if conflict else 200
+    return render(request, "keys/dialogs.html#remove-confirm", {"key": key, "conflict": conflict}, status=status)
+
+
+@require_GET
+@integration_access_required
+def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=pk)
+    entries = key.audit.select_related("actor")[:100]
+    return render(request, "keys/dialogs.html#key-history", {"key": key, "entries": entries})
 
 
 @require_GET

@@ -240,3 +240,36 @@ def test_read_only_user_sees_pane_and_details_but_cannot_change(login, viewer, m
     )
     assert status == 403
     assert ApiKey.objects.filter(pk=key.pk).exists()
+
+
+def test_conflicting_edit_is_refused_with_reload(login, administrator, make_key):
+    from keys.audit import Actor
+    from keys.services import api_key_change
+
+    key = make_key(description="start")
+    page = login(administrator)
+    row_of(page, key).click()
+    page.get_by_role("button", name="edit").click()
+    box = dialog(page)
+    box.get_by_label("description").fill("mine")
+    api_key_change(key=key, actor=Actor(name="colleague"), description="theirs")  # someone else saves first
+    box.get_by_role("button", name="save").click()
+    expect(box.get_by_role("alert")).to_contain_text("This API key was changed by")
+    expect(box.get_by_label("description")).to_have_value("mine")
+    box.get_by_role("button", name="reload").click()
+    expect(box.get_by_label("description")).to_have_value("theirs")
+    box.get_by_label("description").fill("merged")
+    box.get_by_role("button", name="save").click()
+    expect(box).to_be_hidden()
+    key.refresh_from_db()
+    assert key.description == "merged"
+
+
+def test_history_of_selected_key(login, administrator, make_key):
+    key = make_key(description="tracked")
+    page = login(administrator)
+    row_of(page, key).click()
+    page.get_by_role("button", name="history").click()
+    box = dialog(page)
+    expect(box.get_by_role("heading", name="history of the key")).to_be_visible()
+    expect(box).to_contain_text("created")

@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from keys import cli, services
+from keys.audit import Actor
 
 
 class Command(BaseCommand):
@@ -12,6 +13,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
+        parser.add_argument("--actor", help="who to record in the key's history (default: the operating-system user)")
         parser.add_argument("--description", required=True, help="what the key is for")
         parser.add_argument("--inactive", action="store_true", help="create the key inactive (default: active)")
         parser.add_argument("--all", action="store_true", help="allowed for all API types")
@@ -31,6 +33,7 @@ class Command(BaseCommand):
         grants = [cli.grant_spec(raw) for raw in options["type"]]
         try:
             key = services.api_key_create(
+                actor=Actor.for_command(options["actor"]),
                 description=options["description"],
                 is_active=not options["inactive"],
                 allowed_for_all=options["all"],

@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from keys import cli, services
+from keys.audit import Actor
 
 
 class Command(BaseCommand):
@@ -11,6 +12,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
+        parser.add_argument("--actor", help="who to record in the key's history (default: the operating-system user)")
         parser.add_argument("value", help="the key's value (GUID)")
         parser.add_argument("--description")
         active = parser.add_mutually_exclusive_group()
@@ -49,7 +51,9 @@ class Command(BaseCommand):
         if not (fields or add or remove):
             raise CommandError("Nothing to change: name at least one option (see --help).")
         try:
-            services.api_key_change(key=key, add_grants=add, remove_type_ids=remove, **fields)
+            services.api_key_change(
+                key=key, actor=Actor.for_command(options["actor"]), add_grants=add, remove_type_ids=remove, **fields
+            )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages) + " Nothing was changed.") from exc
         self.stdout.write(self.style.SUCCESS(f"Updated API key {key.value}."))

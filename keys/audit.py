@@ -1,0 +1,89 @@
+"""The audit trail of keys: who (Actor), what changed (snapshots and their
+difference), written by the services in the same transaction as the change.
+
+Why not django-simple-history or django-auditlog: both record one row per
+model row through signals, so one edit of a key and ten of its API types
+would be eleven unrelated entries, and the bulk writes of grants would not be
+seen at all. Here one change is one entry, with every field and every
+per-type grant as before → after.
+"""
+
+import getpass
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest
+
+from .models import ApiKey, KeyAudit
+
+FIELD_LABELS = {
+    "description": "description",
+    "is_active": "is active",
+    "allowed_for_all": "allowed for all",
+    "logged_for_all": "logged for all",
+    "logging_until": "logging until",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: AbstractBaseUser | None = None
+    name: str = ""
+    source: str = KeyAudit.Source.OTHER
+    address: str | None = None
+
+    @classmethod
+    def from_request(cls, request: HttpRequest, source: str) -> "Actor":
+        return cls(request.user, request.user.get_username(), source, request.META.get("REMOTE_ADDR") or None)
+
+    @classmethod
+    def for_command(cls, name: str | None = None) -> "Actor":
+        """A command's actor: --actor, or the operating-system user who ran it."""
+        try:
+            os_user = getpass.getuser()
+        except OSError:  # no user name for this uid (some containers)
+            os_user = "unknown"
+        return cls(None, name or os_user, KeyAudit.Source.COMMAND)
+
+
+def snapshot(key: ApiKey) -> dict[str, Any]:
+    """The key's settings and grants as plain data, read fresh from the database."""
+    state = {label: getattr(key, name) for name, label in FIELD_LABELS.items()}
+    state["logging until"] = state["logging until"].isoformat() if state["logging until"] else None
+    state["api_types"] = {
+        g.api_type.name: {"logged": g.logged, "logging until": g.logging_until.isoformat() if g.logging_until else None}
+        for g in key.grants.select_related("api_type")
+    }
+    return state
+
+
+def difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    changes = {k: [before.get(k), after.get(k)] for k in after if k != "api_types" and before.get(k) != after.get(k)}
+    old, new = before.get("api_types", {}), after.get("api_types", {})
+    types = {
+        name: [old.get(name), new.get(name)] for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)
+    }
+    if types:
+        changes["api_types"] = types
+    return changes
+
+
+def record(key: ApiKey, action: str, changes: dict[str, Any], actor: Actor | None) -> KeyAudit | None:
+    if action == KeyAudit.Action.CHANGED:
+        if not changes:
+            return None  # a save that changed nothing is not an event
+        if set(changes) == {"is active"}:
+            action = KeyAudit.Action.ACTIVATED if changes["is active"][1] else KeyAudit.Action.DEACTIVATED
+    actor = actor or Actor()
+    return KeyAudit.objects.create(
+        key=key if action != KeyAudit.Action.REMOVED else None,
+        key_last4=key.value.hex[-4:],
+        key_description=key.description,
+        action=action,
+        actor=actor.user if actor.user and actor.user.is_authenticated else None,
+        actor_name=actor.name[:150] or "unknown",
+        source=actor.source,
+        remote_address=actor.address,
+        changes=changes,
+    )
