@@ -105,6 +105,16 @@ KEYS_DECISION_CACHE_SECONDS = env.int("KEYS_DECISION_CACHE_SECONDS", default=300
 KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
 # "last used" is written at most once per this many seconds per key and per grant.
 KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
+# API request bodies over this size are refused with 413 before any other work.
+KEYS_MAX_BODY_BYTES = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = KEYS_MAX_BODY_BYTES
+# The API key dialog posts up to three fields per API type, and the catalog may hold thousands.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+# After this many refused ApiKey attempts from one address within the window (seconds),
+# the address gets 429 for KEYS_THROTTLE_BLOCK seconds. 0 turns throttling off.
+KEYS_THROTTLE_REFUSALS = env.int("KEYS_THROTTLE_REFUSALS", default=20)
+KEYS_THROTTLE_WINDOW = env.int("KEYS_THROTTLE_WINDOW", default=60)
+KEYS_THROTTLE_BLOCK = env.int("KEYS_THROTTLE_BLOCK", default=60)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -10,6 +10,7 @@ can serve more API types without touching the guard.
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -57,6 +60,65 @@ def client_address(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+# Refusals that say the caller has no usable key; these are what guessing looks like.
+KEY_REFUSALS = {Reason.MALFORMED_KEY, Reason.UNKNOWN_KEY, Reason.INACTIVE_KEY}
+
+
+def _block_key(address: str | None) -> str:
+    return f"keys:throttle:block:{address}"
+
+
+def throttled(request: HttpRequest) -> JsonResponse | None:
+    """429 while the client's address is blocked for too many refused keys."""
+    if not settings.KEYS_THROTTLE_REFUSALS:
+        return None
+    until = cache.get(_block_key(client_address(request)))
+    if until is None:
+        return None
+    response = error_response(429, "Too many calls with a refused API key from this address. Try again later.")
+    response["Retry-After"] = str(max(1, math.ceil(until - time.time())))
+    return response
+
+
+def _count_refusal(request: HttpRequest) -> None:
+    """After KEYS_THROTTLE_REFUSALS refused keys within KEYS_THROTTLE_WINDOW seconds, block the
+    address for KEYS_THROTTLE_BLOCK seconds. The counts live in the cache (Redis when configured),
+    so every process shares them."""
+    limit = settings.KEYS_THROTTLE_REFUSALS
+    if not limit:
+        return
+    address = client_address(request)
+    counter = f"keys:throttle:refused:{address}"
+    if cache.add(counter, 1, timeout=settings.KEYS_THROTTLE_WINDOW):
+        count = 1
+    else:
+        try:
+            count = cache.incr(counter)
+        except ValueError:  # expired between add and incr
+            cache.add(counter, 1, timeout=settings.KEYS_THROTTLE_WINDOW)
+            count = 1
+    if count >= limit:
+        block = settings.KEYS_THROTTLE_BLOCK
+        cache.set(_block_key(address), time.time() + block, timeout=block)
+        security_log.warning("blocking %s for %s s after %s refused API keys", address, block, count)
+
+
+def too_large(request: HttpRequest) -> JsonResponse | None:
+    """413 for a body over KEYS_MAX_BODY_BYTES, decided from Content-Length before any other work."""
+    limit = settings.KEYS_MAX_BODY_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return error_response(400, "The Content-Length header is not a number.")
+    if length > limit:
+        return error_response(413, f"The request body is larger than {limit} bytes.")
+    try:
+        request.body  # noqa: B018  (a chunked body without a length is measured while it is read)
+    except RequestDataTooBig:
+        return error_response(413, f"The request body is larger than {limit} bytes.")
+    return None
+
+
 def refusal(request: HttpRequest, decision: Decision, api_path: str) -> JsonResponse:
     """Answer a refused call. Nothing is stored per key; the refusal is counted
     and written to the security log, without the key value."""
@@ -69,6 +131,8 @@ def refusal(request: HttpRequest, decision: Decision, api_path: str) -> JsonResp
     counter = f"keys:refused:{reason.name.lower()}"
     if not cache.add(counter, 1, timeout=None):
         cache.incr(counter)
+    if reason in KEY_REFUSALS:
+        _count_refusal(request)
     security_log.info(
         "refused API call: %s; %s %s from %s", reason.value, request.method, request.path, client_address(request)
     )
@@ -138,6 +202,8 @@ def api_key_required(direction: str, api_id: str | None = None) -> Callable:
         @csrf_exempt  # called by programs with a header key, never with a browser's cookies
         @wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if early := too_large(request) or throttled(request):
+                return early
             type_id = api_id if api_id is not None else kwargs["api_id"]
             raw_key = request.headers.get(HEADER)
             decision = decide(raw_key, direction=direction, api_id=type_id)
@@ -170,6 +236,8 @@ def api_key_authenticated(view: Callable) -> Callable:
     @csrf_exempt
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if early := too_large(request) or throttled(request):
+            return early
         decision = authenticate(request.headers.get(HEADER))
         if not decision.allowed:
             return refusal(request, decision, request.path)
