@@ -105,6 +105,8 @@ KEYS_DECISION_CACHE_SECONDS = env.int("KEYS_DECISION_CACHE_SECONDS", default=300
 KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
 # "last used" is written at most once per this many seconds per key and per grant.
 KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
+# Modules that register /chqapi/ handlers (keys.api.register), imported at start-up.
+KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
 # API request bodies over this size are refused with 413 before any other work.
 KEYS_MAX_BODY_BYTES = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = KEYS_MAX_BODY_BYTES

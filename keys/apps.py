@@ -6,4 +6,12 @@ class KeysConfig(AppConfig):
     verbose_name = "integrations › keys"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the cache invalidation)
+        from importlib import import_module
+
+        from django.conf import settings
+
+        from . import handlers, signals  # noqa: F401  (built-in handlers; cache invalidation)
+
+        # A host's own API handlers register themselves when their module is imported.
+        for module in settings.KEYS_HANDLER_MODULES:
+            import_module(module)
