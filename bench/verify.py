@@ -16,7 +16,6 @@ with a Redis cache the decision cache is on (KEYS_DECISION_CACHE).
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,23 +24,12 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import PYTHON, ROOT, free_port, manage
+
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "2000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    ).stdout
 
 
 def make_keys(env: dict) -> dict[str, str]:
@@ -107,6 +95,8 @@ def main() -> None:
         "DEBUG": "false",
         "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret"),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
+        "KEYS_THROTTLE_REFUSALS": "0",  # the refused mode would otherwise measure 429s
         "LOG_LEVEL": "WARNING",
     }
     env.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'verify.sqlite3'}")
@@ -163,6 +153,10 @@ def main() -> None:
         print(f"{name:<10}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p95']:>9.2f}{r['rps'] / base:>12.2f}x  {r['statuses']}")
     expected = REQUESTS // CLIENTS * CLIENTS + 20
     print(f"stored call logs: {stored} (expected {expected}: the logged mode and its warm-up)")
+    wanted = {"baseline": 200, "refused": 401, "allowed": 501, "logged": 501}
+    wrong = {name: r["statuses"] for name, r in results.items() if set(r["statuses"]) != {wanted[name]}}
+    if wrong or int(stored) != expected:
+        sys.exit(f"unexpected answers {wrong} or stored rows: the numbers above do not measure what they say")
 
 
 if __name__ == "__main__":

@@ -153,8 +153,26 @@ class ApiTypeAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     ordering = ("name",)
 
 
+class EvidenceMixin(IntegrationRightsMixin):
+    """Records that must not be edited from the admin: viewable with the access right, nothing more.
+    They carry snapshots of the key (last four characters, description) to outlive it."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="key")
+    def key_summary(self, obj):
+        return f"…{obj.key_last4} {obj.key_description}".strip()
+
+
 @admin.register(ApiCallLog)
-class ApiCallLogAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+class ApiCallLogAdmin(EvidenceMixin, admin.ModelAdmin):
     """Read-only: logs are evidence. Old ones go with `manage.py purge_api_logs`."""
 
     list_display = ("created_at", "api_type_name", "key_summary", "status_code", "duration_ms", "client_address")
@@ -187,19 +205,6 @@ class ApiCallLogAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     # The key column shows snapshot fields, so the list needs no join at all.
     show_full_result_count = False
 
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="key")
-    def key_summary(self, obj):
-        return f"…{obj.key_last4} {obj.key_description}".strip()
-
     @admin.display(description="request body")
     def request(self, obj):
         return format_html("<pre>{}</pre>", obj.request_body)
@@ -210,7 +215,7 @@ class ApiCallLogAdmin(IntegrationRightsMixin, admin.ModelAdmin):
 
 
 @admin.register(KeyAudit)
-class KeyAuditAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+class KeyAuditAdmin(EvidenceMixin, admin.ModelAdmin):
     """The audit trail, read-only; entries outlive their keys."""
 
     list_display = ("at", "action", "key_summary", "actor_name", "source", "remote_address")
@@ -230,16 +235,3 @@ class KeyAuditAdmin(IntegrationRightsMixin, admin.ModelAdmin):
         "changes",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="key")
-    def key_summary(self, obj):
-        return f"…{obj.key_last4} {obj.key_description}".strip()
