@@ -15,6 +15,7 @@ from django_tables2 import RequestConfig
 
 from . import selectors, services
 from .access import decide_for_type
+from .api import refusal_counts
 from .audit import Actor
 from .forms import ApiKeyForm, LogFilterForm
 from .models import ApiCallLog, ApiKey, KeyAudit
@@ -46,7 +47,12 @@ def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
     table = ApiKeyTable(selectors.api_key_list())
     RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
     template = "keys/pane.html#key-table" if request.htmx else "keys/pane.html"
-    context = {"table": table, "can_change": can_change(request.user), "section": "integrations"}
+    context = {
+        "table": table,
+        "can_change": can_change(request.user),
+        "section": "integrations",
+        "refused": {reason.replace("_", " "): n for reason, n in refusal_counts().items() if n},
+    }
     return render(request, template, context)
 
 

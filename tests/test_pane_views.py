@@ -225,3 +225,12 @@ def test_details_queries_constant(admin_client, many_types, make_key, django_ass
     with django_assert_max_num_queries(7):
         response = admin_client.get(reverse("keys:details", args=[key.pk]))
     assert response.status_code == 200
+
+
+def test_pane_shows_refusal_counts(admin_client):
+    from django.test import Client
+
+    Client().post("/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY="not-a-key")
+    html = admin_client.get(reverse("keys:pane")).content.decode()
+    assert "Refused API calls counted by the cache:" in html
+    assert "malformed key 1" in html
