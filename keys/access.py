@@ -133,6 +133,9 @@ def decide(
     value = parse_key(key_value)
     if value is None:
         return Decision(False, Reason.MALFORMED_KEY)
+    if "\x00" in api_id or len(api_id) > API_ID_MAX:
+        # Cannot name an API type (and PostgreSQL refuses NUL in a parameter); the key is still checked first.
+        api_id = ""
     if settings.KEYS_DECISION_CACHE:
         key, grants, types = _cached_state(value)
         api_type_id, api_type_name = types.get(f"{direction}:{api_id}", (None, ""))
@@ -167,6 +170,7 @@ def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = Non
     return Decision(True, Reason.ALLOWED, key_id=key.pk)
 
 
+API_ID_MAX = ApiType._meta.get_field("api_id").max_length
 KEY_FIELDS = ("pk", "is_active", "allowed_for_all", "logged_for_all", "logging_until", "description")
 VERSION_KEY = "keys:decision:version"
 

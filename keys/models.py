@@ -12,6 +12,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models
 
 
@@ -48,7 +49,7 @@ class ApiType(models.Model):
 class ApiKey(models.Model):
     # The GUID itself is the secret; it is made on the server and never edited.
     value = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    description = models.CharField(max_length=255, blank=True)
+    description = models.CharField(max_length=255, blank=True, validators=[ProhibitNullCharactersValidator()])
     is_active = models.BooleanField("is active", default=False)
     allowed_for_all = models.BooleanField("allowed for all", default=False)
     logged_for_all = models.BooleanField("logged for all", default=False)

@@ -86,7 +86,8 @@ class EditConflict(Exception):
 
 def _locked(key: ApiKey, expected_version: int | None) -> ApiKey:
     """The key's row, locked for this transaction, checked against the version the caller saw."""
-    current = ApiKey.objects.select_for_update().select_related("updated_by").filter(pk=key.pk).first()
+    # `of=("self",)`: PostgreSQL cannot lock the nullable side of the outer join to updated_by.
+    current = ApiKey.objects.select_for_update(of=("self",)).select_related("updated_by").filter(pk=key.pk).first()
     if current is None:
         raise ApiKey.DoesNotExist("This API key no longer exists; someone removed it.")
     if expected_version is not None and current.version != expected_version:
@@ -327,6 +328,11 @@ def _cap(text: str, limit: int) -> tuple[str, bool]:
     return (text[:limit], True) if len(text) > limit else (text, False)
 
 
+def _storable(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; a caller's bytes are kept readable, not refused.
+    return text.replace("\x00", "\ufffd")
+
+
 def api_call_record(
     *,
     document_id: uuid.UUID,
@@ -346,8 +352,8 @@ def api_call_record(
 ) -> ApiCallLog:
     """Store one logged call: the only database write a verified call makes."""
     limit = settings.KEYS_LOG_BODY_LIMIT
-    request_text, cut_request = _cap(request_body.decode("utf-8", errors="replace"), limit)
-    response_text, cut_response = _cap(response_body.decode("utf-8", errors="replace"), limit)
+    request_text, cut_request = _cap(_storable(request_body.decode("utf-8", errors="replace")), limit)
+    response_text, cut_response = _cap(_storable(response_body.decode("utf-8", errors="replace")), limit)
     return ApiCallLog.objects.create(
         document_id=document_id,
         key_id=key_id,
@@ -356,8 +362,8 @@ def api_call_record(
         api_type_id=api_type_id,
         api_type_name=api_type_name or path,
         method=method,
-        path=path[:500],
-        source=source[:200],
+        path=_storable(path)[:500],
+        source=_storable(source)[:200],
         status_code=status_code,
         duration_ms=duration_ms,
         client_address=client_address,
