@@ -154,6 +154,8 @@ class ApiCallLog(models.Model):
             # The log viewer pages newest-first per key (keyset on id), with or without a type filter.
             models.Index(fields=["key", "-id"], name="keys_log_key_id_idx"),
             models.Index(fields=["key", "api_type", "-id"], name="keys_log_key_type_id_idx"),
+            # A status filter (say, the rare 500s) must not scan a million rows to fill a page.
+            models.Index(fields=["key", "status_code", "-id"], name="keys_log_key_status_id_idx"),
         ]
 
     def __str__(self) -> str:
