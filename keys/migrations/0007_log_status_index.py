@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('keys', '0006_description_no_nul'),
+        ("keys", "0006_description_no_nul"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='apicalllog',
-            index=models.Index(fields=['key', 'status_code', '-id'], name='keys_log_key_status_id_idx'),
+            model_name="apicalllog",
+            index=models.Index(fields=["key", "status_code", "-id"], name="keys_log_key_status_id_idx"),
         ),
     ]

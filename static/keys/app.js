@@ -60,8 +60,9 @@
   function act(action) {
     const row = selectedRow();
     if (!row) return;
-    const url = row.dataset[action + "Url"];
-    if (!url) return;
+    const pattern = $(".pane")?.dataset["url" + action[0].toUpperCase() + action.slice(1)];
+    if (!pattern) return;
+    const url = pattern.replace("/0/", `/${row.dataset.id}/`);
     if (action === "logs") window.location.assign(url); // a page of its own, so it can be bookmarked
     else openDialogFrom(url);
   }
