@@ -20,7 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 scratch = Path(tempfile.mkdtemp(prefix="chq-logs-")) / "logs.sqlite3"
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch}")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chq.settings")
-os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("SECRET_KEY", "bench-only")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")  # the test client speaks plain HTTP
+os.environ.setdefault("STATIC_ROOT", str(scratch.parent / "static"))  # collected below, as in production
 
 import django  # noqa: E402
 
@@ -86,6 +89,7 @@ def measure(client: Client, key: ApiKey, api_type: ApiType) -> dict[str, float]:
 
 def main() -> None:
     call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
     user, _ = User.objects.get_or_create(username="bench")
     user.groups.add(Group.objects.get(name="Integration viewers"))
     client = Client(HTTP_HOST="localhost")

@@ -1,4 +1,5 @@
 import django_tables2 as tables
+from django.urls import reverse
 from django.utils.html import format_html
 
 from .models import ApiCallLog, ApiKey
@@ -53,12 +54,7 @@ class ApiCallLogTable(tables.Table):
     duration_ms = tables.Column(verbose_name="ms")
     source = tables.Column(verbose_name="source", default="")
     client_address = tables.Column(verbose_name="client", default="")
-    open = tables.TemplateColumn(
-        '<button type="button" class="link" hx-get="{% url \'keys:log-entry\' record.key_id record.pk %}" '
-        'hx-target="#dialog" hx-swap="innerHTML">open</button>',
-        verbose_name="",
-        orderable=False,
-    )
+    open = tables.Column(verbose_name="", empty_values=(), orderable=False)
 
     class Meta:
         model = ApiCallLog
@@ -68,5 +64,17 @@ class ApiCallLogTable(tables.Table):
         attrs = {"class": "keys-table logs-table", "aria-label": "stored calls"}
         row_attrs = {"data-id": lambda record: record.pk, "class": lambda record: "" if record.succeeded else "failed"}
 
+    def __init__(self, *args, key_pk: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One reverse() per page, not per row.
+        self.entry_url = reverse("keys:log-entry", args=[key_pk, 0]).removesuffix("0/")
+
     def render_duration_ms(self, value: float) -> str:
         return f"{value:.1f}"
+
+    def render_open(self, record: ApiCallLog) -> str:
+        return format_html(
+            '<button type="button" class="link" hx-get="{}{}/" hx-target="#dialog" hx-swap="innerHTML">open</button>',
+            self.entry_url,
+            record.pk,
+        )

@@ -150,7 +150,7 @@ def key_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = LogFilterForm(request.GET or None)
     context = {"key": key, "form": form, "section": "integrations"}
     if form.is_bound and not form.is_valid():
-        context["table"] = ApiCallLogTable([])
+        context["table"] = ApiCallLogTable([], key_pk=key.pk)
         return render(request, "keys/logs.html", context, status=400)
     filters = form.cleaned_data if form.is_bound else {}
     logs = selectors.api_call_logs(key=key, filters=filters)
@@ -161,7 +161,7 @@ def key_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     for name in ("before", "after"):
         query.pop(name, None)
     context |= {
-        "table": ApiCallLogTable(rows),
+        "table": ApiCallLogTable(rows, key_pk=key.pk),
         "newer_query": f"{query.urlencode()}&after={rows[0].pk}" if newer and rows else None,
         "older_query": f"{query.urlencode()}&before={rows[-1].pk}" if older and rows else None,
         "first_query": query.urlencode() if newer else None,
