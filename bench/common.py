@@ -20,3 +20,28 @@ def manage(env: dict, *args: str) -> str:
     return subprocess.run(
         [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     ).stdout
+
+
+def django_in_process(prefix: str) -> None:
+    """Set up Django in this process as production runs it, on a scratch SQLite
+    database unless DATABASE_URL says otherwise, with static files collected."""
+    import os
+    import tempfile
+    import warnings
+
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'bench.sqlite3'}")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chq.settings")
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("SECRET_KEY", "bench-only")
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "false")  # the test client speaks plain HTTP
+    os.environ.setdefault("STATIC_ROOT", str(scratch / "static"))
+    # WhiteNoise looks for STATIC_ROOT at start-up, before the files are collected into it.
+    warnings.filterwarnings("ignore", "No directory at")
+
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)

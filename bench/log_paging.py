@@ -11,27 +11,16 @@ for PostgreSQL.
 import os
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-scratch = Path(tempfile.mkdtemp(prefix="chq-logs-")) / "logs.sqlite3"
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch}")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chq.settings")
-os.environ.setdefault("DEBUG", "false")
-os.environ.setdefault("SECRET_KEY", "bench-only")
-os.environ.setdefault("SECURE_SSL_REDIRECT", "false")  # the test client speaks plain HTTP
-os.environ.setdefault("STATIC_ROOT", str(scratch.parent / "static"))  # collected below, as in production
+from bench.common import django_in_process
+
+django_in_process("chq-logs-")
 
 import django  # noqa: E402
-
-warnings.filterwarnings("ignore", "No directory at")
-django.setup()
-
 from django.contrib.auth.models import Group, User  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
@@ -88,8 +77,6 @@ def measure(client: Client, key: ApiKey, api_type: ApiType) -> dict[str, float]:
 
 
 def main() -> None:
-    call_command("migrate", verbosity=0)
-    call_command("collectstatic", interactive=False, verbosity=0)
     user, _ = User.objects.get_or_create(username="bench")
     user.groups.add(Group.objects.get(name="Integration viewers"))
     client = Client(HTTP_HOST="localhost")

@@ -2,7 +2,7 @@
 
 Fills a scratch database with 10,000 keys and 1,000 extra API types and
 prints the median time of repeated requests through Django's test client,
-next to a baseline measured in the same process on a small data set (10 keys,
+next to a baseline measured in the same process on a small data set (30 keys,
 the 126-type catalog). Run: `make bench` or `.venv/bin/python bench/pane_render.py`.
 Set DATABASE_URL to measure on PostgreSQL; the default is a scratch SQLite file.
 """
@@ -10,30 +10,16 @@ Set DATABASE_URL to measure on PostgreSQL; the default is a scratch SQLite file.
 import os
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-scratch = Path(tempfile.mkdtemp(prefix="chq-bench-")) / "bench.sqlite3"
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch}")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chq.settings")
-os.environ.setdefault("DEBUG", "false")
-os.environ.setdefault("SECRET_KEY", "bench-only")
-os.environ.setdefault("SECURE_SSL_REDIRECT", "false")  # the test client speaks plain HTTP
-os.environ.setdefault("STATIC_ROOT", str(scratch.parent / "static"))  # collected below, as in production
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import django_in_process
+
+django_in_process("chq-bench-")
 
 import django  # noqa: E402
-
-# WhiteNoise looks for STATIC_ROOT at start-up, before main() collects the files into it.
-warnings.filterwarnings("ignore", "No directory at")
-
-django.setup()
-
 from django.contrib.auth.models import Group, User  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
@@ -64,8 +50,6 @@ def measure(client: Client, edit_key: ApiKey) -> dict[str, float]:
 
 def main() -> None:
     print(f"database: {django.db.connection.vendor} ({os.environ['DATABASE_URL'].split('@')[-1]})")
-    call_command("migrate", verbosity=0)
-    call_command("collectstatic", interactive=False, verbosity=0)
     ApiKeyGrant.objects.all().delete()
     ApiKey.objects.all().delete()
     ApiType.objects.filter(api_id__startswith="bench-").delete()
