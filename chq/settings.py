@@ -112,6 +112,9 @@ KEYS_MAX_BODY_BYTES = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = KEYS_MAX_BODY_BYTES
 # The API key dialog posts up to three fields per API type, and the catalog may hold thousands.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+# How many reverse proxies stand in front of the app and append to X-Forwarded-For
+# (0: use REMOTE_ADDR). Client addresses feed throttling, call logs and the audit trail.
+KEYS_TRUSTED_PROXIES = env.int("KEYS_TRUSTED_PROXIES", default=0)
 # After this many refused ApiKey attempts from one address within the window (seconds),
 # the address gets 429 for KEYS_THROTTLE_BLOCK seconds. 0 turns throttling off.
 KEYS_THROTTLE_REFUSALS = env.int("KEYS_THROTTLE_REFUSALS", default=20)

@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import services
 from .access import Decision, Reason, authenticate, decide
+from .clients import client_address
 
 security_log = logging.getLogger("keys.security")
 
@@ -54,10 +55,6 @@ def error_response(status: int, message: str) -> JsonResponse:
     if status == 401:
         response["WWW-Authenticate"] = f'{HEADER} realm="chqapi"'
     return response
-
-
-def client_address(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 # Refusals that say the caller has no usable key; these are what guessing looks like.

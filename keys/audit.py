@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 
+from .clients import client_address
 from .models import ApiKey, KeyAudit
 
 FIELD_LABELS = {
@@ -35,7 +36,7 @@ class Actor:
 
     @classmethod
     def from_request(cls, request: HttpRequest, source: str) -> "Actor":
-        return cls(request.user, request.user.get_username(), source, request.META.get("REMOTE_ADDR") or None)
+        return cls(request.user, request.user.get_username(), source, client_address(request))
 
     @classmethod
     def for_command(cls, name: str | None = None) -> "Actor":
