@@ -44,6 +44,10 @@ def settings_index(request: HtmxHttpRequest) -> HttpResponse:
 @integration_access_required
 def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
     table = ApiKeyTable(selectors.api_key_list())
+    if can_change(request.user):
+        table.empty_text = "No API keys yet. Press new to create the first key."
+    else:
+        table.empty_text = "No API keys yet. Someone with the right Add/Edit Integration Settings CHQ can create one."
     RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
     template = "keys/pane.html#key-table" if request.htmx else "keys/pane.html"
     context = {

@@ -58,9 +58,14 @@ def test_table_partial_lists_new_key(admin_client, make_key):
 
 
 def test_empty_state_says_how_to_start(admin_client):
-    assert (
-        "Press <strong>new</strong> to create the first key." in admin_client.get(reverse("keys:pane")).content.decode()
-    )
+    html = admin_client.get(reverse("keys:pane")).content.decode()
+    assert "No API keys yet. Press new to create the first key." in html
+
+
+def test_empty_state_for_a_viewer(client, viewer):
+    client.force_login(viewer)
+    html = client.get(reverse("keys:pane")).content.decode()
+    assert "Someone with the right Add/Edit Integration Settings CHQ can create one." in html
 
 
 def test_edit_keeps_value_and_changes_fields(admin_client, make_key, inventory_export):

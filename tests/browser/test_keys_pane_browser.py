@@ -273,3 +273,32 @@ def test_history_of_selected_key(login, administrator, make_key):
     box = dialog(page)
     expect(box.get_by_role("heading", name="history of the key")).to_be_visible()
     expect(box).to_contain_text("created")
+
+
+def test_logs_of_selected_key(login, viewer, make_key, inventory_export):
+    from django.test import Client
+
+    key = make_key(description="logged", grants=[GrantSpec(inventory_export.pk, logged=True)])
+    api = Client()
+    for source in ("erp-1", "erp-2"):
+        api.post(
+            "/chqapi/export/inventory", {"Source": source}, content_type="application/json", HTTP_APIKEY=str(key.value)
+        )
+    page = login(viewer)
+    row_of(page, key).click()
+    page.get_by_role("button", name="logs").click()
+    expect(page.get_by_role("heading", name="logs")).to_be_visible()
+    table = page.get_by_role("table", name="stored calls")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(table.locator("tbody tr").first).to_contain_text("erp-2")  # newest first
+    table.get_by_role("button", name="open").first.click()
+    box = dialog(page)
+    expect(box.get_by_role("heading", name="stored call")).to_be_visible()
+    expect(box).to_contain_text('"Source": "erp-2"')
+    page.keyboard.press("Escape")
+    page.get_by_label("status code").fill("200")
+    page.get_by_role("button", name="filter").click()
+    expect(table.locator("tbody tr.empty")).to_contain_text("No stored calls match.")
+    expect(page.get_by_role("link", name="export CSV")).to_have_attribute(
+        "href", re.compile(r"logs\.csv\?.*status=200")
+    )
