@@ -143,11 +143,23 @@ def refusal_counts() -> dict[str, int]:
 
 
 def parse_body(request: HttpRequest) -> dict[str, Any]:
-    """The JSON body as a dict; an empty body is an empty request."""
-    if not request.body.strip():
+    """The JSON body as a dict; an empty body is an empty request. Parsed once per
+    request: the handler and the call log (for `Source`) both ask."""
+    if not hasattr(request, "_api_body"):
+        try:
+            request._api_body = _parse(request.body)
+        except ApiError as exc:
+            request._api_body = exc
+    if isinstance(request._api_body, ApiError):
+        raise request._api_body
+    return request._api_body
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    if not body.strip():
         return {}
     try:
-        data = json.loads(request.body)
+        data = json.loads(body)
     except UnicodeDecodeError:
         raise ApiError(400, "The request body is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:
