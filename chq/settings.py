@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "keys.api_errors.ApiErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "chq.urls"
@@ -97,6 +98,15 @@ CACHES = {"default": env.cache_url("CACHE_URL", default=env.str("REDIS_URL", def
 _SHARED_CACHE = "redis" in CACHES["default"]["BACKEND"].lower()
 
 # --- keys app -------------------------------------------------------------------
+# Files the app keeps beside its database: shared counters (throttle) and the
+# spool of call-log rows the database refused (see keys/shared.py, keys/spool.py).
+KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "var")
+KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) / "spool")
+# Where the throttle's counts live: "sqlite" (a file every worker on this host shares)
+# or "cache" (the configured cache; only sensible when it is Redis, shared by every host).
+KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "sqlite")
+# Retry-After of a 503 answer while the database cannot be reached.
+KEYS_RETRY_AFTER_SECONDS = env.int("KEYS_RETRY_AFTER_SECONDS", default=5)
 # Cache key decisions (zero queries on a warm cache). Only safe with a cache that
 # every process shares, because freshness rests on a version kept in that cache.
 KEYS_DECISION_CACHE = env.bool("KEYS_DECISION_CACHE", default=_SHARED_CACHE)

@@ -23,3 +23,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", favicon),
 ]
+
+# /chqapi/ answers failures in JSON (keys/api_errors.py); other pages keep Django's.
+handler500 = "keys.api_errors.server_error"

@@ -8,6 +8,7 @@ Handlers for API types come from a registry (`register`), so a host project
 can serve more API types without touching the guard.
 """
 
+import ipaddress
 import json
 import logging
 import math
@@ -19,16 +20,18 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import services
+from . import services, shared
 from .access import Decision, Reason, authenticate, decide
 from .clients import client_address
+from .text import printable
 
 security_log = logging.getLogger("keys.security")
+error_log = logging.getLogger("keys.api")
 
 HEADER = "ApiKey"
 
@@ -50,6 +53,13 @@ class ApiError(Exception):
         self.message = message
 
 
+def unavailable() -> JsonResponse:
+    """503 while the database cannot be reached: the caller should retry, and is told when."""
+    response = error_response(503, "The service is unavailable for a moment (its database cannot be reached).")
+    response["Retry-After"] = str(settings.KEYS_RETRY_AFTER_SECONDS)
+    return response
+
+
 def error_response(status: int, message: str) -> JsonResponse:
     response = JsonResponse({"ErrorMessage": message}, status=status)
     if status == 401:
@@ -61,56 +71,70 @@ def error_response(status: int, message: str) -> JsonResponse:
 KEY_REFUSALS = {Reason.MALFORMED_KEY, Reason.UNKNOWN_KEY, Reason.INACTIVE_KEY}
 
 
-def _block_key(address: str | None) -> str:
-    return f"keys:throttle:block:{address}"
+def throttle_subject(address: str | None) -> str:
+    """Whom the throttle counts: the address, or for IPv6 its /64, which one
+    client usually holds whole (rotating inside it must not dodge the count)."""
+    if address and ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+    return str(address)
+
+
+def _block_key(subject: str) -> str:
+    return f"keys:throttle:block:{subject}"
 
 
 def throttled(request: HttpRequest) -> JsonResponse | None:
     """429 while the client's address is blocked for too many refused keys."""
     if not settings.KEYS_THROTTLE_REFUSALS:
         return None
-    until = cache.get(_block_key(client_address(request)))
-    if until is None:
+    name = _block_key(throttle_subject(client_address(request)))
+    until = shared.get([name]).get(name)
+    if until is None or until <= time.time():
         return None
     response = error_response(429, "Too many calls with a refused API key from this address. Try again later.")
     response["Retry-After"] = str(max(1, math.ceil(until - time.time())))
     return response
 
 
-def _count_refusal(request: HttpRequest) -> None:
-    """After KEYS_THROTTLE_REFUSALS refused keys within KEYS_THROTTLE_WINDOW seconds, block the
-    address for KEYS_THROTTLE_BLOCK seconds. The counts live in the cache (Redis when configured),
-    so every process shares them."""
+def _count_refusal(request: HttpRequest, reason: Reason) -> None:
+    """Count the refusal (for the pane) and, for key refusals, the client's: after
+    KEYS_THROTTLE_REFUSALS within KEYS_THROTTLE_WINDOW seconds the client is blocked
+    for KEYS_THROTTLE_BLOCK seconds. The counts are shared by every worker process
+    (keys/shared.py), so more workers do not mean more guesses."""
     limit = settings.KEYS_THROTTLE_REFUSALS
-    if not limit:
-        return
-    address = client_address(request)
-    counter = f"keys:throttle:refused:{address}"
-    if cache.add(counter, 1, timeout=settings.KEYS_THROTTLE_WINDOW):
-        count = 1
-    else:
-        try:
-            count = cache.incr(counter)
-        except ValueError:  # expired between add and incr
-            cache.add(counter, 1, timeout=settings.KEYS_THROTTLE_WINDOW)
-            count = 1
-    if count >= limit:
+    names: list[tuple[str, int | None]] = [(f"keys:refused:{reason.name.lower()}", None)]
+    subject = throttle_subject(client_address(request))
+    if limit and reason in KEY_REFUSALS:
+        names.append((f"keys:throttle:refused:{subject}", settings.KEYS_THROTTLE_WINDOW))
+    counts = shared.incr(names)
+    if len(counts) > 1 and counts[1] >= limit:
         block = settings.KEYS_THROTTLE_BLOCK
-        cache.set(_block_key(address), time.time() + block, timeout=block)
-        security_log.warning("blocking %s for %s s after %s refused API keys", address, block, count)
+        until = time.time() + block
+        shared.set_until(_block_key(subject), until, until)
+        security_log.warning("blocking %s for %s s after %s refused API keys", printable(subject), block, counts[1])
 
 
 def too_large(request: HttpRequest) -> JsonResponse | None:
-    """413 for a body over KEYS_MAX_BODY_BYTES, decided from Content-Length before any other work."""
+    """413 for a body over KEYS_MAX_BODY_BYTES, decided from Content-Length before any other work;
+    411 for a chunked body, whose length is not known before it is read."""
     limit = settings.KEYS_MAX_BODY_BYTES
+    raw_length = request.META.get("CONTENT_LENGTH") or ""
+    if not raw_length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Django reads a body without Content-Length as empty; a call must never run on a body it did not get.
+        return error_response(411, "Send the request body with a Content-Length header (chunked bodies are refused).")
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(raw_length or 0)
     except ValueError:
+        return error_response(400, "The Content-Length header is not a number.")
+    if length < 0:
         return error_response(400, "The Content-Length header is not a number.")
     if length > limit:
         return error_response(413, f"The request body is larger than {limit} bytes.")
     try:
-        request.body  # noqa: B018  (a chunked body without a length is measured while it is read)
+        request.body  # noqa: B018  (read now, inside the limit, so the handler never meets a half-read body)
     except RequestDataTooBig:
         return error_response(413, f"The request body is larger than {limit} bytes.")
     return None
@@ -125,20 +149,20 @@ def refusal(request: HttpRequest, decision: Decision, api_path: str) -> JsonResp
         message = f"The API key is not allowed to call {decision.api_type_name or api_path}."
     elif reason == Reason.UNKNOWN_API_TYPE:
         message = f"There is no API type {api_path}."
-    counter = f"keys:refused:{reason.name.lower()}"
-    if not cache.add(counter, 1, timeout=None):
-        cache.incr(counter)
-    if reason in KEY_REFUSALS:
-        _count_refusal(request)
+    _count_refusal(request, reason)
     security_log.info(
-        "refused API call: %s; %s %s from %s", reason.value, request.method, request.path, client_address(request)
+        "refused API call: %s; %s %s from %s",
+        reason.value,
+        printable(request.method, 20),
+        printable(request.path),
+        printable(client_address(request)),
     )
     return error_response(STATUS[reason], message)
 
 
 def refusal_counts() -> dict[str, int]:
     names = [r.name.lower() for r in STATUS]
-    found = cache.get_many([f"keys:refused:{n}" for n in names])
+    found = shared.get([f"keys:refused:{n}" for n in names])
     return {n: found.get(f"keys:refused:{n}", 0) for n in names}
 
 
@@ -164,6 +188,10 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise ApiError(400, "The request body is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
+    except RecursionError:
+        raise ApiError(400, "The request body's JSON is nested too deeply.") from None
+    except ValueError:  # an integer with more digits than Python converts (int_max_str_digits)
+        raise ApiError(400, "The request body holds a number too long to read.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return data
@@ -174,10 +202,23 @@ def _source(request: HttpRequest) -> str:
         source = parse_body(request).get("Source", "")
     except ApiError:
         return ""
-    return source if isinstance(source, str) else json.dumps(source)[:200]
+    if isinstance(source, str):
+        return source
+    try:
+        return json.dumps(source)[:200]
+    except (RecursionError, ValueError):
+        return ""
 
 
 def _finish(request: HttpRequest, decision: Decision, response: HttpResponse, started: float) -> None:
+    """Bookkeeping after the answer is made: it can never change the answer."""
+    try:
+        _bookkeep(request, decision, response, started)
+    except Exception:  # api_call_record spools what it cannot store; anything else is a bug to report
+        security_log.exception("bookkeeping of API call %s failed", request.api_document_id)
+
+
+def _bookkeep(request: HttpRequest, decision: Decision, response: HttpResponse, started: float) -> None:
     services.api_key_touch(key_id=decision.key_id, grant_id=decision.grant_id)
     if not decision.logged:
         return
@@ -215,7 +256,10 @@ def api_key_required(direction: str, api_id: str | None = None) -> Callable:
                 return early
             type_id = api_id if api_id is not None else kwargs["api_id"]
             raw_key = request.headers.get(HEADER)
-            decision = decide(raw_key, direction=direction, api_id=type_id)
+            try:
+                decision = decide(raw_key, direction=direction, api_id=type_id)
+            except DatabaseError:
+                return unavailable()
             if not decision.allowed:
                 return refusal(request, decision, f"{direction}/{type_id}")
             request.api_decision = decision
@@ -226,9 +270,12 @@ def api_key_required(direction: str, api_id: str | None = None) -> Callable:
                 response = view(request, *args, **kwargs)
             except ApiError as exc:
                 response = error_response(exc.status, exc.message)
+            except DatabaseError:
+                error_log.exception("API call %s: the database failed", request.api_document_id)
+                response = unavailable()
             except Exception:
-                _finish(request, decision, error_response(500, "The server failed."), started)
-                raise
+                error_log.exception("API call %s: the handler failed", request.api_document_id)
+                response = error_response(500, "The server failed while carrying out the call.")
             if decision.logged:
                 response["ApiDocumentId"] = str(request.api_document_id)
             _finish(request, decision, response, started)
@@ -247,7 +294,10 @@ def api_key_authenticated(view: Callable) -> Callable:
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if early := too_large(request) or throttled(request):
             return early
-        decision = authenticate(request.headers.get(HEADER))
+        try:
+            decision = authenticate(request.headers.get(HEADER))
+        except DatabaseError:
+            return unavailable()
         if not decision.allowed:
             return refusal(request, decision, request.path)
         request.api_decision = decision
@@ -255,6 +305,9 @@ def api_key_authenticated(view: Callable) -> Callable:
             return view(request, *args, **kwargs)
         except ApiError as exc:
             return error_response(exc.status, exc.message)
+        except DatabaseError:
+            error_log.exception("API call %s: the database failed", printable(request.path))
+            return unavailable()
 
     return wrapped
 

@@ -2,10 +2,10 @@
 handler registered for its API type, or answers 501 when none is."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_POST
 
 from . import handlers
 from .api import ApiCall, ApiError, api_key_authenticated, api_key_required, error_response, handler_for, parse_body
+from .api_errors import post_only
 
 
 def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bool = False) -> HttpResponse:
@@ -24,25 +24,25 @@ def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bo
     return JsonResponse(result)
 
 
-@require_POST
+@post_only
 @api_key_required("import")
 def import_call(request: HttpRequest, api_id: str) -> HttpResponse:
     return _dispatch(request, "import", api_id)
 
 
-@require_POST
+@post_only
 @api_key_required("export")
 def export_call(request: HttpRequest, api_id: str) -> HttpResponse:
     return _dispatch(request, "export", api_id)
 
 
-@require_POST
+@post_only
 @api_key_required("export")
 def export_async_call(request: HttpRequest, api_id: str) -> HttpResponse:
     return _dispatch(request, "export", api_id, is_async=True)
 
 
-@require_POST
+@post_only
 @api_key_authenticated
 def status_call(request: HttpRequest) -> HttpResponse:
     call = ApiCall(request, "", "status", parse_body(request), request.api_decision)

@@ -113,6 +113,9 @@ class ApiKeyForm(forms.ModelForm):
         return rows
 
 
+MAX_ROW_ID = 2**63 - 1
+
+
 class LogFilterForm(forms.Form):
     api_type = forms.ModelChoiceField(
         label="API type", queryset=ApiType.objects.order_by("name"), required=False, empty_label="all API types"
@@ -120,11 +123,37 @@ class LogFilterForm(forms.Form):
     date_from = forms.DateField(label="from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(label="to", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     status = forms.IntegerField(label="status code", required=False, min_value=100, max_value=599)
-    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-    after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    # Row ids: bounded so a huge number is a form error, not an overflow in the database driver.
+    before = forms.IntegerField(required=False, min_value=1, max_value=MAX_ROW_ID, widget=forms.HiddenInput)
+    after = forms.IntegerField(required=False, min_value=0, max_value=MAX_ROW_ID, widget=forms.HiddenInput)
 
     def clean(self):
         cleaned = super().clean()
+        for name in ("date_from", "date_to"):
+            # The viewer reads "to" as up to the end of that day; the last day of year 9999 has no next day.
+            if cleaned.get(name) and cleaned[name] >= date.max:
+                self.add_error(name, "Choose a date before 9999-12-31.")
         if cleaned.get("date_from") and cleaned.get("date_to") and cleaned["date_from"] > cleaned["date_to"]:
             self.add_error("date_to", "The end date is before the start date.")
         return cleaned
+
+
+class TableQueryForm(forms.Form):
+    """The keys table's query parameters, bounded: a page a person can read, sorted by a real column."""
+
+    page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    per_page = forms.IntegerField(required=False, min_value=1, max_value=100)
+    sort = forms.CharField(required=False, max_length=40)
+
+    def __init__(self, *args, columns: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.columns = columns
+
+    def clean_sort(self) -> str:
+        sort = self.cleaned_data["sort"]
+        if sort and sort.removeprefix("-") not in self.columns:
+            raise forms.ValidationError(f"sort must be one of {', '.join(self.columns)} (with - for descending).")
+        return sort
+
+    def problem(self) -> str:
+        return " ".join(f"{name}: {' '.join(errors)}" for name, errors in self.errors.items())

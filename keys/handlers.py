@@ -2,6 +2,7 @@
 calling key's logged calls) and the status of one logged call."""
 
 import json
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -11,9 +12,13 @@ from django.utils.dateparse import parse_datetime
 
 from .api import ApiCall, ApiError, register
 from .models import ApiCallLog
+from .text import printable, storable
 
 MAX_TOP = 1000
 DEFAULT_TOP = 100
+# Beyond any table this holds, and inside every database's 64-bit OFFSET.
+MAX_SKIP = 2**31 - 1
+STATUS_CODE = re.compile(r"[1-5][0-9]{2}")
 
 # Filter field -> (model field, operators allowed, value parser)
 OPERATORS = {
@@ -28,23 +33,33 @@ OPERATORS = {
 
 
 def _parse_datetime(value: Any) -> datetime:
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well formed but not a real date or time, such as 2024-02-30
+        parsed = None
     if parsed is None:
         raise ApiError(400, f"CreatedAt filter value {str(value)[:40]!r} is not an ISO 8601 date and time.")
     return parsed
 
 
 def _parse_status(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise ApiError(400, f"StatusCode filter value {str(value)[:40]!r} is not a whole number.")
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if isinstance(value, bool) or not isinstance(value, int | str) or not STATUS_CODE.fullmatch(str(value)):
+        raise ApiError(400, f"StatusCode filter value {printable(value, 40)!r} is not a status code (100-599).")
     return int(value)
 
 
+def _parse_text(value: Any) -> str:
+    # Stored text holds U+FFFD where a caller sent NUL or a lone surrogate (keys.text.storable);
+    # the filter value is made the same way, so it matches what was stored and PostgreSQL accepts it.
+    return storable(value if isinstance(value, str) else json.dumps(value), 500)
+
+
 FIELDS = {
-    "ApiType": ("api_type_name", {"Equal", "NotEqual", "Contains"}, lambda v: str(v)),
+    "ApiType": ("api_type_name", {"Equal", "NotEqual", "Contains"}, _parse_text),
     "CreatedAt": ("created_at", {"GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"}, _parse_datetime),
     "StatusCode": ("status_code", {"Equal", "NotEqual", "GreaterThanOrEqual", "LessThan"}, _parse_status),
-    "Source": ("source", {"Equal", "NotEqual", "Contains"}, lambda v: str(v)),
+    "Source": ("source", {"Equal", "NotEqual", "Contains"}, _parse_text),
 }
 
 
@@ -57,10 +72,10 @@ def _filtered(queryset: QuerySet[ApiCallLog], filters: Any) -> QuerySet[ApiCallL
         if not isinstance(item, dict):
             raise ApiError(400, f"Filter {n} must be an object with Field, Operator and Value.")
         name, operator, value = item.get("Field"), item.get("Operator", "Equal"), item.get("Value")
-        if name not in FIELDS:
+        if not isinstance(name, str) or name not in FIELDS:
             raise ApiError(400, f"Filter {n}: Field must be one of {', '.join(FIELDS)}.")
         model_field, allowed, parse = FIELDS[name]
-        if operator not in allowed:
+        if not isinstance(operator, str) or operator not in allowed:
             raise ApiError(400, f"Filter {n}: {name} takes the operators {', '.join(sorted(allowed))}.")
         parsed = parse(value)
         if operator == "NotEqual":
@@ -73,8 +88,8 @@ def _filtered(queryset: QuerySet[ApiCallLog], filters: Any) -> QuerySet[ApiCallL
 def _whole(value: Any, name: str, default: int, maximum: int | None = None) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ApiError(400, f"{name} must be a whole number of 0 or more.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SKIP:
+        raise ApiError(400, f"{name} must be a whole number from 0 to {MAX_SKIP}.")
     return min(value, maximum) if maximum else value
 
 

@@ -64,6 +64,17 @@ class _Echo:
         return value
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A caller's text as a CSV cell no spreadsheet runs: a leading quote makes it plain text."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 CSV_HEADER = ["ApiDocumentId", "when", "API type", "method", "path", "source", "status", "duration ms", "client"]
 
 
@@ -72,16 +83,15 @@ def api_call_logs_csv(logs: QuerySet[ApiCallLog]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_HEADER)
     for log in logs.iterator(chunk_size=2000):
-        yield writer.writerow(
-            [
-                log.document_id,
-                log.created_at.isoformat(),
-                log.api_type_name,
-                log.method,
-                log.path,
-                log.source,
-                log.status_code,
-                f"{log.duration_ms:.3f}",
-                log.client_address or "",
-            ]
-        )
+        row = [
+            log.document_id,
+            log.created_at.isoformat(),
+            log.api_type_name,
+            log.method,
+            log.path,
+            log.source,
+            log.status_code,
+            f"{log.duration_ms:.3f}",
+            log.client_address or "",
+        ]
+        yield writer.writerow([csv_cell(cell) for cell in row])

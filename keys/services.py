@@ -2,22 +2,26 @@
 whichever door it comes in by (pane, admin, command)."""
 
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import audit
+from . import audit, spool
 from .audit import Actor
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
+from .text import storable
+
+security_log = logging.getLogger("keys.security")
 
 CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "api_types.json"
 
@@ -324,13 +328,14 @@ def integration_groups_ensure(*, group_model=None, permission_model=None) -> Non
 # --- API calls ------------------------------------------------------------------
 
 
-def _cap(text: str, limit: int) -> tuple[str, bool]:
-    return (text[:limit], True) if len(text) > limit else (text, False)
+def _field_limit(name: str) -> int | None:
+    return ApiCallLog._meta.get_field(name).max_length
 
 
-def _storable(text: str) -> str:
-    # PostgreSQL text cannot hold NUL; a caller's bytes are kept readable, not refused.
-    return text.replace("\x00", "\ufffd")
+def _text(value: bytes | str, limit: int | None = None) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return storable(value, limit)
 
 
 def api_call_record(
@@ -349,28 +354,60 @@ def api_call_record(
     client_address: str | None,
     request_body: bytes,
     response_body: bytes,
-) -> ApiCallLog:
-    """Store one logged call: the only database write a verified call makes."""
+) -> None:
+    """Store one logged call: the only database write a verified call makes.
+
+    Never raises: the caller has its answer already. Every text is made
+    storable first; a row whose key or API type was removed while the call ran
+    is stored with its snapshots and no reference; a row the database refuses
+    goes to the spool (keys/spool.py) and is stored later.
+    """
     limit = settings.KEYS_LOG_BODY_LIMIT
-    request_text, cut_request = _cap(_storable(request_body.decode("utf-8", errors="replace")), limit)
-    response_text, cut_response = _cap(_storable(response_body.decode("utf-8", errors="replace")), limit)
-    return ApiCallLog.objects.create(
-        document_id=document_id,
-        key_id=key_id,
-        key_last4=key_last4[-4:],
-        key_description=key_description[:255],
-        api_type_id=api_type_id,
-        api_type_name=api_type_name or path,
-        method=method,
-        path=_storable(path)[:500],
-        source=_storable(source)[:200],
-        status_code=status_code,
-        duration_ms=duration_ms,
-        client_address=client_address,
-        request_body=request_text,
-        response_body=response_text,
-        truncated=cut_request or cut_response,
-    )
+    request_text, response_text = _text(request_body), _text(response_body)
+    row = {
+        "document_id": str(document_id),
+        "created_at": timezone.now().isoformat(),
+        "key_id": key_id,
+        "key_last4": _text(key_last4, 4),
+        "key_description": _text(key_description, _field_limit("key_description")),
+        "api_type_id": api_type_id,
+        "api_type_name": _text(api_type_name or path, _field_limit("api_type_name")),
+        "method": _text(method, _field_limit("method")),
+        "path": _text(path, _field_limit("path")),
+        "source": _text(source, _field_limit("source")),
+        "status_code": status_code,
+        "duration_ms": duration_ms,
+        "client_address": client_address,
+        "request_body": request_text[:limit],
+        "response_body": response_text[:limit],
+        "truncated": len(request_text) > limit or len(response_text) > limit,
+    }
+    try:
+        try:
+            api_call_insert(row)
+        except IntegrityError:
+            # The key (or type) was removed while the call ran: keep the call with its snapshots.
+            api_call_insert(row | {"key_id": None, "api_type_id": None})
+    except Exception as exc:  # the database refused it: keep it durably, say so, store it later
+        spool.keep(row)
+        security_log.error(
+            "call log %s not stored (%s); kept in the spool to be stored later", document_id, exc.__class__.__name__
+        )
+        return
+    spool.replay_if_due()
+
+
+def api_call_insert(row: dict) -> None:
+    """INSERT one call-log row as api_call_record (or the spool) prepared it."""
+    fields = {name: value for name, value in row.items() if name != "created_at"}
+    fields["document_id"] = uuid.UUID(str(fields["document_id"]))
+    log = ApiCallLog.objects.create(**fields)
+    created_at = row.get("created_at")
+    if created_at and isinstance(created_at, str):
+        # A replayed row keeps the time of its call, not the time of the replay.
+        stamp = datetime.fromisoformat(created_at)
+        if abs((stamp - log.created_at).total_seconds()) > 1:
+            ApiCallLog.objects.filter(pk=log.pk).update(created_at=stamp)
 
 
 def api_key_touch(*, key_id: int, grant_id: int | None) -> None:
@@ -378,7 +415,10 @@ def api_key_touch(*, key_id: int, grant_id: int | None) -> None:
     grant: cache.add succeeds for only the first call in each interval."""
     interval = settings.KEYS_LAST_USED_INTERVAL
     now = timezone.now()
-    if cache.add(f"keys:touched:key:{key_id}", 1, timeout=interval):
-        ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
-    if grant_id and cache.add(f"keys:touched:grant:{grant_id}", 1, timeout=interval):
-        ApiKeyGrant.objects.filter(pk=grant_id).update(last_used_at=now)
+    try:
+        if cache.add(f"keys:touched:key:{key_id}", 1, timeout=interval):
+            ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+        if grant_id and cache.add(f"keys:touched:grant:{grant_id}", 1, timeout=interval):
+            ApiKeyGrant.objects.filter(pk=grant_id).update(last_used_at=now)
+    except Exception as exc:  # "last used" is a hint; it must never change a call's answer
+        security_log.warning("last used not recorded for key %s: %s", key_id, exc.__class__.__name__)

@@ -5,18 +5,18 @@ table listens for."""
 import json
 
 from django.core.exceptions import ValidationError
+from django.core.paginator import EmptyPage
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import trigger_client_event
 from django_htmx.middleware import HtmxDetails
-from django_tables2 import RequestConfig
 
 from . import selectors, services
 from .access import decide_for_type
 from .api import refusal_counts
 from .audit import Actor
-from .forms import ApiKeyForm, LogFilterForm
+from .forms import ApiKeyForm, LogFilterForm, TableQueryForm
 from .models import ApiCallLog, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required
 from .tables import ApiCallLogTable, ApiKeyTable
@@ -44,11 +44,21 @@ def settings_index(request: HtmxHttpRequest) -> HttpResponse:
 @integration_access_required
 def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
     table = ApiKeyTable(selectors.api_key_list())
+    query = TableQueryForm(request.GET, columns=list(ApiKeyTable.base_columns))
+    if not query.is_valid():
+        return render(request, "400.html", {"message": query.problem()}, status=400)
     if can_change(request.user):
         table.empty_text = "No API keys yet. Press new to create the first key."
     else:
         table.empty_text = "No API keys yet. Someone with the right Add/Edit Integration Settings CHQ can create one."
-    RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
+    if query.cleaned_data["sort"]:
+        table.order_by = query.cleaned_data["sort"]
+    table.request = request
+    per_page = query.cleaned_data["per_page"] or PER_PAGE
+    try:
+        table.paginate(page=query.cleaned_data["page"] or 1, per_page=per_page)
+    except EmptyPage:  # past the end (keys were removed since): the last page, as RequestConfig does
+        table.paginate(page=table.paginator.num_pages, per_page=per_page)
     template = "keys/pane.html#key-table" if request.htmx else "keys/pane.html"
     context = {
         "table": table,

@@ -17,6 +17,13 @@ def _plain_static_files(settings):
 
 
 @pytest.fixture(autouse=True)
+def _own_state_files(settings, tmp_path):
+    """Shared counters and the call-log spool live in files; each test gets its own."""
+    settings.KEYS_SHARED_STATE_DIR = tmp_path / "var"
+    settings.KEYS_SPOOL_DIR = tmp_path / "var" / "spool"
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
     cache.clear()

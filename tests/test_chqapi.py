@@ -276,7 +276,7 @@ def test_api_document_export_filters(api, logged_key):
         ({"Filters": [{"Field": "Nope", "Value": 1}]}, "Field must be one of"),
         ({"Filters": [{"Field": "CreatedAt", "Operator": "Equal", "Value": "x"}]}, "CreatedAt takes the operators"),
         ({"Filters": [{"Field": "CreatedAt", "Operator": "LessThan", "Value": "yesterday"}]}, "not an ISO 8601"),
-        ({"Filters": [{"Field": "StatusCode", "Value": "abc"}]}, "not a whole number"),
+        ({"Filters": [{"Field": "StatusCode", "Value": "abc"}]}, "not a status code"),
     ],
 )
 def test_api_document_export_bad_requests_are_400(api, logged_key, request_part, message):

@@ -1,0 +1,26 @@
+"""Text from callers, made safe for the two places it goes: the database and the logs.
+
+Callers send anything: lone UTF-16 surrogates (valid in a Python str from
+JSON's "\\ud800", but not encodable as UTF-8), NUL (PostgreSQL text cannot
+hold it), strings longer than their column, and CR/LF or escape sequences
+that would forge lines in a log file.
+"""
+
+import re
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# C0 and C1 controls and DEL; a log line must stay one line that says what came in.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def storable(text: str, limit: int | None = None) -> str:
+    """`text` as every supported database stores it: NUL and lone surrogates
+    become U+FFFD, and the result is cut to `limit` characters."""
+    text = _UNSTORABLE.sub("\ufffd", text)
+    return text[:limit] if limit is not None else text
+
+
+def printable(text: object, limit: int = 300) -> str:
+    """`text` for a log line: control characters escaped (\\n, \\x1b, ...), cut to `limit`."""
+    text = str(text)[:limit]
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
