@@ -16,10 +16,12 @@ $(VENV)/.installed: requirements.txt
 
 # A local .env with a random secret; never committed (see .env.example).
 .env:
-	@$(PYTHON) -c 'import secrets; print(f"DEBUG=true\nSECRET_KEY={secrets.token_urlsafe(50)}")' > $@
+	@$(PYTHON) -c 'import os, secrets; fd = os.open("$@", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); \
+	  os.write(fd, f"DEBUG=true\nSECRET_KEY={secrets.token_urlsafe(50)}\n".encode())' 
 	@echo "wrote .env for local development"
 
 bootstrap: $(VENV)/.installed .env
+	@chmod 600 .env
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py sync_api_types
 

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_tables2",
+    "axes",
     "keys",
 ]
 
@@ -59,7 +60,27 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "keys.api_errors.ApiErrorsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login after the view has run.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a login while the username is locked out from that address.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed logins: after AXES_FAILURE_LIMIT failures for one username from one client
+# address, that pair is locked for AXES_COOLOFF_TIME. Locking the pair (not the
+# address alone) keeps one guesser from locking everyone behind a shared address
+# out, and (not the username alone) keeps a stranger from locking a user out.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The same client-address rules as throttling and the audit trail (KEYS_TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "keys.clients.client_address"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "chq.urls"
 

@@ -9,12 +9,21 @@ the same model rules.
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, Q
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html
 
 from . import services
 from .audit import Actor
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .permissions import ACCESS, can_change
+
+
+def _posted_version(request) -> int | None:
+    try:
+        return int(request.POST.get("version", ""))
+    except ValueError:
+        return None
 
 
 class IntegrationRightsMixin:
@@ -76,6 +85,7 @@ class ApiKeyAdminForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         seen = cleaned.get("seen_version")
+        # An early, friendly check; the binding one is the service's, under a row lock.
         if self.instance.pk and seen is not None and seen != self.instance.version:
             raise forms.ValidationError(
                 f"{services.EditConflict(self.instance)} Reload the page to see the current settings."
@@ -97,9 +107,33 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     )
     inlines = (ApiKeyGrantInline,)
     actions = ("activate", "deactivate")
+    # The confirmation page carries the version it showed, so a removal over a newer change is refused.
+    delete_confirmation_template = "admin/keys/apikey/delete_confirmation.html"
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.EditConflict as exc:
+            # Raised by the service under the row lock; the admin's transaction has rolled back.
+            self.message_user(request, f"{exc} Nothing was saved; the page shows the current settings.", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except services.EditConflict as exc:
+            self.message_user(request, f"{exc} The key was not removed; check its settings first.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:keys_apikey_change", args=[exc.key.pk]))
+        except ApiKey.DoesNotExist:
+            self.message_user(request, "This API key no longer exists; someone removed it.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:keys_apikey_changelist"))
 
     def delete_model(self, request, obj):
-        services.api_key_remove(key=obj, actor=Actor.from_request(request, KeyAudit.Source.ADMIN))
+        services.api_key_remove(
+            key=obj,
+            actor=Actor.from_request(request, KeyAudit.Source.ADMIN),
+            expected_version=_posted_version(request),
+        )
 
     def delete_queryset(self, request, queryset):
         actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
@@ -125,7 +159,13 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
         fields = {name: form.cleaned_data[name] for name in services.KEY_FIELDS}
         actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
         if change:
-            services.api_key_update(key=form.instance, grants=grants, actor=actor, **fields)
+            services.api_key_update(
+                key=form.instance,
+                grants=grants,
+                actor=actor,
+                expected_version=form.cleaned_data.get("seen_version"),
+                **fields,
+            )
         else:
             services.api_key_create(instance=form.instance, grants=grants, actor=actor, **fields)
         for formset in formsets:
@@ -145,12 +185,39 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
         self.message_user(request, f"{changed} API key(s) deactivated.", messages.SUCCESS)
 
 
+class ApiTypeAdminForm(forms.ModelForm):
+    class Meta:
+        model = ApiType
+        fields = ("name", "direction", "api_id", "group")
+
+    def clean(self):
+        cleaned = super().clean()
+        instance = self.instance
+        moved = instance.pk and (cleaned.get("direction"), cleaned.get("api_id")) != (
+            ApiType.objects.filter(pk=instance.pk).values_list("direction", "api_id").first()
+        )
+        if moved and ApiKeyGrant.objects.filter(api_type_id=instance.pk).exists():
+            # The service refuses it too, under a lock; this says it next to the fields.
+            raise forms.ValidationError(
+                "Keys use this API type, so its direction and API id cannot change: callers name them in their URLs."
+            )
+        return cleaned
+
+
 @admin.register(ApiType)
 class ApiTypeAdmin(IntegrationRightsMixin, admin.ModelAdmin):
+    form = ApiTypeAdminForm
     list_display = ("name", "direction", "api_id", "group")
     list_filter = ("direction", "group")
     search_fields = ("name", "api_id")
     ordering = ("name",)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Through the service, so keys that use the type record the change in their history.
+        fields = {name: form.cleaned_data[name] for name in ("name", "group", "direction", "api_id")}
+        services.api_type_update(api_type=obj, actor=Actor.from_request(request, KeyAudit.Source.ADMIN), **fields)
 
 
 class EvidenceMixin(IntegrationRightsMixin):

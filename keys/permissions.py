@@ -9,6 +9,7 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.views.decorators.cache import never_cache
 
 ACCESS = "keys.access_integration_settings"
 CHANGE = "keys.change_integration_settings"
@@ -27,7 +28,8 @@ def rights_required(*perms: str) -> Callable:
                 raise PermissionDenied(f"This needs the right {' and '.join(missing)}.")
             return view(request, *args, **kwargs)
 
-        return login_required(wrapped)
+        # Every page under settings › integrations shows key values: no browser or proxy may keep a copy.
+        return never_cache(login_required(wrapped))
 
     return decorator
 

@@ -312,6 +312,35 @@ def catalog_sync(
     return report
 
 
+def _type_label(api_type: ApiType) -> str:
+    return f"{api_type.name} ({api_type.direction}:{api_type.api_id}{', ' + api_type.group if api_type.group else ''})"
+
+
+@transaction.atomic
+def api_type_update(
+    *, api_type: ApiType, name: str, group: str, direction: str, api_id: str, actor: Actor | None = None
+) -> ApiType:
+    """Change one API type (admin). A type that keys use keeps its direction and
+    API id (callers' URLs name them); a rename or regrouping is recorded in the
+    audit trail of every key that uses it."""
+    current = ApiType.objects.select_for_update().get(pk=api_type.pk)
+    users = list(ApiKey.objects.filter(grants__api_type=current).distinct())
+    if users and (direction, api_id) != (current.direction, current.api_id):
+        raise ValidationError(
+            f"{current.name} is selected for {len(users)} API key(s), so its direction and API id cannot change: "
+            "callers name them in their URLs. Add a new API type instead, or remove it from those keys first."
+        )
+    before = _type_label(current)
+    api_type.name, api_type.group, api_type.direction, api_type.api_id = name, group, direction, api_id
+    api_type.full_clean()
+    api_type.save()
+    after = _type_label(api_type)
+    if before != after:
+        for key in users:
+            audit.record(key, KeyAudit.Action.CHANGED, {"API type": [before, after]}, actor)
+    return api_type
+
+
 def integration_groups_ensure(*, group_model=None, permission_model=None) -> None:
     """Create the two integration-settings groups with their rights (idempotent).
     The model classes are parameters so the data migration can pass its
