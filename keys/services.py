@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import audit, spool
@@ -413,10 +413,10 @@ def api_call_record(
     }
     try:
         try:
-            api_call_insert(row)
+            _insert_alone(row)
         except IntegrityError:
             # The key (or type) was removed while the call ran: keep the call with its snapshots.
-            api_call_insert(row | {"key_id": None, "api_type_id": None})
+            _insert_alone(row | {"key_id": None, "api_type_id": None})
     except Exception as exc:  # the database refused it: keep it durably, say so, store it later
         spool.keep(row)
         security_log.error(
@@ -424,6 +424,16 @@ def api_call_record(
         )
         return
     spool.replay_if_due()
+
+
+def _insert_alone(row: dict) -> None:
+    """Inside a caller's transaction (a host view under ATOMIC_REQUESTS), a savepoint keeps a
+    refused INSERT from breaking that transaction; in autocommit, the INSERT is its own transaction."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            api_call_insert(row)
+    else:
+        api_call_insert(row)
 
 
 def api_call_insert(row: dict) -> None:

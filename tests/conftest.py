@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
@@ -6,6 +8,9 @@ from keys.models import ApiType
 from keys.services import GrantSpec, api_key_create, catalog_entries, catalog_sync, integration_groups_ensure
 
 PASSWORD = "a-long-test-password"
+
+# The SQLite test database is a file in var/ (chq/settings.py says why).
+(Path(__file__).resolve().parent.parent / "var").mkdir(exist_ok=True)
 
 
 @pytest.fixture(autouse=True)

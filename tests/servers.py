@@ -1,0 +1,91 @@
+"""A real multi-worker gunicorn server on a scratch database, for the tests
+that must go over a socket (chunked bodies, throttling shared by workers,
+freshness across workers). Production settings (DEBUG off), embedded SQLite
+unless DATABASE_URL says otherwise."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+    process: subprocess.Popen
+
+    def manage(self, *args: str) -> str:
+        """Run a management command in another process, against the server's database."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed: {result.stderr}")
+        return result.stdout.strip()
+
+    def post(self, path: str, body: bytes = b"{}", headers: dict[str, str] | None = None) -> tuple[int, bytes, dict]:
+        request = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+    env |= {
+        "DEBUG": "false",
+        "SECRET_KEY": "test-only-secret-key-for-a-scratch-server-0123456789abcdef",
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "DATABASE_URL": os.environ.get("SERVER_TEST_DATABASE_URL", f"sqlite:///{tmp / 'db.sqlite3'}"),
+        "KEYS_SHARED_STATE_DIR": str(tmp / "var"),
+        "CACHE_URL": "locmemcache://",
+        "LOG_LEVEL": "WARNING",
+    }
+    env |= extra_env or {}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "chq.wsgi", f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "gunicorn.log", "wb"),  # noqa: SIM115  (closed with the process)
+    )
+    server = Server(f"http://127.0.0.1:{port}", env, process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(server.url + "/healthz", timeout=2):
+                return server
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {(tmp / 'gunicorn.log').read_text()}") from None
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
