@@ -166,3 +166,63 @@ def test_oversized_body_is_413_before_any_work(make_key, django_assert_num_queri
     assert not ApiCallLog.objects.exists()
     ok = Client().post("/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(key.value))
     assert ok.status_code == 501
+
+
+# --- with a valid, allowed, logged key: every handler, every filter field ---------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**62, max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["²", "\x00", "\ud800", "2024-02-30T00:00:00", "2026-01-01T00:00:00", "200", "-1"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+filter_items = st.fixed_dictionaries(
+    {},
+    optional={
+        "Field": st.sampled_from(["ApiType", "CreatedAt", "StatusCode", "Source"]) | json_values,
+        "Operator": st.sampled_from(
+            ["Equal", "NotEqual", "Contains", "GreaterThan", "GreaterThanOrEqual", "LessThan", "LessThanOrEqual"]
+        )
+        | json_values,
+        "Value": json_values | st.datetimes().map(lambda d: d.isoformat()),
+    },
+)
+export_requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "Top": st.integers(-5, 2**64) | json_values,
+        "Skip": st.integers(-5, 2**64) | json_values,
+        "Filters": st.lists(filter_items | json_values, max_size=3) | json_values,
+    },
+)
+api_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "Source": json_values,
+        "Data": st.fixed_dictionaries({}, optional={"Request": export_requests | json_values}) | json_values,
+        "ApiDocumentId": st.uuids().map(str) | json_values,
+    },
+)
+GUARDED = ["/chqapi/export/apidocument", "/chqapi/export/apidocument/async", "/chqapi/import/customer"]
+
+
+@PROPERTY
+@override_settings(KEYS_THROTTLE_REFUSALS=0)
+@given(path=st.sampled_from([*GUARDED, "/chqapi/status"]), body=api_bodies)
+def test_valid_logged_key_never_500_and_every_call_stored_once(make_key, path, body):
+    key = ApiKey.objects.filter(description="logged target").first() or make_key(
+        description="logged target", allowed_for_all=True, logged_for_all=True
+    )
+    before = ApiCallLog.objects.count()
+    response = Client().post(path, json.dumps(body), content_type="application/json", HTTP_APIKEY=str(key.value))
+    assert response.status_code in (200, 400, 404, 501), (response.status_code, response.content[:300])
+    assert response["Content-Type"] == "application/json"
+    assert isinstance(response.json(), dict)
+    if path in GUARDED:
+        assert ApiCallLog.objects.count() == before + 1
+        assert ApiCallLog.objects.order_by("-id").first().status_code == response.status_code
