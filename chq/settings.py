@@ -104,7 +104,9 @@ WSGI_APPLICATION = "chq.wsgi.application"
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# Persistent connections: opening one (and SQLite's PRAGMAs) cost more than a whole
+# guarded call. Health checks replace a connection the server dropped.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers work while a call log is written; IMMEDIATE takes the write
@@ -131,10 +133,15 @@ KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) 
 KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "sqlite")
 # Retry-After of a 503 answer while the database cannot be reached.
 KEYS_RETRY_AFTER_SECONDS = env.int("KEYS_RETRY_AFTER_SECONDS", default=5)
-# Cache key decisions (zero queries on a warm cache). Only safe with a cache that
-# every process shares, because freshness rests on a version kept in that cache.
-KEYS_DECISION_CACHE = env.bool("KEYS_DECISION_CACHE", default=_SHARED_CACHE)
+# Each worker keeps the key states it has read (zero queries on a warm call) and
+# trusts them only while the change marker is unchanged (keys/freshness.py):
+# "file" on one host (the embedded default), "cache" when a shared cache (Redis)
+# lets several hosts see it. Off: one indexed query per call.
+KEYS_DECISION_CACHE = env.bool("KEYS_DECISION_CACHE", default=True)
+KEYS_CHANGE_MARKER = env.str("KEYS_CHANGE_MARKER", default="cache" if _SHARED_CACHE else "file")
+# Upper bound on a cached state's age: only changes made outside Django (raw SQL) wait for it.
 KEYS_DECISION_CACHE_SECONDS = env.int("KEYS_DECISION_CACHE_SECONDS", default=300)
+KEYS_DECISION_CACHE_SIZE = env.int("KEYS_DECISION_CACHE_SIZE", default=10_000)
 # Request and response bodies stored in a call log are cut at this many characters.
 KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
 # "last used" is written at most once per this many seconds per key and per grant.

@@ -4,22 +4,25 @@ the call is logged. The pane, the API, the admin and the commands all ask here.
 `decide()` looks the key up (one indexed query: key, API type and grant
 together); `judge()` is the pure rule, for callers that already hold the rows.
 
-With KEYS_DECISION_CACHE on (the default when the cache is Redis, shared by
-every process), a warm `decide()` makes no query: key state and catalog are
-cached under a version number that every change bumps after its commit
-(keys/signals.py), so the very next call in any process sees the change.
+With KEYS_DECISION_CACHE on (the default), a warm `decide()` makes no query:
+each process keeps the key states and the catalog it has read, and trusts
+them only while the change marker (keys/freshness.py) is unchanged. Every
+change advances the marker (keys/signals.py), so the very next call in any
+process sees it.
 """
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from . import freshness
 from .models import ApiKey, ApiKeyGrant, ApiType
 
 
@@ -172,51 +175,70 @@ def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = Non
 
 API_ID_MAX = ApiType._meta.get_field("api_id").max_length
 KEY_FIELDS = ("pk", "is_active", "allowed_for_all", "logged_for_all", "logging_until", "description")
-VERSION_KEY = "keys:decision:version"
 
 
-def cache_version() -> int:
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        cache.add(VERSION_KEY, 1, timeout=None)
-        version = cache.get(VERSION_KEY, 1)
-    return version
+class _ProcessCache:
+    """This process's copy of the key states it has looked up, and of the catalog.
+
+    Trusted only while the change marker (keys/freshness.py) is the one it was
+    filled under, and for at most KEYS_DECISION_CACHE_SECONDS (a bound for
+    changes made outside Django, in raw SQL). Bounded in size: unknown keys are
+    remembered too, so guessing costs no query on a repeat, but a flood of new
+    guesses only evicts, never grows the process.
+    """
+
+    def __init__(self) -> None:
+        self.marker: int | None = None
+        self.filled_at = 0.0
+        self.keys: dict[str, tuple[KeyState | None, dict[int, GrantState]]] = {}
+        self.types: dict[str, tuple[int, str]] | None = None
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.marker, self.types, self.keys = None, None, {}
+
+    def state(self, value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
+        marker = freshness.current()  # read before any row, so a change in between is never cached as fresh
+        now = time.monotonic()
+        if marker != self.marker or now - self.filled_at > settings.KEYS_DECISION_CACHE_SECONDS:
+            with self.lock:
+                self.marker, self.filled_at, self.types, self.keys = marker, now, None, {}
+        types = self.types
+        if types is None:
+            types = {
+                f"{d}:{a}": (pk, name)
+                for pk, d, a, name in ApiType.objects.values_list("pk", "direction", "api_id", "name")
+            }
+            self.types = types
+        entry = self.keys.get(value.hex)
+        if entry is None:
+            entry = _load_key(value)
+            if len(self.keys) >= settings.KEYS_DECISION_CACHE_SIZE:
+                self.keys.pop(next(iter(self.keys)), None)  # the oldest entry
+            self.keys[value.hex] = entry
+        return entry[0], entry[1], types
 
 
-def bump_cache_version() -> None:
-    """Make every cached key state and catalog stale, in every process."""
-    try:
-        cache.incr(VERSION_KEY)
-    except ValueError:  # not set yet (or evicted): any new value is a fresh start
-        cache.add(VERSION_KEY, 1, timeout=None)
+def _load_key(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState]]:
+    row = ApiKey.objects.filter(value=value).values(*KEY_FIELDS).first()
+    if row is None:
+        return None, {}
+    key = KeyState(**row)
+    grants = {
+        t: GrantState(pk, logged, until)
+        for pk, t, logged, until in ApiKeyGrant.objects.filter(key_id=key.pk).values_list(
+            "pk", "api_type_id", "logged", "logging_until"
+        )
+    }
+    return key, grants
+
+
+process_cache = _ProcessCache()
 
 
 def _cached_state(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
-    version = cache_version()
-    key_entry, types_entry = f"keys:decision:{version}:key:{value.hex}", f"keys:decision:{version}:types"
-    found = cache.get_many([key_entry, types_entry])
-    if types_entry not in found:
-        found[types_entry] = {
-            f"{d}:{a}": (pk, name)
-            for pk, d, a, name in ApiType.objects.values_list("pk", "direction", "api_id", "name")
-        }
-        cache.set(types_entry, found[types_entry], timeout=settings.KEYS_DECISION_CACHE_SECONDS)
-    if key_entry not in found:
-        row = ApiKey.objects.filter(value=value).values(*KEY_FIELDS).first()
-        key = KeyState(**row) if row else None
-        grants = {}
-        if key:
-            grants = {
-                t: GrantState(pk, logged, until)
-                for pk, t, logged, until in ApiKeyGrant.objects.filter(key_id=key.pk).values_list(
-                    "pk", "api_type_id", "logged", "logging_until"
-                )
-            }
-        # Unknown keys are cached too, so guessing keys does not reach the database each time.
-        found[key_entry] = (key, grants)
-        cache.set(key_entry, found[key_entry], timeout=settings.KEYS_DECISION_CACHE_SECONDS)
-    key, grants = found[key_entry]
-    return key, grants, found[types_entry]
+    return process_cache.state(value)
 
 
 def _decision_sql() -> str:

@@ -16,6 +16,42 @@ from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models
 
 
+class DecisionQuerySet(models.QuerySet):
+    """Queryset writes send no signals; these still make cached decisions stale
+    (keys/signals.py), so `ApiKey.objects.filter(...).update(is_active=False)` in a
+    shell is obeyed by the next call like any other change."""
+
+    # Written by the guard once a minute; no decision reads them.
+    BOOKKEEPING = frozenset({"last_used_at"})
+
+    def _changed(self) -> None:
+        from .signals import decisions_changed
+
+        decisions_changed()
+
+    def update(self, **kwargs):
+        count = super().update(**kwargs)
+        if count and not set(kwargs) <= self.BOOKKEEPING:
+            self._changed()
+        return count
+
+    def delete(self):
+        result = super().delete()
+        self._changed()
+        return result
+
+    def bulk_create(self, *args, **kwargs):
+        created = super().bulk_create(*args, **kwargs)
+        self._changed()
+        return created
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        count = super().bulk_update(objs, fields, *args, **kwargs)
+        if count and not set(fields) <= self.BOOKKEEPING:
+            self._changed()
+        return count
+
+
 class Direction(models.TextChoices):
     IMPORT = "import", "import"
     EXPORT = "export", "export"
@@ -30,6 +66,8 @@ class ApiType(models.Model):
     )
     name = models.CharField(max_length=150, unique=True, help_text="As the API key dialog shows it.")
     group = models.CharField(max_length=60, blank=True)
+
+    objects = DecisionQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -74,6 +112,8 @@ class ApiKey(models.Model):
     # Written at most once a minute per key (see services.api_key_touch), never on every call.
     last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
 
+    objects = DecisionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name = "API key"
@@ -105,6 +145,8 @@ class ApiKeyGrant(models.Model):
     logged = models.BooleanField(default=False)
     logging_until = models.DateField("logging until", null=True, blank=True)
     last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
+
+    objects = DecisionQuerySet.as_manager()
 
     class Meta:
         ordering = ["api_type__name"]

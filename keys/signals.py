@@ -1,19 +1,22 @@
 """Every change to a key, a grant or an API type makes cached decisions stale.
 
-The bump runs after the commit: bumping before it would let another process
-cache the old rows again under the new version.
+The marker advances at once and again after the commit (keys/freshness.py
+says why both). Saves and deletes send signals; queryset updates, bulk writes
+and deletes say so through DecisionQuerySet (keys/models.py), so a change
+typed in `manage.py shell` is seen as well.
 """
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from .access import bump_cache_version
+from . import freshness
 from .models import ApiKey, ApiKeyGrant, ApiType
 
 
 def decisions_changed() -> None:
-    transaction.on_commit(bump_cache_version)
+    freshness.advance()
+    transaction.on_commit(freshness.advance)
 
 
 @receiver([post_save, post_delete], sender=ApiKey)

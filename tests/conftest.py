@@ -31,9 +31,13 @@ def _own_state_files(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
+    from keys.access import process_cache
+
     cache.clear()
+    process_cache.clear()
     yield
     cache.clear()
+    process_cache.clear()
 
 
 @pytest.fixture

@@ -149,11 +149,28 @@ def test_api_ids_with_slashes(make_key):
     assert decide(key.value, direction="import", api_id="echo/EcommQty", at=NOON).allowed
 
 
-def test_decide_is_one_query(make_key, inventory_export, django_assert_num_queries):
+def test_decide_without_the_cache_is_one_query(settings, make_key, inventory_export, django_assert_num_queries):
+    settings.KEYS_DECISION_CACHE = False
     key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
     with django_assert_num_queries(1):
         decision = check(key, inventory_export)
     assert decision.logged
+
+
+def test_decide_cold_reads_catalog_key_and_grants_then_nothing(make_key, inventory_export, django_assert_num_queries):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
+    with django_assert_num_queries(3):  # the catalog (once per change), the key, its grants
+        assert check(key, inventory_export).logged
+    with django_assert_num_queries(0):
+        assert check(key, inventory_export).logged
+    other = make_key(allowed_for_all=True)  # a change: every process's cache is stale
+    with django_assert_num_queries(3):
+        assert check(other, inventory_export).allowed
+    guess = uuid.uuid4()
+    with django_assert_num_queries(1):  # a key not seen under this marker (here: not known at all)
+        assert decide(guess, direction="export", api_id="inventory").reason == "unknown key"
+    with django_assert_num_queries(0):  # a repeated guess costs no query
+        assert decide(guess, direction="export", api_id="inventory").reason == "unknown key"
 
 
 def test_decide_for_type_agrees_with_decide(make_key, inventory_export, customer_import):

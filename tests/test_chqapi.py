@@ -179,8 +179,8 @@ def test_last_used_is_written_at_most_once_a_minute(api, make_key, inventory_exp
     key.refresh_from_db()
     assert key.last_used_at == start
     assert ApiKeyGrant.objects.get().last_used_at == start
-    with time_machine.travel(start + timedelta(seconds=30), tick=False), django_assert_num_queries(1):
-        call(api, "/chqapi/export/inventory", key.value)  # the decision only: no write
+    with time_machine.travel(start + timedelta(seconds=30), tick=False), django_assert_num_queries(0):
+        call(api, "/chqapi/export/inventory", key.value)  # a warm decision, and no write
     key.refresh_from_db()
     assert key.last_used_at == start
     with time_machine.travel(start + timedelta(seconds=61), tick=False):
@@ -189,17 +189,17 @@ def test_last_used_is_written_at_most_once_a_minute(api, make_key, inventory_exp
     assert key.last_used_at == start + timedelta(seconds=61)
 
 
-def test_logged_call_makes_one_read_and_one_write(api, make_key, inventory_export):
+def test_warm_logged_call_makes_exactly_one_write(api, make_key, inventory_export):
     key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
     call(api, "/chqapi/export/inventory", key.value)  # the first call also writes "last used"
     with CaptureQueriesContext(connection) as queries:
         call(api, "/chqapi/export/inventory", key.value)
     # The test runs inside a transaction, so the INSERT gets a savepoint (keys.services._insert_alone);
-    # in production's autocommit it does not. What is left: the decision, then the INSERT.
+    # in production's autocommit it does not. What is left: one INSERT.
     statements = [
         q["sql"].split()[0].upper() for q in queries if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))
     ]
-    assert statements == ["SELECT", "INSERT"]
+    assert statements == ["INSERT"]  # the warm decision reads nothing
 
 
 # --- the key never shows up ------------------------------------------------------------
