@@ -64,6 +64,13 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The middleware of /chqapi/ calls (chq/wsgi.py): security headers (nosniff,
+# HSTS, referrer policy) and JSON errors; nothing an API answer does not need.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "keys.api_errors.ApiErrorsMiddleware",
+]
+
 AUTHENTICATION_BACKENDS = [
     # First: refuses a login while the username is locked out from that address.
     "axes.backends.AxesStandaloneBackend",

@@ -65,11 +65,11 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
         "KEYS_SHARED_STATE_DIR": str(tmp / "var"),
         "CACHE_URL": "locmemcache://",
         "LOG_LEVEL": "WARNING",
+        "STATIC_ROOT": str(tmp / "static"),
     }
     env |= extra_env or {}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300
-    )
+    for command in (["migrate", "--no-input"], ["collectstatic", "--no-input"]):
+        subprocess.run([sys.executable, "manage.py", *command, "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "chq.wsgi", f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
         cwd=ROOT,

@@ -3,8 +3,10 @@ scratch database, called over loopback sockets."""
 
 import http.client
 import json
+import sqlite3
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +38,7 @@ def test_chunked_body_is_refused_with_411_never_read_as_empty(server):
     )
     response = connection.getresponse()
     answer = json.loads(response.read())
-    assert response.getheader("Transfer-Encoding") is None
+    assert response.getheader("Content-Length") == str(len(json.dumps(answer)))
     assert response.status == 411, answer
     assert "Content-Length" in answer["ErrorMessage"]
     # The same body with its length is served.
@@ -49,5 +51,48 @@ def test_chunked_body_is_refused_with_411_never_read_as_empty(server):
 def test_refused_keys_are_counted_across_all_workers(server):
     """4 workers, a limit of 20: the 21st guess is refused with 429 whichever worker takes it."""
     statuses = [server.post("/chqapi/export/inventory", b"{}", {"ApiKey": str(uuid.uuid4())})[0] for _ in range(60)]
-    assert statuses[:20] == [401] * 20
-    assert statuses[20:] == [429] * 40
+    try:
+        assert statuses[:20] == [401] * 20
+        assert statuses[20:] == [429] * 40
+    finally:
+        reset_throttle(server)
+
+
+def reset_throttle(server):
+    """Forget refused keys, so that loopback is not blocked for the next test on this server."""
+    with sqlite3.connect(Path(server.env["KEYS_SHARED_STATE_DIR"]) / "counters.sqlite3") as counters:
+        counters.execute("DELETE FROM counters")
+
+
+def _calls(server, value, n=16, path="/chqapi/export/inventory"):
+    statuses = [server.post(path, b"{}", {"ApiKey": value})[0] for _ in range(n)]
+    reset_throttle(server)  # refusals count towards the block (limit 20 here)
+    return statuses
+
+
+def test_deactivation_by_a_command_is_obeyed_by_the_next_call_in_every_worker(server):
+    value = server.manage("create_api_key", "--description", "fresh", "--all", "--quiet")
+    # Every worker has answered, and cached, the key as allowed (501: no handler for this type).
+    assert set(_calls(server, value)) == {501}
+    server.manage("update_api_key", value, "--deactivate")
+    assert set(_calls(server, value)) == {401}
+    # A queryset update typed into `manage.py shell` is a door too.
+    server.manage(
+        "shell", "-c", f"from keys.models import ApiKey; ApiKey.objects.filter(value='{value}').update(is_active=True)"
+    )
+    assert set(_calls(server, value)) == {501}
+    server.manage("remove_api_key", value, "--yes")
+    assert set(_calls(server, value)) == {401}
+
+
+def test_api_answers_skip_the_browser_middleware_but_keep_security_headers(server):
+    reset_throttle(server)
+    status, _, headers = server.post("/chqapi/export/inventory", b"{}", {"ApiKey": "not-a-key"})
+    assert status == 401
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in headers
+    assert "Set-Cookie" not in headers
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "/accounts/login/", timeout=30) as page:
+        assert "default-src 'self'" in page.headers["Content-Security-Policy"]
