@@ -1,162 +1,224 @@
-"""Verification speed over real HTTP: gunicorn serving the app, clients on loopback.
+"""What a guarded API call costs, against the real limit, over real HTTP.
 
-Modes, each measured in the same run:
-  baseline   GET /healthz           (one database round trip and one cache op, no key check)
-  refused    POST /chqapi/export/inventory with an unknown key   (401)
-  allowed    POST with an allowed, unlogged key                  (501: the guard alone, no handler)
-  logged     POST with an allowed key, logging on                (one INSERT per call)
+Three servers run side by side under the same gunicorn settings (sync workers,
+BENCH_WORKERS of them, production settings):
+  - bare:    a bare Django project, one JsonResponse view, CommonMiddleware only
+             (bench/baselines/bare.py): the limit, paying no database, no key.
+  - drf:     Django REST framework + djangorestframework-api-key's HasAPIKey
+             (bench/baselines/drf_api_key.py), on SQLite.
+  - product: this project, on a scratch SQLite database with no Redis (the
+             embedded default), or DATABASE_URL / CACHE_URL when set.
+wrk (-t1 -c8 by default) loads each row for BENCH_SECONDS; every row runs once
+per round, BENCH_ROUNDS rounds, in alternating order, all in one run. Each row
+says which status it must get; a row whose answers were anything else (or that
+lost a connection) gets no ratio. The logged row's stored calls are counted
+against its 2xx answers: every call stored exactly once, or the run fails.
 
-Prints requests/s and latency percentiles per mode and the ratio of each to the
-baseline. Run: `.venv/bin/python bench/verify.py` (defaults: a scratch SQLite
-database, 2 gunicorn workers, 4 client threads, 2,000 requests a mode).
-DATABASE_URL=postgres://... and CACHE_URL=redis://... measure those instead;
-with a Redis cache the decision cache is on (KEYS_DECISION_CACHE).
+Run: `make bench-verify` (installs bench/requirements.txt and needs `wrk`:
+apt-get install wrk). Prints the table and writes BENCH_JSON (default
+bench/verify-results.json).
 """
 
-import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import PYTHON, ROOT, free_port, manage
 
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "2000"))
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
+CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "8")
+OUTPUT = Path(os.environ.get("BENCH_JSON", ROOT / "bench" / "verify-results.json"))
+BODY = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3}]}})
 
 
-def make_keys(env: dict) -> dict[str, str]:
+@dataclass
+class Row:
+    name: str
+    server: str
+    path: str
+    expect: int
+    headers: dict[str, str] = field(default_factory=dict)
+    rounds: list[dict] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return all(set(r["statuses"]) == {str(self.expect)} and not r["socket_errors"] for r in self.rounds)
+
+    def median(self, name: str) -> float:
+        return statistics.median(r[name] for r in self.rounds)
+
+
+def start(name: str, app: str, env: dict, scratch: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", WORKERS, "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(scratch / f"{name}.log", "wb"),  # noqa: SIM115  (lives as long as the server)
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(urllib.request.Request(url + "/", data=b"{}"), timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break  # it answers
+        except OSError:
+            time.sleep(0.1)
+    return process, url
+
+
+def wrk(url: str, row: Row) -> dict:
+    env = os.environ | {"BENCH_BODY": BODY, "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in row.headers.items())}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS:g}s", "-s", str(ROOT / "bench" / "post.lua"), url + row.path],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(out.split("BENCH-RESULT ", 1)[1])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        sys.exit("bench/verify.py needs wrk (apt-get install wrk)")
+    scratch = Path(tempfile.mkdtemp(prefix="chq-verify-"))
+    base_env = {
+        k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CACHE_URL")
+    } | {"SECRET_KEY": "bench-only-secret", "LOG_LEVEL": "WARNING"}
+    product_env = base_env | {
+        "DJANGO_SETTINGS_MODULE": "chq.settings",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{scratch / 'product.sqlite3'}"),
+        "KEYS_SHARED_STATE_DIR": str(scratch / "var"),
+        "STATIC_ROOT": str(scratch / "static"),
+        "KEYS_HANDLER_MODULES": "bench.echo_handler",
+        # Counted, never blocked: the refused rows must measure 401s, not 429s.
+        "KEYS_THROTTLE_REFUSALS": "1000000000",
+    }
+    if os.environ.get("CACHE_URL"):
+        product_env["CACHE_URL"] = os.environ["CACHE_URL"]
+    drf_env = base_env | {"BENCH_DRF_DATABASE": str(scratch / "drf.sqlite3")}
+
+    manage(product_env, "migrate", "--no-input", "-v", "0")
+    manage(product_env, "collectstatic", "--no-input", "-v", "0")
     code = """
 from keys.models import ApiCallLog, ApiKey, ApiType
 from keys.services import GrantSpec, api_key_create
 ApiCallLog.objects.all().delete(); ApiKey.objects.all().delete()
-inv = ApiType.objects.get(direction="export", api_id="inventory")
-plain = api_key_create(description="bench plain", is_active=True, grants=[GrantSpec(inv.pk)])
-logged = api_key_create(description="bench logged", is_active=True, grants=[GrantSpec(inv.pk, logged=True)])
+inv_export = ApiType.objects.get(direction="export", api_id="inventory")
+inv_import = ApiType.objects.get(direction="import", api_id="inventory")
+plain = api_key_create(description="bench plain", is_active=True, grants=[GrantSpec(inv_export.pk)])
+logged = api_key_create(description="bench logged", is_active=True, grants=[GrantSpec(inv_import.pk, logged=True)])
 print(plain.value, logged.value)
 """
-    plain, logged = manage(env, "shell", "-c", code).split()[-2:]
-    return {"plain": plain, "logged": logged}
-
-
-def run_mode(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None) -> dict:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    lock = threading.Lock()
-    per_client = REQUESTS // CLIENTS
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine, codes = [], {}
-        for _ in range(per_client):
-            start = time.perf_counter()
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - start)
-            codes[response.status] = codes.get(response.status, 0) + 1
-            if response.getheader("Connection", "").lower() == "close":
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            for code, n in codes.items():
-                statuses[code] = statuses.get(code, 0) + n
-
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50": statistics.median(latencies) * 1000,
-        "p95": latencies[int(len(latencies) * 0.95) - 1] * 1000,
-        "statuses": statuses,
-    }
-
-
-def main() -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="chq-verify-"))
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chq.settings",
-        "DEBUG": "false",
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret"),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback
-        "KEYS_THROTTLE_REFUSALS": "0",  # the refused mode would otherwise measure 429s
-        "LOG_LEVEL": "WARNING",
-    }
-    env.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'verify.sqlite3'}")
-    env.setdefault("CONN_MAX_AGE", "60")
-    manage(env, "migrate", "--no-input", "-v", "0")
-    keys = make_keys(env)
-    port = free_port()
-    server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "chq.wsgi", "-b", f"127.0.0.1:{port}", "-w", WORKERS, "--log-level", "warning"],
+    plain, logged = manage(product_env, "shell", "-c", code).split()[-2:]
+    drf_key = subprocess.run(
+        [PYTHON, "-m", "bench.baselines.drf_api_key", "setup"],
         cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(100):
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
-                break
-            except OSError:
-                time.sleep(0.1)
-        body = json.dumps({"Source": "bench"}).encode()
-        api = {"Content-Type": "application/json"}
-        modes = {
-            "baseline": ("GET", "/healthz", {}, None),
-            "refused": (
-                "POST",
-                "/chqapi/export/inventory",
-                api | {"ApiKey": "00000000-0000-4000-8000-000000000000"},
-                body,
-            ),
-            "allowed": ("POST", "/chqapi/export/inventory", api | {"ApiKey": keys["plain"]}, body),
-            "logged": ("POST", "/chqapi/export/inventory", api | {"ApiKey": keys["logged"]}, body),
-        }
-        for method, path, headers, data in modes.values():  # warm up every worker and connection
-            conn = http.client.HTTPConnection("127.0.0.1", port)
-            for _ in range(20):
-                conn.request(method, path, body=data, headers=headers)
-                conn.getresponse().read()
-            conn.close()
-        results = {name: run_mode(port, *spec) for name, spec in modes.items()}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        env=drf_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
 
-    stored = manage(
-        env, "shell", "-c", "from keys.models import ApiCallLog; print(ApiCallLog.objects.count())"
-    ).split()[-1]
+    servers = {
+        "bare": start("bare", "bench.baselines.bare:application", base_env, scratch),
+        "drf": start("drf", "bench.baselines.drf_api_key:application", drf_env, scratch),
+        "product": start("product", "chq.wsgi", product_env, scratch),
+    }
+    rows = [
+        Row("bare Django view (the limit)", "bare", "/", 200),
+        Row("DRF + drf-api-key HasAPIKey", "drf", "/", 200, {"Authorization": f"Api-Key {drf_key}"}),
+        Row("allowed, not logged (501)", "product", "/chqapi/export/inventory", 501, {"ApiKey": plain}),
+        Row("allowed and logged (200)", "product", "/chqapi/import/inventory", 200, {"ApiKey": logged}),
+        Row(
+            "refused: unknown key (401)",
+            "product",
+            "/chqapi/export/inventory",
+            401,
+            {"ApiKey": "00000000-0000-4000-8000-000000000000"},
+        ),
+        Row("refused: malformed key (401)", "product", "/chqapi/export/inventory", 401, {"ApiKey": "not-a-guid"}),
+    ]
+    try:
+        for row in rows:  # warm every worker: connections, caches, imports
+            wrk(servers[row.server][1], Row(row.name, row.server, row.path, row.expect, row.headers))
+        stored_before = count_stored(product_env)
+        for n in range(ROUNDS):
+            for row in rows if n % 2 == 0 else rows[::-1]:
+                row.rounds.append(wrk(servers[row.server][1], row))
+        stored = count_stored(product_env) - stored_before
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=15)
+    report(rows, stored, product_env)
+
+
+def count_stored(env: dict) -> int:
+    code = "from keys.models import ApiCallLog; print(ApiCallLog.objects.count())"
+    return int(manage(env, "shell", "-c", code).split()[-1])
+
+
+def report(rows: list[Row], stored: int, env: dict) -> None:
     database = env["DATABASE_URL"].split(":")[0]
-    cache = env.get("CACHE_URL", env.get("REDIS_URL", "locmemcache://")).split(":")[0]
-    print(f"gunicorn {WORKERS} workers, {CLIENTS} keep-alive clients, {REQUESTS} requests a mode")
-    print(f"database {database}, cache {cache}")
-    print(f"{'mode':<10}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'vs baseline':>13}  statuses")
-    base = results["baseline"]["rps"]
-    for name, r in results.items():
-        print(f"{name:<10}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p95']:>9.2f}{r['rps'] / base:>12.2f}x  {r['statuses']}")
-    expected = REQUESTS // CLIENTS * CLIENTS + 20
-    print(f"stored call logs: {stored} (expected {expected}: the logged mode and its warm-up)")
-    wanted = {"baseline": 200, "refused": 401, "allowed": 501, "logged": 501}
-    wrong = {name: r["statuses"] for name, r in results.items() if set(r["statuses"]) != {wanted[name]}}
-    if wrong or int(stored) != expected:
-        sys.exit(f"unexpected answers {wrong} or stored rows: the numbers above do not measure what they say")
+    cache = env.get("CACHE_URL", "none").split(":")[0]
+    print(f"gunicorn {WORKERS} sync workers per server; wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s a row, {ROUNDS} rounds")
+    print(f"product: database {database}, shared cache {cache}; medians of the rounds")
+    bare, drf = rows[0], rows[1]
+    header = f"{'row':<32}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'vs bare':>9}{'vs drf':>8}  statuses (all rounds)"
+    print(header)
+    out = {"setup": {"database": database, "cache": cache, "workers": WORKERS, "seconds": SECONDS}, "rows": []}
+    for row in rows:
+        statuses: dict[str, int] = {}
+        for r in row.rounds:
+            for code, n in r["statuses"].items():
+                statuses[code] = statuses.get(code, 0) + n
+        rps, p50, p99 = row.median("rps"), row.median("p50_us") / 1000, row.median("p99_us") / 1000
+        ok = row.valid and bare.valid
+        vs_bare = f"{rps / bare.median('rps'):.2f}x" if ok else "INVALID"
+        vs_drf = f"{rps / drf.median('rps'):.2f}x" if ok and drf.valid else "-"
+        print(f"{row.name:<32}{rps:>8.0f}{p50:>8.2f}{p99:>8.2f}{vs_bare:>9}{vs_drf:>8}  {statuses}")
+        out["rows"].append(
+            {
+                "row": row.name,
+                "expect": row.expect,
+                "valid": row.valid,
+                "rps": rps,
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "vs_bare": rps / bare.median("rps") if ok else None,
+                "statuses": statuses,
+                "rounds": row.rounds,
+            }
+        )
+    logged = rows[3]
+    answered = sum(r["statuses"].get("200", 0) for r in logged.rounds)
+    out["logged_calls"] = {"answered_2xx": answered, "stored": stored}
+    print(f"logged row: {answered} answered 2xx, {stored} stored")
+    OUTPUT.write_text(json.dumps(out, indent=2))
+    print(f"written to {OUTPUT}")
+    if not all(r.valid for r in rows) or answered != stored:
+        sys.exit("some row got answers it does not claim, or stored calls differ from answers: see above")
 
 
 if __name__ == "__main__":

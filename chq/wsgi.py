@@ -19,7 +19,12 @@ from django.conf import settings  # noqa: E402
 
 
 class ApiWSGIHandler(WSGIHandler):
-    """A WSGIHandler whose middleware chain is settings.API_MIDDLEWARE."""
+    """A WSGIHandler whose middleware chain is settings.API_MIDDLEWARE, resolving
+    against the API's routes alone (chq/api_urls.py), not the whole site's."""
+
+    def get_response(self, request):
+        request.urlconf = "chq.api_urls"
+        return super().get_response(request)
 
     def load_middleware(self, is_async=False):
         full = settings.MIDDLEWARE

@@ -62,6 +62,9 @@ def unavailable() -> JsonResponse:
 
 def error_response(status: int, message: str) -> JsonResponse:
     response = JsonResponse({"ErrorMessage": message}, status=status)
+    # A deliberate answer: keys.security records refusals (without the key), and failures are
+    # logged where they happen; django.request need not build a log record for each.
+    response._has_been_logged = True
     if status == 401:
         response["WWW-Authenticate"] = f'{HEADER} realm="chqapi"'
     return response
@@ -90,9 +93,8 @@ def throttled(request: HttpRequest) -> JsonResponse | None:
     """429 while the client's address is blocked for too many refused keys."""
     if not settings.KEYS_THROTTLE_REFUSALS:
         return None
-    name = _block_key(throttle_subject(client_address(request)))
-    until = shared.get([name]).get(name)
-    if until is None or until <= time.time():
+    until = shared.marked(_block_key(throttle_subject(client_address(request))))
+    if until is None:
         return None
     response = error_response(429, "Too many calls with a refused API key from this address. Try again later.")
     response["Retry-After"] = str(max(1, math.ceil(until - time.time())))

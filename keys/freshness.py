@@ -24,7 +24,6 @@ import mmap
 import os
 import struct
 import threading
-from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
@@ -33,32 +32,50 @@ CACHE_KEY = "keys:decision:version"
 _FORMAT = "<Q"
 _SIZE = struct.calcsize(_FORMAT)
 
-_lock = threading.Lock()
-_mapped: tuple[str, mmap.mmap] | None = None
+
+class FileMarker:
+    """A counter in a small file that every process maps into memory: reading it
+    is a memory read; advancing it takes the file's lock."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._mapped: tuple[object, str, mmap.mmap] | None = None
+
+    def _map(self) -> tuple[str, mmap.mmap]:
+        folder = settings.KEYS_SHARED_STATE_DIR
+        mapped = self._mapped
+        if mapped is not None and mapped[0] is folder:  # the common case: no path work per call
+            return mapped[1], mapped[2]
+        with self._lock:
+            path = os.path.join(folder, self.name)
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_size < _SIZE:
+                    os.pwrite(fd, struct.pack(_FORMAT, 1), 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                memory = mmap.mmap(fd, _SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            finally:
+                os.close(fd)
+            self._mapped = (folder, path, memory)
+            return path, memory
+
+    def current(self) -> int:
+        return struct.unpack_from(_FORMAT, self._map()[1])[0]
+
+    def advance(self) -> None:
+        path, memory = self._map()
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # two writers must not both write n + 1
+            struct.pack_into(_FORMAT, memory, 0, struct.unpack_from(_FORMAT, memory)[0] + 1)
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
-def _path() -> Path:
-    return Path(settings.KEYS_SHARED_STATE_DIR) / "decision-marker"
-
-
-def _map() -> mmap.mmap:
-    global _mapped
-    path = str(_path())
-    if _mapped is None or _mapped[0] != path:
-        with _lock:
-            if _mapped is None or _mapped[0] != path:
-                _path().parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    if os.fstat(fd).st_size < _SIZE:
-                        fcntl.flock(fd, fcntl.LOCK_EX)
-                        if os.fstat(fd).st_size < _SIZE:
-                            os.pwrite(fd, struct.pack(_FORMAT, 1), 0)
-                        fcntl.flock(fd, fcntl.LOCK_UN)
-                    _mapped = (path, mmap.mmap(fd, _SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE))
-                finally:
-                    os.close(fd)
-    return _mapped[1]
+decisions = FileMarker("decision-marker")
 
 
 def uses_cache() -> bool:
@@ -73,7 +90,7 @@ def current() -> int:
             cache.add(CACHE_KEY, 1, timeout=None)
             version = cache.get(CACHE_KEY, 1)
         return version
-    return struct.unpack_from(_FORMAT, _map())[0]
+    return decisions.current()
 
 
 def advance() -> None:
@@ -84,10 +101,4 @@ def advance() -> None:
         except ValueError:  # not set yet (or evicted): any new value is a fresh start
             cache.add(CACHE_KEY, 1, timeout=None)
         return
-    mapped = _map()
-    fd = os.open(_path(), os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # two writers must not both write n + 1
-        struct.pack_into(_FORMAT, mapped, 0, struct.unpack_from(_FORMAT, mapped)[0] + 1)
-    finally:
-        os.close(fd)  # closing releases the lock
+    decisions.advance()

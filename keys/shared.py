@@ -21,6 +21,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
+from .freshness import FileMarker
+
 _local = threading.local()
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL)"
@@ -42,15 +44,15 @@ def path() -> Path:
 
 
 def _connection() -> sqlite3.Connection:
-    target = str(path())
+    folder = settings.KEYS_SHARED_STATE_DIR
     conn = getattr(_local, "conn", None)
-    if conn is None or _local.target != target:
+    if conn is None or _local.folder is not folder:  # identity: no path work per call
         path().parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(target, timeout=5, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(str(path()), timeout=5, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute(_SCHEMA)
-        _local.conn, _local.target = conn, target
+        _local.conn, _local.folder = conn, folder
     return conn
 
 
@@ -93,6 +95,30 @@ def set_until(name: str, value: float, expires: float) -> None:
     conn.execute("INSERT OR REPLACE INTO counters (name, value, expires) VALUES (?, ?, ?)", (name, value, expires))
     # Expired rows are dropped now and then, so the file stays as small as the live counts.
     conn.execute("DELETE FROM counters WHERE expires IS NOT NULL AND expires <= ?", (time.time(),))
+    if name.startswith(MARKED_PREFIX):
+        _marks.advance()
+
+
+# Every call asks whether its client is blocked, and blocks are rare: each process keeps
+# the live blocks in memory and reloads them only when the block marker moves.
+MARKED_PREFIX = "keys:throttle:block:"
+_marks = FileMarker("block-marker")
+_known: dict[str, object] = {"marker": None, "blocks": {}}
+
+
+def marked(name: str) -> float | None:
+    """The value of a live `keys:throttle:block:...` counter, or None; no query while nothing changed."""
+    if uses_cache():
+        return cache.get(name)
+    marker = _marks.current()
+    if marker != _known["marker"] or _known.get("folder") is not settings.KEYS_SHARED_STATE_DIR:
+        rows = _connection().execute(
+            "SELECT name, value FROM counters WHERE name >= ? AND name < ? AND expires > ?",
+            (MARKED_PREFIX, MARKED_PREFIX + "\uffff", time.time()),
+        )
+        _known.update(marker=marker, blocks=dict(rows.fetchall()), folder=settings.KEYS_SHARED_STATE_DIR)
+    value = _known["blocks"].get(name)
+    return value if value is not None and value > time.time() else None
 
 
 def get(names: list[str]) -> dict[str, int]:
@@ -113,3 +139,4 @@ def clear() -> None:
         cache.clear()
         return
     _connection().execute("DELETE FROM counters")
+    _marks.advance()

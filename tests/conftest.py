@@ -32,12 +32,15 @@ def _own_state_files(settings, tmp_path):
 def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
     from keys.access import process_cache
+    from keys.services import _touched
 
     cache.clear()
     process_cache.clear()
+    _touched.clear()
     yield
     cache.clear()
     process_cache.clear()
+    _touched.clear()
 
 
 @pytest.fixture

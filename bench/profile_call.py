@@ -1,0 +1,77 @@
+"""cProfile of guarded calls through the production WSGI application, in process
+(no sockets): where the time of one call goes. `python bench/profile_call.py
+[allowed|logged|unknown|malformed] [N]` prints the top functions by own time."""
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+scratch = Path(tempfile.mkdtemp(prefix="chq-profile-"))
+os.environ.setdefault("KEYS_SHARED_STATE_DIR", str(scratch / "var"))
+os.environ.setdefault("KEYS_HANDLER_MODULES", "bench.echo_handler")
+os.environ.setdefault("KEYS_THROTTLE_REFUSALS", "1000000000")
+from bench.common import django_in_process  # noqa: E402  (after the environment it reads)
+
+django_in_process("chq-profile-")
+
+from chq.wsgi import application  # noqa: E402
+from keys.models import ApiType  # noqa: E402
+from keys.services import GrantSpec, api_key_create  # noqa: E402
+
+mode = sys.argv[1] if len(sys.argv) > 1 else "allowed"
+count = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+inv_export = ApiType.objects.get(direction="export", api_id="inventory")
+inv_import = ApiType.objects.get(direction="import", api_id="inventory")
+plain = api_key_create(description="p", is_active=True, grants=[GrantSpec(inv_export.pk)])
+logged = api_key_create(description="l", is_active=True, grants=[GrantSpec(inv_import.pk, logged=True)])
+key, path = {
+    "allowed": (str(plain.value), "/chqapi/export/inventory"),
+    "logged": (str(logged.value), "/chqapi/import/inventory"),
+    "unknown": ("00000000-0000-4000-8000-000000000000", "/chqapi/export/inventory"),
+    "malformed": ("not-a-guid", "/chqapi/export/inventory"),
+}[mode]
+body = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3}]}}).encode()
+
+
+def call() -> str:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_APIKEY": key,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+    }
+    status = []
+    result = application(environ, lambda s, h, *a: status.append(s))
+    b"".join(result)
+    result.close()
+    return status[0]
+
+
+for _ in range(200):
+    call()
+started = time.perf_counter()
+for _ in range(count):
+    call()
+print(f"{mode}: {(time.perf_counter() - started) / count * 1e6:.0f} µs a call ({call()}) without the profiler")
+profile = cProfile.Profile()
+profile.enable()
+for _ in range(count):
+    call()
+profile.disable()
+stats = pstats.Stats(profile)
+stats.sort_stats("tottime").print_stats(18)
+stats.sort_stats("cumtime").print_stats("keys/|chq/|logging|sqlite|shared", 25)
