@@ -138,6 +138,11 @@ KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) 
 # Where the throttle's counts live: "sqlite" (a file every worker on this host shares)
 # or "cache" (the configured cache; only sensible when it is Redis, shared by every host).
 KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "sqlite")
+# How logged calls are stored (keys/calllog.py): "batched" (journal file, then one
+# transaction per batch from a writer thread) or "direct" (one INSERT per call).
+KEYS_CALL_LOG_WRITER = env.str("KEYS_CALL_LOG_WRITER", default="batched")
+KEYS_CALL_LOG_FLUSH_MS = env.int("KEYS_CALL_LOG_FLUSH_MS", default=50)
+KEYS_CALL_LOG_BATCH = env.int("KEYS_CALL_LOG_BATCH", default=200)
 # Retry-After of a 503 answer while the database cannot be reached.
 KEYS_RETRY_AFTER_SECONDS = env.int("KEYS_RETRY_AFTER_SECONDS", default=5)
 # Each worker keeps the key states it has read (zero queries on a warm call) and

@@ -7,16 +7,16 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from . import audit, spool
+from . import audit, calllog
 from .audit import Actor
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
@@ -388,9 +388,7 @@ def api_call_record(
     """Store one logged call: the only database write a verified call makes.
 
     Never raises: the caller has its answer already. Every text is made
-    storable first; a row whose key or API type was removed while the call ran
-    is stored with its snapshots and no reference; a row the database refuses
-    goes to the spool (keys/spool.py) and is stored later.
+    storable here; keys/calllog.py stores the row exactly once.
     """
     limit = settings.KEYS_LOG_BODY_LIMIT
     request_text, response_text = _text(request_body), _text(response_body)
@@ -412,42 +410,7 @@ def api_call_record(
         "response_body": response_text[:limit],
         "truncated": len(request_text) > limit or len(response_text) > limit,
     }
-    try:
-        try:
-            _insert_alone(row)
-        except IntegrityError:
-            # The key (or type) was removed while the call ran: keep the call with its snapshots.
-            _insert_alone(row | {"key_id": None, "api_type_id": None})
-    except Exception as exc:  # the database refused it: keep it durably, say so, store it later
-        spool.keep(row)
-        security_log.error(
-            "call log %s not stored (%s); kept in the spool to be stored later", document_id, exc.__class__.__name__
-        )
-        return
-    spool.replay_if_due()
-
-
-def _insert_alone(row: dict) -> None:
-    """Inside a caller's transaction (a host view under ATOMIC_REQUESTS), a savepoint keeps a
-    refused INSERT from breaking that transaction; in autocommit, the INSERT is its own transaction."""
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            api_call_insert(row)
-    else:
-        api_call_insert(row)
-
-
-def api_call_insert(row: dict) -> None:
-    """INSERT one call-log row as api_call_record (or the spool) prepared it."""
-    fields = {name: value for name, value in row.items() if name != "created_at"}
-    fields["document_id"] = uuid.UUID(str(fields["document_id"]))
-    log = ApiCallLog.objects.create(**fields)
-    created_at = row.get("created_at")
-    if created_at and isinstance(created_at, str):
-        # A replayed row keeps the time of its call, not the time of the replay.
-        stamp = datetime.fromisoformat(created_at)
-        if abs((stamp - log.created_at).total_seconds()) > 1:
-            ApiCallLog.objects.filter(pk=log.pk).update(created_at=stamp)
+    calllog.submit(row)
 
 
 _touched: dict[tuple[int, int | None], float] = {}

@@ -16,12 +16,11 @@ import json
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError
 
 log = logging.getLogger("keys.security")
 
@@ -63,7 +62,7 @@ def pending() -> int:
 
 def replay() -> tuple[int, int]:
     """Store every spooled row; returns (stored, still waiting)."""
-    from .services import api_call_insert  # services import this module
+    from .calllog import store_one  # calllog imports this module
 
     global _pending_here
     folder = directory()
@@ -78,14 +77,7 @@ def replay() -> tuple[int, int]:
             waiting += 1
             continue
         try:
-            api_call_insert(row)
-        except IntegrityError:
-            from .models import ApiCallLog
-
-            if not ApiCallLog.objects.filter(document_id=uuid.UUID(row["document_id"])).exists():
-                waiting += 1
-                continue
-            # Already stored (an earlier replay stopped before removing the file).
+            store_one(row)  # skips a document already stored (an earlier replay stopped before removing the file)
         except DatabaseError:
             waiting += 1
             continue

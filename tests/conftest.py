@@ -26,6 +26,8 @@ def _own_state_files(settings, tmp_path):
     """Shared counters and the call-log spool live in files; each test gets its own."""
     settings.KEYS_SHARED_STATE_DIR = tmp_path / "var"
     settings.KEYS_SPOOL_DIR = tmp_path / "var" / "spool"
+    # Most tests read a logged call right after making it; the batched writer has its own tests.
+    settings.KEYS_CALL_LOG_WRITER = "direct"
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ freshness across workers). Production settings (DEBUG off), embedded SQLite
 unless DATABASE_URL says otherwise."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +46,11 @@ class Server:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), dict(exc.headers)
 
+    def crash(self) -> None:
+        """SIGKILL the master and every worker at once: nothing gets to clean up."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=15)
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -76,6 +82,7 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "gunicorn.log", "wb"),  # noqa: SIM115  (closed with the process)
+        start_new_session=True,  # its own process group, so crash() reaches the workers too
     )
     server = Server(f"http://127.0.0.1:{port}", env, process)
     deadline = time.monotonic() + 60

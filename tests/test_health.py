@@ -8,7 +8,13 @@ pytestmark = pytest.mark.django_db
 def test_healthy(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "cache": "ok", "spooled_calls": 0}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "cache": "ok",
+        "spooled_calls": 0,
+        "journaled_calls": 0,
+    }
 
 
 def test_database_down_is_503(client):

@@ -93,3 +93,29 @@ def test_api_answers_skip_the_browser_middleware_but_keep_security_headers(serve
 
     with urllib.request.urlopen(server.url + "/accounts/login/", timeout=30) as page:
         assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+def test_logged_calls_survive_killed_workers_and_are_stored_once(tmp_path):
+    """The batched writer's journal: 30 logged calls answered, every worker killed with
+    SIGKILL before storing them, then the replay command stores each exactly once."""
+    crashing = servers.start(tmp_path, workers=2, extra_env={"KEYS_CALL_LOG_FLUSH_MS": "600000"})
+    try:
+        value = crashing.manage("create_api_key", "--description", "crash", "--all", "--logged", "--quiet")
+        answers = [crashing.post("/chqapi/export/apidocument", b"{}", {"ApiKey": value}) for _ in range(30)]
+        assert {status for status, _, _ in answers} == {200}
+        ids = {headers["ApiDocumentId"] for _, _, headers in answers}
+    finally:
+        crashing.crash()
+    count = "from keys.models import ApiCallLog; print(ApiCallLog.objects.count())"
+    assert crashing.manage("shell", "-v", "0", "-c", count) == "0"
+    assert "30 call(s) stored from journals" in crashing.manage("replay_api_call_spool")
+    stored = crashing.manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from keys.models import ApiCallLog; print(*ApiCallLog.objects.values_list('document_id', flat=True))",
+    )
+    assert {str(uuid.UUID(d)) for d in stored.split()} == ids
+    assert "0 call(s) stored from journals" not in crashing.manage("replay_api_call_spool")  # nothing left to store
+    assert crashing.manage("shell", "-v", "0", "-c", count) == "30"
