@@ -152,20 +152,45 @@ def refusal(request: HttpRequest, decision: Decision, api_path: str) -> JsonResp
     elif reason == Reason.UNKNOWN_API_TYPE:
         message = f"There is no API type {api_path}."
     _count_refusal(request, reason)
+    _log_refusal(request, reason)
+    return error_response(STATUS[reason], message)
+
+
+# One line per client and reason every REFUSAL_LOG_SECONDS, with a count of those not written:
+# a flood of refused calls must not become a flood of log lines (disk, log shipping, reading).
+REFUSAL_LOG_SECONDS = 10.0
+_refusals_logged: dict[tuple[str, Reason], tuple[float, int]] = {}
+
+
+def _log_refusal(request: HttpRequest, reason: Reason) -> None:
+    if not security_log.isEnabledFor(logging.INFO):
+        return
+    address = client_address(request)
+    key = (throttle_subject(address), reason)
+    now = time.monotonic()
+    last, unlogged = _refusals_logged.get(key, (-math.inf, 0))
+    if now - last < REFUSAL_LOG_SECONDS:
+        _refusals_logged[key] = (last, unlogged + 1)
+        return
+    if len(_refusals_logged) > 10_000:
+        _refusals_logged.clear()
+    _refusals_logged[key] = (now, 0)
     security_log.info(
-        "refused API call: %s; %s %s from %s",
+        "refused API call: %s; %s %s from %s%s",
         reason.value,
         printable(request.method, 20),
         printable(request.path),
-        printable(client_address(request)),
+        printable(address),
+        f" (and {unlogged} more like it from there in the {REFUSAL_LOG_SECONDS:g} s before, not written)"
+        if unlogged
+        else "",
     )
-    return error_response(STATUS[reason], message)
 
 
 def refusal_counts() -> dict[str, int]:
     names = [r.name.lower() for r in STATUS]
     found = shared.get([f"keys:refused:{n}" for n in names])
-    return {n: found.get(f"keys:refused:{n}", 0) for n in names}
+    return {n: int(found.get(f"keys:refused:{n}", 0)) for n in names}
 
 
 def parse_body(request: HttpRequest) -> dict[str, Any]:

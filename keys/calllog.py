@@ -124,6 +124,7 @@ class BatchedWriter:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
+        self.state_dir = settings.KEYS_SHARED_STATE_DIR
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.pending: list[dict] = []
@@ -199,11 +200,12 @@ _writer_lock = threading.Lock()
 
 def writer() -> BatchedWriter:
     global _writer
-    if _writer is None or _writer.pid != os.getpid() or _writer.folder != journal_dir():
+    current = _writer
+    # Made again after a fork (gunicorn's workers) or when the settings name another folder (tests).
+    if current is None or current.pid != os.getpid() or current.state_dir is not settings.KEYS_SHARED_STATE_DIR:
         with _writer_lock:
-            if _writer is None or _writer.pid != os.getpid() or _writer.folder != journal_dir():
-                _writer = BatchedWriter()
-    return _writer
+            _writer = current = BatchedWriter()
+    return current
 
 
 def flush() -> None:

@@ -4,75 +4,120 @@ The refused-key throttle and the refusal counts must be shared by all of a
 server's worker processes: counted per process, four workers let four times
 as many guesses through. Django's local-memory cache is per process, and its
 file and database caches cannot increment atomically. So, on the embedded
-default, counters live in a small SQLite file of their own (not the main
-database, whose write lock belongs to keys and call logs), incremented with
-one atomic UPSERT. With a shared cache configured (Redis), the cache's own
+default, counters live in a small table in a memory-mapped file
+(KEYS_SHARED_STATE_DIR/counters.bin) that every worker maps: a read is a
+memory read, an increment takes the file's lock for a few microseconds. A
+refused call must never be the cheap way to slow the service, so it must not
+cost a database write. With a shared cache configured (Redis), the cache's own
 atomic `incr` is used instead, so several hosts share the counts too.
 
-Losing these counts in a power cut only resets throttling, hence
-`synchronous=OFF`.
+The table is an open-addressing hash table of SLOTS slots (name hash,
+expiry, value); a counter whose window has passed is free for reuse, and when
+a probe run is full the entry closest to expiry gives way. The file lives in
+the page cache: a power cut resets throttling, nothing else.
 """
 
-import sqlite3
+import fcntl
+import hashlib
+import math
+import mmap
+import os
+import struct
 import threading
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
 
-from .freshness import FileMarker
+SLOTS = 65_536
+PROBE = 32
+_SLOT = struct.Struct("<Qdd")  # name hash (0: never used), expires (seconds since the epoch), value
+_SIZE = SLOTS * _SLOT.size
 
-_local = threading.local()
-
-_SCHEMA = "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL, expires REAL)"
-_INCR = (
-    "INSERT INTO counters (name, value, expires) VALUES (?, 1, ?)"
-    " ON CONFLICT (name) DO UPDATE SET"
-    " value = CASE WHEN expires IS NOT NULL AND expires <= ? THEN 1 ELSE value + 1 END,"
-    " expires = CASE WHEN expires IS NOT NULL AND expires <= ? THEN excluded.expires ELSE expires END"
-    " RETURNING value"
-)
+_lock = threading.Lock()
+_mapped: tuple[object, str, mmap.mmap] | None = None
 
 
 def uses_cache() -> bool:
     return settings.KEYS_SHARED_COUNTERS == "cache"
 
 
-def path() -> Path:
-    return Path(settings.KEYS_SHARED_STATE_DIR) / "counters.sqlite3"
-
-
-def _connection() -> sqlite3.Connection:
+def _table() -> tuple[str, mmap.mmap]:
+    global _mapped
     folder = settings.KEYS_SHARED_STATE_DIR
-    conn = getattr(_local, "conn", None)
-    if conn is None or _local.folder is not folder:  # identity: no path work per call
-        path().parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path()), timeout=5, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute(_SCHEMA)
-        _local.conn, _local.folder = conn, folder
-    return conn
+    mapped = _mapped
+    if mapped is not None and mapped[0] is folder:  # identity: no path work per call
+        return mapped[1], mapped[2]
+    with _lock:
+        path = os.path.join(folder, "counters.bin")
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < _SIZE:
+                os.ftruncate(fd, _SIZE)  # zeros: every slot free
+            memory = mmap.mmap(fd, _SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        _mapped = (folder, path, memory)
+        return path, memory
+
+
+def _hash(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") or 1
+
+
+def _find(memory: mmap.mmap, h: int, now: float, *, claim: bool) -> int | None:
+    """The slot holding `h`, or with `claim` a slot to put it in."""
+    start = h % SLOTS
+    free = oldest = None
+    oldest_expiry = math.inf
+    for i in range(PROBE):
+        slot = (start + i) % SLOTS
+        slot_hash, expires, _ = _SLOT.unpack_from(memory, slot * _SLOT.size)
+        if slot_hash == h and expires > now:
+            return slot
+        if slot_hash == 0:  # never used: `h` was never put further along (entries take the first free slot)
+            return slot if claim and free is None else (free if claim else None)
+        if free is None and expires <= now:
+            free = slot
+        if expires < oldest_expiry:
+            oldest, oldest_expiry = slot, expires
+    if not claim:
+        return None
+    return free if free is not None else oldest
+
+
+class _Locked:
+    """The table's file lock: one writer at a time, across processes."""
+
+    def __enter__(self) -> mmap.mmap:
+        path, memory = _table()
+        self.fd = os.open(path, os.O_RDWR)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return memory
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # closing releases the lock
 
 
 def incr(names: list[tuple[str, int | None]]) -> list[int]:
-    """Add one to each (name, window seconds or None for ever) counter in one
-    transaction; a counter whose window has passed starts again at 1."""
-    now = time.time()
+    """Add one to each (name, window seconds or None for ever) counter; a counter
+    whose window has passed starts again at 1. Returns the new values."""
     if uses_cache():
         return [_cache_incr(name, window) for name, window in names]
-    conn = _connection()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        values = [
-            conn.execute(_INCR, (name, now + window if window else None, now, now)).fetchone()[0]
-            for name, window in names
-        ]
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    now = time.time()
+    values = []
+    with _Locked() as memory:
+        for name, window in names:
+            h = _hash(name)
+            slot = _find(memory, h, now, claim=True)
+            found_hash, expires, value = _SLOT.unpack_from(memory, slot * _SLOT.size)
+            if found_hash == h and expires > now:
+                value += 1
+            else:
+                value, expires = 1, now + window if window else math.inf
+            _SLOT.pack_into(memory, slot * _SLOT.size, h, expires, value)
+            values.append(int(value))
     return values
 
 
@@ -87,56 +132,51 @@ def _cache_incr(name: str, window: int | None) -> int:
 
 
 def set_until(name: str, value: float, expires: float) -> None:
-    """Set a counter that disappears at the time `expires` (seconds since the epoch)."""
+    """Set a value that disappears at the time `expires` (seconds since the epoch)."""
     if uses_cache():
         cache.set(name, value, timeout=max(1, int(expires - time.time())))
         return
-    conn = _connection()
-    conn.execute("INSERT OR REPLACE INTO counters (name, value, expires) VALUES (?, ?, ?)", (name, value, expires))
-    # Expired rows are dropped now and then, so the file stays as small as the live counts.
-    conn.execute("DELETE FROM counters WHERE expires IS NOT NULL AND expires <= ?", (time.time(),))
-    if name.startswith(MARKED_PREFIX):
-        _marks.advance()
+    h = _hash(name)
+    with _Locked() as memory:
+        slot = _find(memory, h, time.time(), claim=True)
+        _SLOT.pack_into(memory, slot * _SLOT.size, h, expires, value)
 
 
-# Every call asks whether its client is blocked, and blocks are rare: each process keeps
-# the live blocks in memory and reloads them only when the block marker moves.
-MARKED_PREFIX = "keys:throttle:block:"
-_marks = FileMarker("block-marker")
-_known: dict[str, object] = {"marker": None, "blocks": {}}
+def get(names: list[str]) -> dict[str, float]:
+    """The live values among `names`; a memory read, no lock (a value is 8 aligned bytes)."""
+    if uses_cache():
+        return cache.get_many(names)
+    _, memory = _table()
+    now = time.time()
+    found = {}
+    for name in names:
+        slot = _find(memory, _hash(name), now, claim=False)
+        if slot is not None:
+            found[name] = _SLOT.unpack_from(memory, slot * _SLOT.size)[2]
+    return found
 
 
 def marked(name: str) -> float | None:
-    """The value of a live `keys:throttle:block:...` counter, or None; no query while nothing changed."""
-    if uses_cache():
-        return cache.get(name)
-    marker = _marks.current()
-    if marker != _known["marker"] or _known.get("folder") is not settings.KEYS_SHARED_STATE_DIR:
-        rows = _connection().execute(
-            "SELECT name, value FROM counters WHERE name >= ? AND name < ? AND expires > ?",
-            (MARKED_PREFIX, MARKED_PREFIX + "\uffff", time.time()),
-        )
-        _known.update(marker=marker, blocks=dict(rows.fetchall()), folder=settings.KEYS_SHARED_STATE_DIR)
-    value = _known["blocks"].get(name)
-    return value if value is not None and value > time.time() else None
-
-
-def get(names: list[str]) -> dict[str, int]:
-    """The live counters among `names`."""
-    if uses_cache():
-        return cache.get_many(names)
-    placeholders = ",".join("?" * len(names))
-    rows = _connection().execute(
-        f"SELECT name, value FROM counters WHERE name IN ({placeholders}) AND (expires IS NULL OR expires > ?)",
-        (*names, time.time()),
-    )
-    return dict(rows.fetchall())
+    """One live value, or None."""
+    return get([name]).get(name)
 
 
 def clear() -> None:
-    """Forget every counter (tests; an operator after a false alarm)."""
+    """Forget every counter (an operator after a false alarm: `manage.py reset_api_throttle`)."""
     if uses_cache():
+        _clear_cache_counters()
+        return
+    with _Locked() as memory:
+        memory[:] = bytes(_SIZE)
+
+
+def _clear_cache_counters() -> None:
+    """Delete the throttle's keys from Redis, and nothing else (the decision marker stays)."""
+    client = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if client is None:  # a cache without key listing (local memory: tests)
         cache.clear()
         return
-    _connection().execute("DELETE FROM counters")
-    _marks.advance()
+    redis = client(write=True)
+    for pattern in ("*keys:throttle:*", "*keys:refused:*"):
+        for name in redis.scan_iter(match=pattern):
+            redis.delete(name)

@@ -34,15 +34,17 @@ def _own_state_files(settings, tmp_path):
 def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
     from keys.access import process_cache
+    from keys.api import _refusals_logged
     from keys.services import _touched
 
+    per_process = (process_cache, _touched, _refusals_logged)
     cache.clear()
-    process_cache.clear()
-    _touched.clear()
+    for memory in per_process:
+        memory.clear()
     yield
     cache.clear()
-    process_cache.clear()
-    _touched.clear()
+    for memory in per_process:
+        memory.clear()
 
 
 @pytest.fixture
