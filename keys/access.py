@@ -14,7 +14,7 @@ process sees it.
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -148,11 +148,27 @@ def decide(
 
 
 def _with_context(decision: Decision, key: KeyState | None, api_type_name: str | None) -> Decision:
+    # Built field by field: dataclasses.replace() is several times slower, and this runs on every call.
     if decision.reason == Reason.API_TYPE_NOT_ALLOWED:
-        return replace(decision, api_type_name=api_type_name or "")
+        return Decision(
+            False,
+            decision.reason,
+            key_id=decision.key_id,
+            api_type_id=decision.api_type_id,
+            api_type_name=api_type_name or "",
+        )
     if not decision.allowed:
         return decision
-    return replace(decision, key_description=key.description, api_type_name=api_type_name or "")
+    return Decision(
+        True,
+        decision.reason,
+        decision.logged,
+        decision.key_id,
+        decision.api_type_id,
+        decision.grant_id,
+        key.description,
+        api_type_name or "",
+    )
 
 
 def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = None) -> Decision:
