@@ -275,7 +275,7 @@ def api_key_required(direction: str, api_id: str | None = None) -> Callable:
 
     Without `api_id` the view's `api_id` URL argument names the type. The view
     sees `request.api_decision` and `request.api_document_id` (the id a logged
-    call is stored under).
+    call is stored under; None when the call is not logged).
     """
 
     def decorator(view: Callable) -> Callable:
@@ -293,7 +293,8 @@ def api_key_required(direction: str, api_id: str | None = None) -> Callable:
             if not decision.allowed:
                 return refusal(request, decision, f"{direction}/{type_id}")
             request.api_decision = decision
-            request.api_document_id = uuid.uuid4()
+            # Only a stored call needs an id to be found by (uuid4 reads the OS's random source).
+            request.api_document_id = uuid.uuid4() if decision.logged else None
             request.api_key_last4 = raw_key.strip().strip("{}").replace("-", "")[-4:].lower()
             started = time.perf_counter()
             try:

@@ -1,6 +1,8 @@
 """The /chqapi/ routes: every call passes the ApiKey guard, then goes to the
 handler registered for its API type, or answers 501 when none is."""
 
+import uuid
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from . import handlers
@@ -20,7 +22,8 @@ def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bo
         return result
     if is_async:
         # CHQ's async exports answer with the id to poll /chqapi/status with; here the work is already done.
-        result = {"ApiDocumentId": str(request.api_document_id), "Status": "Successful", "Data": result}
+        document_id = request.api_document_id or uuid.uuid4()
+        result = {"ApiDocumentId": str(document_id), "Status": "Successful", "Data": result}
     return JsonResponse(result)
 
 
