@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: run test bootstrap lint pins bench clean
+.PHONY: run test bootstrap lint pins bench bench-verify mutation clean
 
 # The environment is rebuilt whenever the pins change.
 $(VENV)/.installed: requirements.txt
@@ -48,5 +48,17 @@ pins:
 bench: bootstrap
 	$(PY) bench/pane_render.py
 
+# The hot path against a bare Django view and drf-api-key (needs wrk: apt-get install wrk).
+bench-verify: bootstrap
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/verify.py
+
+# Mutation testing of the access decision, the API guard and the services (not part of `make test`).
+mutation: bootstrap
+	$(PY) -m pip install --quiet -r requirements-mutation.txt
+	rm -rf mutants
+	DEBUG=true SECRET_KEY=mutation-only $(VENV)/bin/mutmut run --max-children 2 >/dev/null
+	$(PY) bench/mutation_report.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles mutants

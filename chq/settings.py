@@ -135,9 +135,9 @@ _SHARED_CACHE = "redis" in CACHES["default"]["BACKEND"].lower()
 # spool of call-log rows the database refused (see keys/shared.py, keys/spool.py).
 KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "var")
 KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) / "spool")
-# Where the throttle's counts live: "sqlite" (a file every worker on this host shares)
-# or "cache" (the configured cache; only sensible when it is Redis, shared by every host).
-KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "sqlite")
+# Where the throttle's counts live: "file" (a memory-mapped table every worker on this
+# host shares) or "cache" (the configured cache; only sensible when it is Redis, shared by every host).
+KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "file")
 # How logged calls are stored (keys/calllog.py): "batched" (journal file, then one
 # transaction per batch from a writer thread) or "direct" (one INSERT per call).
 KEYS_CALL_LOG_WRITER = env.str("KEYS_CALL_LOG_WRITER", default="batched")

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,17 @@ PASSWORD = "a-long-test-password"
 
 # The SQLite test database is a file in var/ (chq/settings.py says why).
 (Path(__file__).resolve().parent.parent / "var").mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """`make mutation` runs two test processes at once: each needs its own SQLite test database."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        from django.conf import settings
+
+        test = settings.DATABASES["default"].setdefault("TEST", {})
+        if test.get("NAME"):
+            test["NAME"] = f"{test['NAME']}-{os.getpid()}"
 
 
 @pytest.fixture(autouse=True)
