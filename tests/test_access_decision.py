@@ -8,12 +8,19 @@ import pytest
 import time_machine
 from django.test import override_settings
 
-from keys.access import Reason, decide, decide_for_type, logging_on
+from keys.access import Decision, Reason, decide, decide_for_type, logging_on
 from keys.services import GrantSpec
 
 pytestmark = pytest.mark.django_db
 
 NOON = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["decision-cache", "one-query"])
+def decision_cache(request, settings):
+    """Every rule is checked on both paths: each worker's cache, and the one indexed query."""
+    settings.KEYS_DECISION_CACHE = request.param
+    return request.param
 
 
 def check(key, api_type, at=NOON):
@@ -157,7 +164,10 @@ def test_decide_without_the_cache_is_one_query(settings, make_key, inventory_exp
     assert decision.logged
 
 
-def test_decide_cold_reads_catalog_key_and_grants_then_nothing(make_key, inventory_export, django_assert_num_queries):
+def test_decide_cold_reads_catalog_key_and_grants_then_nothing(
+    settings, make_key, inventory_export, django_assert_num_queries
+):
+    settings.KEYS_DECISION_CACHE = True
     key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
     with django_assert_num_queries(3):  # the catalog (once per change), the key, its grants
         assert check(key, inventory_export).logged
@@ -183,3 +193,61 @@ def test_decide_for_type_agrees_with_decide(make_key, inventory_export, customer
 def test_logging_on_requires_logged():
     assert logging_on(logged=False, until=None, at=NOON) is False
     assert logging_on(logged=True, until=None, at=NOON) is True
+
+
+def test_every_field_of_every_decision(make_key, inventory_export, customer_import):
+    """Whole decisions, not single fields: the ids and names callers store and show."""
+    for_all = make_key(description="all", allowed_for_all=True, grants=[GrantSpec(inventory_export.pk, logged=True)])
+    picked = make_key(description="one", grants=[GrantSpec(inventory_export.pk, logged=True)])
+    grant = picked.grants.get()
+    kept = for_all.grants.get()
+    inactive = make_key(is_active=False, allowed_for_all=True)
+    assert decide(for_all.value, direction="export", api_id="inventory", at=NOON) == Decision(
+        True, Reason.ALLOWED, False, for_all.pk, inventory_export.pk, kept.pk, "all", "Inventory Export"
+    )
+    assert decide(for_all.value, direction="import", api_id="customer", at=NOON) == Decision(
+        True, Reason.ALLOWED, False, for_all.pk, customer_import.pk, None, "all", "Customer Import"
+    )
+    assert decide(picked.value, direction="export", api_id="inventory", at=NOON) == Decision(
+        True, Reason.ALLOWED, True, picked.pk, inventory_export.pk, grant.pk, "one", "Inventory Export"
+    )
+    assert decide(picked.value, direction="import", api_id="customer", at=NOON) == Decision(
+        False,
+        Reason.API_TYPE_NOT_ALLOWED,
+        key_id=picked.pk,
+        api_type_id=customer_import.pk,
+        api_type_name="Customer Import",
+    )
+    assert decide(picked.value, direction="export", api_id="nothing", at=NOON) == Decision(
+        False, Reason.UNKNOWN_API_TYPE, key_id=picked.pk
+    )
+    assert decide(inactive.value, direction="export", api_id="inventory", at=NOON) == Decision(
+        False, Reason.INACTIVE_KEY, key_id=inactive.pk
+    )
+    assert decide(uuid.uuid4(), direction="export", api_id="inventory", at=NOON) == Decision(False, Reason.UNKNOWN_KEY)
+    assert decide("nope", direction="export", api_id="inventory", at=NOON) == Decision(False, Reason.MALFORMED_KEY)
+
+
+def test_an_api_id_at_its_column_length_is_looked_up_and_a_longer_one_is_not(make_key):
+    from keys.models import ApiType
+
+    longest = ApiType.objects.create(direction="export", api_id="x" * 100, name="Longest Export")
+    key = make_key(allowed_for_all=True)
+    assert decide(key.value, direction="export", api_id="x" * 100, at=NOON).api_type_id == longest.pk
+    assert decide(key.value, direction="export", api_id="x" * 101, at=NOON).reason == Reason.UNKNOWN_API_TYPE
+
+
+@pytest.mark.parametrize("for_all", [True, False])
+def test_logging_until_on_the_query_path_reads_the_stored_date(settings, make_key, inventory_export, for_all):
+    until = date(2026, 6, 15)
+    if for_all:
+        key = make_key(allowed_for_all=True, logged_for_all=True, logging_until=until)
+    else:
+        key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=until)])
+    assert check(key, inventory_export, at=NOON).logged is True
+    assert check(key, inventory_export, at=datetime(2026, 6, 16, 0, 0, tzinfo=UTC)).logged is False
+
+
+def test_unknown_key_at_a_given_instant(make_key, inventory_export):
+    decision = decide(uuid.uuid4(), direction="export", api_id="inventory", at=datetime(1990, 1, 1, tzinfo=UTC))
+    assert decision == Decision(False, Reason.UNKNOWN_KEY)
