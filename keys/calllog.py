@@ -127,6 +127,7 @@ class BatchedWriter:
         self.state_dir = settings.KEYS_SHARED_STATE_DIR
         self.lock = threading.Lock()
         self.wake = threading.Event()
+        self.stopping = False
         self.pending: list[dict] = []
         self.sequence = 0
         self.folder = journal_dir()
@@ -154,10 +155,18 @@ class BatchedWriter:
     def _run(self) -> None:
         recover()  # journals that processes before this one left behind
         interval = settings.KEYS_CALL_LOG_FLUSH_MS / 1000
-        while True:
+        while not self.stopping:
             self.wake.wait(interval)
             self.wake.clear()
             self.flush()
+        connection.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        """Store what is queued and end the writer thread (tests; a server reloading its code)."""
+        self.stopping = True
+        self.wake.set()
+        self.thread.join(timeout=30)
+        self.flush()
 
     def flush(self) -> None:
         """Store what is queued; its journal file goes once the transaction commits."""
@@ -206,6 +215,14 @@ def writer() -> BatchedWriter:
         with _writer_lock:
             _writer = current = BatchedWriter()
     return current
+
+
+def stop() -> None:
+    """End this process's writer, if it has one, after storing its queue."""
+    global _writer
+    if _writer is not None and _writer.pid == os.getpid():
+        _writer.stop()
+        _writer = None
 
 
 def flush() -> None:
