@@ -3,6 +3,7 @@ whichever door it comes in by (pane, admin, command)."""
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -16,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, calllog
+from . import audit, calllog, shared
 from .audit import Actor
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
@@ -413,25 +414,35 @@ def api_call_record(
     calllog.submit(row)
 
 
-_touched: dict[tuple[int, int | None], float] = {}
+_touched: dict[tuple[str, int], float] = {}
+
+
+def _first_touch(kind: str, pk: int, interval: int) -> bool:
+    """True for the first call in each interval that touches this key (or grant).
+
+    This process's memory answers most calls with no round trip at all. With a
+    shared cache (Redis) the cache then decides among the processes, so that
+    N workers do not write N times; without one, each process writes at most
+    once per interval, which is the bound that matters.
+    """
+    moment = time.time()
+    if moment - _touched.get((kind, pk), -math.inf) < interval:
+        return False
+    if len(_touched) >= 100_000:  # keys come and go; never let this grow without bound
+        _touched.clear()
+    _touched[(kind, pk)] = moment
+    if shared.uses_cache():
+        return cache.add(f"keys:touched:{kind}:{pk}", 1, timeout=interval)
+    return True
 
 
 def api_key_touch(*, key_id: int, grant_id: int | None) -> None:
-    """Record "last used" at most once per KEYS_LAST_USED_INTERVAL per key and
-    grant: cache.add succeeds for only the first call in each interval."""
+    """Record "last used" at most once per KEYS_LAST_USED_INTERVAL per key and per grant."""
     interval = settings.KEYS_LAST_USED_INTERVAL
-    moment = time.time()
-    # This process's own memory first: most calls end here, with no cache round trip.
-    if moment - _touched.get((key_id, grant_id), -interval) < interval:
-        return
-    _touched[(key_id, grant_id)] = moment
-    if len(_touched) > 100_000:  # keys come and go; never let this grow without bound
-        _touched.clear()
-    now = timezone.now()
     try:
-        if cache.add(f"keys:touched:key:{key_id}", 1, timeout=interval):
-            ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
-        if grant_id and cache.add(f"keys:touched:grant:{grant_id}", 1, timeout=interval):
-            ApiKeyGrant.objects.filter(pk=grant_id).update(last_used_at=now)
+        if _first_touch("key", key_id, interval):
+            ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+        if grant_id and _first_touch("grant", grant_id, interval):
+            ApiKeyGrant.objects.filter(pk=grant_id).update(last_used_at=timezone.now())
     except Exception as exc:  # "last used" is a hint; it must never change a call's answer
         security_log.warning("last used not recorded for key %s: %s", key_id, exc.__class__.__name__)

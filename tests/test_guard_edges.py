@@ -143,3 +143,21 @@ def test_api_type_not_allowed_names_the_type_and_is_403(make_key, customer_impor
     assert "WWW-Authenticate" not in response
     unauthorized = post("/chqapi/export/inventory", "x")
     assert unauthorized["WWW-Authenticate"] == 'ApiKey realm="chqapi"'
+
+
+def test_last_used_with_a_shared_cache_is_written_once_among_processes(settings, make_key, django_assert_num_queries):
+    from keys import services
+
+    settings.KEYS_SHARED_COUNTERS = "cache"  # as with Redis: the cache decides among processes
+    key = make_key(allowed_for_all=True)
+    with django_assert_num_queries(1):
+        services.api_key_touch(key_id=key.pk, grant_id=None)
+    services._touched.clear()  # another process: its own memory is empty, the shared cache is not
+    with django_assert_num_queries(0):
+        services.api_key_touch(key_id=key.pk, grant_id=None)
+    settings.KEYS_SHARED_COUNTERS = "file"  # no shared cache: each process writes once an interval
+    services._touched.clear()
+    with django_assert_num_queries(1):
+        services.api_key_touch(key_id=key.pk, grant_id=None)
+    with django_assert_num_queries(0):
+        services.api_key_touch(key_id=key.pk, grant_id=None)
