@@ -498,3 +498,15 @@ def test_admin_edits_from_two_concurrent_requests_one_wins(live_server, migrated
         assert len(landed) == 1, (results, list(ApiKey.objects.values("version", "description")))
         current = ApiKey.objects.get(pk=key.pk)
         assert (current.version, current.description) == (version + 1, f"{landed[0]}-{n}")
+
+
+@override_settings(KEYS_THROTTLE_REFUSALS=2)
+def test_reset_api_throttle_lifts_every_block_at_once():
+    for _ in range(3):
+        post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.60")
+    assert post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.60").status_code == 429
+    out = io.StringIO()
+    call_command("reset_api_throttle", stdout=out)
+    assert "cleared" in out.getvalue()
+    assert post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.60").status_code == 401
+    assert api.refusal_counts()["malformed_key"] == 1  # counted again from zero
