@@ -147,15 +147,17 @@ def decide(
     return _decide_from_db(value, direction=direction, api_id=api_id, at=at)
 
 
-def _with_context(decision: Decision, key: KeyState | None, api_type_name: str | None) -> Decision:
-    # Built field by field: dataclasses.replace() is several times slower, and this runs on every call.
+def _with_context(decision: Decision, key: KeyState | None, api_type_name: str) -> Decision:
+    """The decision with the names a call log needs. A decision that reaches a type has its name.
+
+    Built field by field: dataclasses.replace() is several times slower, and this runs on every call."""
     if decision.reason == Reason.API_TYPE_NOT_ALLOWED:
         return Decision(
             False,
             decision.reason,
             key_id=decision.key_id,
             api_type_id=decision.api_type_id,
-            api_type_name=api_type_name or "",
+            api_type_name=api_type_name,
         )
     if not decision.allowed:
         return decision
@@ -167,7 +169,7 @@ def _with_context(decision: Decision, key: KeyState | None, api_type_name: str |
         decision.api_type_id,
         decision.grant_id,
         key.description,
-        api_type_name or "",
+        api_type_name,
     )
 
 
@@ -269,11 +271,6 @@ def _decision_sql() -> str:
     )
 
 
-def _as_date(value: date | str | None) -> date | None:
-    # SQLite hands raw dates back as ISO text; PostgreSQL as dates.
-    return date.fromisoformat(value) if isinstance(value, str) else value
-
-
 def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: datetime) -> Decision:
     """One indexed query (unique key value, unique type, unique grant pair).
 
@@ -288,8 +285,9 @@ def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: dateti
     if row is None:
         return judge(None, api_type_id=None, grant=None, at=at)
     pk, active, for_all, logged_all, until, description, type_pk, type_name, grant_pk, logged, grant_until = row
-    key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), _as_date(until), description)
-    grant = GrantState(grant_pk, bool(logged), _as_date(grant_until)) if grant_pk is not None else None
+    # Dates come back as dates on both databases (Django's SQLite driver converts declared date columns).
+    key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), until, description)
+    grant = GrantState(grant_pk, bool(logged), grant_until) if grant_pk is not None else None
     return _with_context(judge(key, api_type_id=type_pk, grant=grant, at=at), key, type_name)
 
 

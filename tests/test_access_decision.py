@@ -251,3 +251,69 @@ def test_logging_until_on_the_query_path_reads_the_stored_date(settings, make_ke
 def test_unknown_key_at_a_given_instant(make_key, inventory_export):
     decision = decide(uuid.uuid4(), direction="export", api_id="inventory", at=datetime(1990, 1, 1, tzinfo=UTC))
     assert decision == Decision(False, Reason.UNKNOWN_KEY)
+
+
+def test_refusals_are_whole_decisions_too(make_key):
+    from keys.access import authenticate
+
+    assert authenticate("x") == Decision(False, Reason.MALFORMED_KEY)
+    assert authenticate(uuid.uuid4()) == Decision(False, Reason.UNKNOWN_KEY)
+
+
+def test_nul_in_an_api_id_never_reaches_the_database(settings, make_key, inventory_export):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.KEYS_DECISION_CACHE = False
+    key = make_key(allowed_for_all=True)
+    with CaptureQueriesContext(connection) as queries:
+        decision = decide(key.value, direction="export", api_id="inventory\x00", at=NOON)
+    assert decision.reason == Reason.UNKNOWN_API_TYPE
+    assert "\x00" not in str(queries.captured_queries)
+
+
+@pytest.mark.parametrize("for_all", [True, False])
+def test_decide_for_type_with_allowed_and_logged_for_all(make_key, inventory_export, for_all):
+    key = make_key(
+        allowed_for_all=for_all, logged_for_all=for_all, logging_until=date(2026, 6, 15) if for_all else None
+    )
+    key = type(key).objects.prefetch_related("grants").get(pk=key.pk)
+    assert decide_for_type(key, inventory_export, at=NOON) == check(key, inventory_export)
+    later = datetime(2026, 6, 16, tzinfo=UTC)
+    assert decide_for_type(key, inventory_export, at=later) == check(key, inventory_export, at=later)
+    assert decide_for_type(key, inventory_export, at=NOON).allowed is for_all
+    assert decide_for_type(key, inventory_export, at=NOON).logged is for_all
+
+
+def test_process_cache_is_bounded_and_drops_the_oldest(settings, make_key, inventory_export, django_assert_num_queries):
+    from keys.access import process_cache
+
+    settings.KEYS_DECISION_CACHE = True
+    settings.KEYS_DECISION_CACHE_SIZE = 2
+    first, second, third = (make_key(allowed_for_all=True) for _ in range(3))
+    for key in (first, second, third):
+        check(key, inventory_export)
+    assert list(process_cache.keys) == [second.value.hex, third.value.hex]
+    with django_assert_num_queries(0):
+        check(third, inventory_export)
+    with django_assert_num_queries(2):  # the oldest was dropped: key and grants again
+        check(first, inventory_export)
+
+
+def test_process_cache_trusts_its_states_for_exactly_the_configured_age(
+    settings, make_key, inventory_export, django_assert_num_queries, monkeypatch
+):
+    from keys import access
+
+    settings.KEYS_DECISION_CACHE = True
+    settings.KEYS_DECISION_CACHE_SECONDS = 300
+    clock = [5000.0]
+    monkeypatch.setattr(access.time, "monotonic", lambda: clock[0])
+    key = make_key(allowed_for_all=True)
+    check(key, inventory_export)
+    clock[0] += 300
+    with django_assert_num_queries(0):
+        check(key, inventory_export)
+    clock[0] += 0.001
+    with django_assert_num_queries(3):  # older than 300 s: the catalog, the key and its grants again
+        check(key, inventory_export)
