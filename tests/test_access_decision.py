@@ -317,3 +317,13 @@ def test_process_cache_trusts_its_states_for_exactly_the_configured_age(
     clock[0] += 0.001
     with django_assert_num_queries(3):  # older than 300 s: the catalog, the key and its grants again
         check(key, inventory_export)
+
+
+def test_judge_refuses_a_type_not_selected_outright():
+    """judge() itself, not only through decide(), which rebuilds refusals with their names."""
+    from keys.access import KeyState, judge
+
+    key = KeyState(7, True, False, False, None, "")
+    assert judge(key, api_type_id=3, grant=None, at=NOON) == Decision(
+        False, Reason.API_TYPE_NOT_ALLOWED, key_id=7, api_type_id=3
+    )
