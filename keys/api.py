@@ -232,12 +232,8 @@ def _source(request: HttpRequest) -> str:
         source = parse_body(request).get("Source", "")
     except ApiError:
         return ""
-    if isinstance(source, str):
-        return source
-    try:
-        return json.dumps(source)[:200]
-    except (RecursionError, ValueError):
-        return ""
+    # Anything json.loads gave back, json.dumps can write again; the stored copy is cut to its column.
+    return source if isinstance(source, str) else json.dumps(source)
 
 
 def _finish(request: HttpRequest, decision: Decision, response: HttpResponse, started: float) -> None:

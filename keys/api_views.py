@@ -4,6 +4,7 @@ handler registered for its API type, or answers 501 when none is."""
 import uuid
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 
 from . import handlers
 from .api import ApiCall, ApiError, api_key_authenticated, api_key_required, error_response, handler_for, parse_body
@@ -18,7 +19,7 @@ def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bo
         return error_response(501, f"Your API key may call {name}, but this installation does not serve that API type.")
     call = ApiCall(request, direction, api_id, parse_body(request), request.api_decision, is_async)
     result = handler(call)
-    if isinstance(result, HttpResponse):
+    if isinstance(result, HttpResponseBase):  # streaming answers too
         return result
     if is_async:
         # CHQ's async exports answer with the id to poll /chqapi/status with; here the work is already done.

@@ -147,6 +147,23 @@ def test_stored_source(logged_key, body, source):
     assert ApiCallLog.objects.get().source == source
 
 
+def test_a_streamed_answer_is_stored_without_its_body(logged_key, monkeypatch):
+    from django.http import StreamingHttpResponse
+
+    monkeypatch.setitem(api._handlers, ("export", "apidocument"), lambda call: StreamingHttpResponse(iter([b"{}"])))
+    response = post(EXPORT, logged_key.value)
+    assert b"".join(response.streaming_content) == b"{}"
+    log = ApiCallLog.objects.get()
+    assert (log.status_code, log.response_body) == (200, "")
+
+
+@override_settings(KEYS_MAX_BODY_BYTES=0)
+def test_no_content_length_at_all_is_an_empty_body(make_key):
+    key = make_key(allowed_for_all=True)
+    response = Client().generic("POST", EXPORT, b"", HTTP_APIKEY=str(key.value))
+    assert response.status_code == 200
+
+
 def test_stored_source_of_a_body_that_is_not_json(logged_key):
     post(EXPORT, logged_key.value, "{broken")
     assert ApiCallLog.objects.get().source == ""
