@@ -24,6 +24,8 @@ import mmap
 import os
 import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.cache import cache
@@ -33,12 +35,13 @@ _FORMAT = "<Q"
 _SIZE = struct.calcsize(_FORMAT)
 
 
-class FileMarker:
-    """A counter in a small file that every process maps into memory: reading it
-    is a memory read; advancing it takes the file's lock."""
+class MappedFile:
+    """A small file under KEYS_SHARED_STATE_DIR that every process maps into memory
+    (zeros when new). Reads are memory reads; `locked()` serializes writers across
+    processes with the file's lock. Used by the change marker and keys/shared.py."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
         self._lock = threading.Lock()
         self._mapped: tuple[object, str, mmap.mmap] | None = None
 
@@ -52,27 +55,41 @@ class FileMarker:
             os.makedirs(folder, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if os.fstat(fd).st_size < _SIZE:
-                    os.pwrite(fd, struct.pack(_FORMAT, 1), 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                memory = mmap.mmap(fd, _SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+                if os.fstat(fd).st_size < self.size:
+                    os.ftruncate(fd, self.size)
+                memory = mmap.mmap(fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             finally:
                 os.close(fd)
             self._mapped = (folder, path, memory)
             return path, memory
 
-    def current(self) -> int:
-        return struct.unpack_from(_FORMAT, self._map()[1])[0]
+    @property
+    def memory(self) -> mmap.mmap:
+        return self._map()[1]
 
-    def advance(self) -> None:
+    @contextmanager
+    def locked(self) -> Iterator[mmap.mmap]:
         path, memory = self._map()
         fd = os.open(path, os.O_RDWR)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # two writers must not both write n + 1
-            struct.pack_into(_FORMAT, memory, 0, struct.unpack_from(_FORMAT, memory)[0] + 1)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield memory
         finally:
             os.close(fd)  # closing releases the lock
+
+
+class FileMarker:
+    """A counter in a mapped file: reading it is a memory read."""
+
+    def __init__(self, name: str) -> None:
+        self.file = MappedFile(name, _SIZE)
+
+    def current(self) -> int:
+        return struct.unpack_from(_FORMAT, self.file.memory)[0]
+
+    def advance(self) -> None:
+        with self.file.locked() as memory:  # two writers must not both write n + 1
+            struct.pack_into(_FORMAT, memory, 0, struct.unpack_from(_FORMAT, memory)[0] + 1)
 
 
 decisions = FileMarker("decision-marker")

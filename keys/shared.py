@@ -17,49 +17,27 @@ a probe run is full the entry closest to expiry gives way. The file lives in
 the page cache: a power cut resets throttling, nothing else.
 """
 
-import fcntl
 import hashlib
 import math
 import mmap
-import os
 import struct
-import threading
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+
+from .freshness import MappedFile
 
 SLOTS = 65_536
 PROBE = 32
 _SLOT = struct.Struct("<Qdd")  # name hash (0: never used), expires (seconds since the epoch), value
 _SIZE = SLOTS * _SLOT.size
 
-_lock = threading.Lock()
-_mapped: tuple[object, str, mmap.mmap] | None = None
+_table = MappedFile("counters.bin", _SIZE)  # zeros when new: every slot free
 
 
 def uses_cache() -> bool:
     return settings.KEYS_SHARED_COUNTERS == "cache"
-
-
-def _table() -> tuple[str, mmap.mmap]:
-    global _mapped
-    folder = settings.KEYS_SHARED_STATE_DIR
-    mapped = _mapped
-    if mapped is not None and mapped[0] is folder:  # identity: no path work per call
-        return mapped[1], mapped[2]
-    with _lock:
-        path = os.path.join(folder, "counters.bin")
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < _SIZE:
-                os.ftruncate(fd, _SIZE)  # zeros: every slot free
-            memory = mmap.mmap(fd, _SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
-            os.close(fd)
-        _mapped = (folder, path, memory)
-        return path, memory
 
 
 def _hash(name: str) -> int:
@@ -87,19 +65,6 @@ def _find(memory: mmap.mmap, h: int, now: float, *, claim: bool) -> int | None:
     return free if free is not None else oldest
 
 
-class _Locked:
-    """The table's file lock: one writer at a time, across processes."""
-
-    def __enter__(self) -> mmap.mmap:
-        path, memory = _table()
-        self.fd = os.open(path, os.O_RDWR)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return memory
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing releases the lock
-
-
 def incr(names: list[tuple[str, int | None]]) -> list[int]:
     """Add one to each (name, window seconds or None for ever) counter; a counter
     whose window has passed starts again at 1. Returns the new values."""
@@ -107,7 +72,7 @@ def incr(names: list[tuple[str, int | None]]) -> list[int]:
         return [_cache_incr(name, window) for name, window in names]
     now = time.time()
     values = []
-    with _Locked() as memory:
+    with _table.locked() as memory:
         for name, window in names:
             h = _hash(name)
             slot = _find(memory, h, now, claim=True)
@@ -137,7 +102,7 @@ def set_until(name: str, value: float, expires: float) -> None:
         cache.set(name, value, timeout=max(1, int(expires - time.time())))
         return
     h = _hash(name)
-    with _Locked() as memory:
+    with _table.locked() as memory:
         slot = _find(memory, h, time.time(), claim=True)
         _SLOT.pack_into(memory, slot * _SLOT.size, h, expires, value)
 
@@ -146,7 +111,7 @@ def get(names: list[str]) -> dict[str, float]:
     """The live values among `names`; a memory read, no lock (a value is 8 aligned bytes)."""
     if uses_cache():
         return cache.get_many(names)
-    _, memory = _table()
+    memory = _table.memory
     now = time.time()
     found = {}
     for name in names:
@@ -166,7 +131,7 @@ def clear() -> None:
     if uses_cache():
         _clear_cache_counters()
         return
-    with _Locked() as memory:
+    with _table.locked() as memory:
         memory[:] = bytes(_SIZE)
 
 
