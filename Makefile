@@ -33,8 +33,14 @@ run: bootstrap
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# axe-core for the browser tests' accessibility checks, from its npm package (pinned in
+# package.json; no lock file, which would record download addresses).
+node_modules/axe-core/axe.min.js: package.json
+	npm install --no-package-lock --no-audit --no-fund --loglevel=error
+	test -f $@ && touch $@
+
 # pytest exits 5 when it collects no test; that must fail loudly, not pass.
-test: bootstrap lint
+test: bootstrap lint node_modules/axe-core/axe.min.js
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -61,4 +67,4 @@ mutation: bootstrap
 	$(PY) bench/mutation_report.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles mutants
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles mutants node_modules

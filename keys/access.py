@@ -302,3 +302,30 @@ def decide_for_type(key: ApiKey, api_type: ApiType, *, at: datetime | None = Non
         at=at or timezone.now(),
     )
     return _with_context(decision, state, api_type.name)
+
+
+# Why a saved key calls nothing, or logs nothing although logging was asked for:
+# what the pane shows in the table and warns about before a save.
+PROBLEMS = {
+    "inactive": "is active is off: every call with this key is refused.",
+    "calls nothing": "Neither allowed for all nor any API type selected: this key cannot call any API.",
+    "logging ended": "A logging until date has passed: those calls are no longer stored.",
+}
+
+
+def key_problems(key: ApiKey, *, at: datetime | None = None) -> list[str]:
+    """The PROBLEMS of a key with its grants in hand (prefetched), by the same rules as judge()."""
+    at = at or timezone.now()
+    problems = []
+    if not key.is_active:
+        problems.append("inactive")
+    grants = list(key.grants.all())
+    if key.allowed_for_all:
+        asked = [(key.logged_for_all, key.logging_until)]
+    else:
+        asked = [(g.logged, g.logging_until) for g in grants]
+        if not grants:
+            problems.append("calls nothing")
+    if any(logged and until and not logging_on(logged=logged, until=until, at=at) for logged, until in asked):
+        problems.append("logging ended")
+    return problems

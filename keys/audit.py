@@ -70,6 +70,45 @@ def difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
+def _shown(value: Any) -> str:
+    """A field's value in the pane's words: yes/no, not Python's True/False."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value in (None, ""):
+        return "(none)"
+    return str(value)
+
+
+def _grant_shown(grant: dict | None) -> str:
+    if grant is None:
+        return "not selected"
+    if not grant.get("logged"):
+        return "selected, not logged"
+    until = grant.get("logging until")
+    return f"selected, logged until {until}" if until else "selected, logged"
+
+
+def describe(changes: dict[str, Any]) -> list[str]:
+    """One line per changed field or API type, before → after, as the history dialog shows them."""
+    lines = []
+    for field, change in changes.items():
+        if field == "api_types":
+            lines += _describe_types(change)
+        elif isinstance(change, list) and len(change) == 2:
+            lines.append(f"{field}: {_shown(change[0])} → {_shown(change[1])}")
+        else:  # a shape this version does not write; shown rather than dropped
+            lines.append(f"{field}: {change}")
+    return lines
+
+
+def _describe_types(change: dict | list) -> list[str]:
+    # A change lists {name: [before, after]}; a removal stores [all grants before, None].
+    if isinstance(change, list) and len(change) == 2:
+        old, new = change[0] or {}, change[1] or {}
+        change = {name: [old.get(name), new.get(name)] for name in sorted(set(old) | set(new))}
+    return [f"{name}: {_grant_shown(old)} → {_grant_shown(new)}" for name, (old, new) in change.items()]
+
+
 def record(key: ApiKey, action: str, changes: dict[str, Any], actor: Actor | None) -> KeyAudit | None:
     if action == KeyAudit.Action.CHANGED:
         if not changes:

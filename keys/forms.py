@@ -7,11 +7,12 @@ again by the model and the services.
 """
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from django import forms
+from django.db.models import Exists, OuterRef
 
-from .models import ApiKey, ApiType
+from .models import ApiCallLog, ApiKey, ApiType
 from .services import KEY_FIELDS, GrantSpec
 
 
@@ -24,12 +25,28 @@ class TypeRow:
     logged: bool
     until: str
     error: str = ""
+    last_used: datetime | None = None
+
+
+# Dates are typed and shown as YYYY-MM-DD everywhere, as every table shows them: a
+# browser's date input would show the browser's locale format instead.
+ISO_DATE_ATTRS = {
+    "inputmode": "numeric",
+    "autocomplete": "off",
+    "placeholder": "YYYY-MM-DD",
+    "maxlength": "10",
+    "pattern": "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+    "title": "a date written YYYY-MM-DD",
+}
+
+
+class IsoDateInput(forms.DateInput):
+    def __init__(self, attrs=None):
+        super().__init__(attrs={**ISO_DATE_ATTRS, **(attrs or {})}, format="%Y-%m-%d")
 
 
 class ApiKeyForm(forms.ModelForm):
-    logging_until = forms.DateField(
-        label="logging until", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
-    )
+    logging_until = forms.DateField(label="logging until", required=False, widget=IsoDateInput())
 
     # The version the dialog showed; a save over a newer version is refused.
     version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
@@ -91,10 +108,12 @@ class ApiKeyForm(forms.ModelForm):
 
     def type_rows(self) -> list[TypeRow]:
         """The listbox rows: what the user posted (so nothing is lost on an
-        error) or what the key has saved."""
+        error) or what the key has saved; selected types first, so an edit
+        opens on what the key can call."""
+        grants = {g.api_type_id: g for g in self.instance.grants.all()} if self.instance.pk else {}
         if self.is_bound:
             selected, logged = set(self.data.getlist("selected")), set(self.data.getlist("logged"))
-            return [
+            rows = [
                 TypeRow(
                     t,
                     str(t.pk) in selected,
@@ -104,13 +123,16 @@ class ApiKeyForm(forms.ModelForm):
                 )
                 for t in self.api_types
             ]
-        grants = {g.api_type_id: g for g in self.instance.grants.all()} if self.instance.pk else {}
-        rows = []
-        for t in self.api_types:
-            grant = grants.get(t.pk)
-            until = grant.logging_until.isoformat() if grant and grant.logging_until else ""
-            rows.append(TypeRow(t, grant is not None, bool(grant and grant.logged), until))
-        return rows
+        else:
+            rows = []
+            for t in self.api_types:
+                grant = grants.get(t.pk)
+                until = grant.logging_until.isoformat() if grant and grant.logging_until else ""
+                rows.append(TypeRow(t, grant is not None, bool(grant and grant.logged), until))
+        for row in rows:
+            if grant := grants.get(row.api_type.pk):
+                row.last_used = grant.last_used_at
+        return sorted(rows, key=lambda row: not row.selected)  # stable: by name within each part
 
 
 MAX_ROW_ID = 2**63 - 1
@@ -118,14 +140,20 @@ MAX_ROW_ID = 2**63 - 1
 
 class LogFilterForm(forms.Form):
     api_type = forms.ModelChoiceField(
-        label="API type", queryset=ApiType.objects.order_by("name"), required=False, empty_label="all API types"
+        label="API type", queryset=ApiType.objects.none(), required=False, empty_label="all API types"
     )
-    date_from = forms.DateField(label="from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label="to", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_from = forms.DateField(label="from (YYYY-MM-DD)", required=False, widget=IsoDateInput())
+    date_to = forms.DateField(label="to (YYYY-MM-DD)", required=False, widget=IsoDateInput())
     status = forms.IntegerField(label="status code", required=False, min_value=100, max_value=599)
     # Row ids: bounded so a huge number is a form error, not an overflow in the database driver.
     before = forms.IntegerField(required=False, min_value=1, max_value=MAX_ROW_ID, widget=forms.HiddenInput)
     after = forms.IntegerField(required=False, min_value=0, max_value=MAX_ROW_ID, widget=forms.HiddenInput)
+
+    def __init__(self, *args, key: ApiKey, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the types this key has stored calls of: one index probe per type, however many logs there are.
+        called = ApiCallLog.objects.filter(key=key, api_type=OuterRef("pk"))
+        self.fields["api_type"].queryset = ApiType.objects.filter(Exists(called)).order_by("name")
 
     def clean(self):
         cleaned = super().clean()
@@ -144,6 +172,7 @@ class TableQueryForm(forms.Form):
     page = forms.IntegerField(required=False, min_value=1, max_value=1_000_000)
     per_page = forms.IntegerField(required=False, min_value=1, max_value=100)
     sort = forms.CharField(required=False, max_length=40)
+    q = forms.CharField(required=False, max_length=200, strip=True)
 
     def __init__(self, *args, columns: list[str], **kwargs):
         super().__init__(*args, **kwargs)

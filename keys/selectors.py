@@ -1,19 +1,47 @@
 """Reads for the pane and dialogs; every queryset a page needs, made in one place."""
 
 import csv
+import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
 
 
-def api_key_list() -> QuerySet[ApiKey]:
-    return ApiKey.objects.only(
-        "pk", "value", "description", "is_active", "allowed_for_all", "logged_for_all", "created_at", "last_used_at"
-    )
+def api_key_list(search: str = "") -> QuerySet[ApiKey]:
+    """The keys table: one query for the page plus one for its keys' grants (their state column)."""
+    keys = ApiKey.objects.only(
+        "pk",
+        "value",
+        "description",
+        "is_active",
+        "allowed_for_all",
+        "logged_for_all",
+        "logging_until",
+        "created_at",
+        "last_used_at",
+    ).prefetch_related(Prefetch("grants", queryset=ApiKeyGrant.objects.only("key_id", "logged", "logging_until")))
+    return keys.filter(key_search(search)) if search else keys
+
+
+GUID_CHARACTERS = set("0123456789abcdef-")
+
+
+def key_search(search: str) -> Q:
+    """Every word must match the description or a part of the value (the last
+    four characters, as CHQ users quote a key, or the whole GUID)."""
+    condition = Q()
+    for word in search.lower().split():
+        matches = Q(description__icontains=word)
+        if set(word) <= GUID_CHARACTERS:
+            # PostgreSQL compares the hyphenated text, so a whole GUID is matched as a value.
+            whole = len(word.replace("-", "")) == 32
+            matches |= Q(value=uuid.UUID(word)) if whole else Q(value__icontains=word)
+        condition &= matches
+    return condition
 
 
 def api_type_list() -> QuerySet[ApiType]:

@@ -1,7 +1,8 @@
 import django_tables2 as tables
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from .access import key_problems
 from .models import ApiCallLog, ApiKey
 
 
@@ -9,17 +10,28 @@ def yes_no(value: bool) -> str:
     return format_html('<span class="flag flag-{}">{}</span>', "on" if value else "off", "yes" if value else "no")
 
 
+def labelled(name: str, **td) -> dict:
+    """Cell attributes naming the column, which the narrow layout shows before each value
+    (a phone gets one card per key instead of a table wider than the screen)."""
+    return {"td": {"data-label": name, **td}}
+
+
 class ApiKeyTable(tables.Table):
-    value = tables.Column(verbose_name="value", attrs={"td": {"class": "value-cell"}})
-    description = tables.Column(verbose_name="description", default="")
-    is_active = tables.Column(verbose_name="is active")
-    allowed_for_all = tables.Column(verbose_name="allowed for all")
-    created_at = tables.DateTimeColumn(verbose_name="created", format="Y-m-d H:i")
-    last_used_at = tables.DateTimeColumn(verbose_name="last used", format="Y-m-d H:i", default="never")
+    value = tables.Column(verbose_name="value", attrs=labelled("value", **{"class": "value-cell"}))
+    description = tables.Column(verbose_name="description", default="", attrs=labelled("description"))
+    state = tables.Column(
+        verbose_name="state", empty_values=(), orderable=False, attrs=labelled("state", **{"class": "state-cell"})
+    )
+    is_active = tables.Column(verbose_name="is active", attrs=labelled("is active"))
+    allowed_for_all = tables.Column(verbose_name="allowed for all", attrs=labelled("allowed for all"))
+    created_at = tables.DateTimeColumn(verbose_name="created", format="Y-m-d H:i", attrs=labelled("created"))
+    last_used_at = tables.DateTimeColumn(
+        verbose_name="last used", format="Y-m-d H:i", default="never", attrs=labelled("last used")
+    )
 
     class Meta:
         model = ApiKey
-        fields = ["value", "description", "is_active", "allowed_for_all", "created_at", "last_used_at"]
+        fields = ["value", "description", "state", "is_active", "allowed_for_all", "created_at", "last_used_at"]
         order_by = "-created_at"
         empty_text = "No API keys yet."
         # A grid, because rows are selectable with the mouse and the arrow keys.
@@ -38,6 +50,12 @@ class ApiKeyTable(tables.Table):
             value,
         )
 
+    def render_state(self, record: ApiKey) -> str:
+        problems = key_problems(record)
+        if not problems:
+            return format_html('<span class="state state-ok">{}</span>', "calls allowed")
+        return format_html_join(" ", '<span class="state state-warn">{}</span>', ((p,) for p in problems))
+
     def render_is_active(self, value: bool) -> str:
         return yes_no(value)
 
@@ -48,13 +66,13 @@ class ApiKeyTable(tables.Table):
 class ApiCallLogTable(tables.Table):
     """The log viewer's rows; paging is keyset-based in the view, not the table's."""
 
-    created_at = tables.DateTimeColumn(verbose_name="when", format="Y-m-d H:i:s")
-    api_type_name = tables.Column(verbose_name="API type")
-    status_code = tables.Column(verbose_name="status")
-    duration_ms = tables.Column(verbose_name="ms")
-    source = tables.Column(verbose_name="source", default="")
-    client_address = tables.Column(verbose_name="client", default="")
-    open = tables.Column(verbose_name="", empty_values=(), orderable=False)
+    created_at = tables.DateTimeColumn(verbose_name="when", format="Y-m-d H:i:s", attrs=labelled("when"))
+    api_type_name = tables.Column(verbose_name="API type", attrs=labelled("API type"))
+    status_code = tables.Column(verbose_name="status", attrs=labelled("status"))
+    duration_ms = tables.Column(verbose_name="ms", attrs=labelled("ms"))
+    source = tables.Column(verbose_name="source", default="", attrs=labelled("source"))
+    client_address = tables.Column(verbose_name="client", default="", attrs=labelled("client"))
+    open = tables.Column(verbose_name="", empty_values=(), orderable=False, attrs=labelled(""))
 
     class Meta:
         model = ApiCallLog

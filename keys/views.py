@@ -15,13 +15,14 @@ from django_htmx.middleware import HtmxDetails
 from . import selectors, services
 from .access import decide_for_type
 from .api import refusal_counts
-from .audit import Actor
+from .audit import Actor, describe
 from .forms import ApiKeyForm, LogFilterForm, TableQueryForm
 from .models import ApiCallLog, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required
 from .tables import ApiCallLogTable, ApiKeyTable
 
 PER_PAGE = 25
+SORTABLE = [name for name, column in ApiKeyTable.base_columns.items() if column.orderable is not False]
 LOGS_PER_PAGE = 50
 
 
@@ -43,11 +44,14 @@ def settings_index(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @integration_access_required
 def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
-    table = ApiKeyTable(selectors.api_key_list())
-    query = TableQueryForm(request.GET, columns=list(ApiKeyTable.base_columns))
+    query = TableQueryForm(request.GET, columns=SORTABLE)
     if not query.is_valid():
         return render(request, "400.html", {"message": query.problem()}, status=400)
-    if can_change(request.user):
+    search = query.cleaned_data["q"]
+    table = ApiKeyTable(selectors.api_key_list(search))
+    if search:
+        table.empty_text = "No key matches the search. Search looks in the value and the description."
+    elif can_change(request.user):
         table.empty_text = "No API keys yet. Press new to create the first key."
     else:
         table.empty_text = "No API keys yet. Someone with the right Add/Edit Integration Settings CHQ can create one."
@@ -63,6 +67,7 @@ def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "table": table,
         "can_change": can_change(request.user),
+        "search": search,
         "section": "integrations",
         "refused": {reason.replace("_", " "): n for reason, n in refusal_counts().items() if n},
     }
@@ -144,7 +149,7 @@ def key_remove(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @integration_access_required
 def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)
-    entries = key.audit.select_related("actor")[:100]
+    entries = [(entry, describe(entry.changes)) for entry in key.audit.select_related("actor")[:100]]
     return render(request, "keys/dialogs.html#key-history", {"key": key, "entries": entries})
 
 
@@ -161,7 +166,7 @@ def key_details(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @integration_access_required
 def key_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)
-    form = LogFilterForm(request.GET or None)
+    form = LogFilterForm(request.GET or None, key=key)
     context = {"key": key, "form": form, "section": "integrations"}
     if form.is_bound and not form.is_valid():
         context["table"] = ApiCallLogTable([], key_pk=key.pk)
@@ -188,7 +193,7 @@ def key_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @integration_access_required
 def key_logs_csv(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)
-    form = LogFilterForm(request.GET or None)
+    form = LogFilterForm(request.GET or None, key=key)
     if form.is_bound and not form.is_valid():
         return HttpResponse(f"Invalid filter: {form.errors.as_text()}", status=400, content_type="text/plain")
     logs = selectors.api_call_logs(key=key, filters=form.cleaned_data if form.is_bound else {})

@@ -70,7 +70,7 @@ def test_history_dialog_lists_changes(admin_client, viewer, client, make_key):
     client.force_login(viewer)
     html = client.get(reverse("keys:history", args=[key.pk])).content.decode()
     assert "deactivated</strong> by ops" in html
-    assert "is active: True → False" in html
+    assert "is active: yes → no" in html
 
 
 def test_admin_actions_and_delete_are_recorded(client, make_key):

@@ -17,6 +17,15 @@
   }
 
   // --- settings side panel -------------------------------------------------
+  // On a phone the side panel is folded behind the "settings menu" button.
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest(".menu-toggle");
+    if (!toggle) return;
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.closest(".settings").classList.toggle("menu-open", open);
+  });
+
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button.section[aria-controls]");
     if (!button) return;
@@ -77,12 +86,32 @@
     if (row && !String(window.getSelection())) select(row);
   });
 
+  // A double-click on a value shows its API types, but a triple-click (which starts as a
+  // double-click) selects the value to copy it: wait a moment for a third click first.
+  const TRIPLE_CLICK_MS = 400;
+  let detailsTimer = null;
+
   document.addEventListener("dblclick", (event) => {
     const value = event.target.closest("#key-table .key-value");
     if (!value) return;
     const row = value.closest("tr");
-    select(row, false);
-    act("details");
+    clearTimeout(detailsTimer);
+    detailsTimer = setTimeout(() => {
+      select(row, false);
+      act("details");
+    }, TRIPLE_CLICK_MS);
+  });
+
+  document.addEventListener("click", (event) => {
+    const value = event.target.closest("#key-table .key-value");
+    if (!value || event.detail < 3) return;
+    clearTimeout(detailsTimer);
+    // Just the GUID, not the rest of the cell (the copy button's label).
+    const range = document.createRange();
+    range.selectNodeContents(value);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
   });
 
   document.addEventListener("keydown", (event) => {
@@ -122,6 +151,29 @@
   }
 
   // --- the dialog ----------------------------------------------------------
+  // Every way out of the dialog (escape, cancel, a click outside) asks first when
+  // the API key form holds changes; the ask is a bar in the dialog, not a browser popup.
+  let savedState = null;
+
+  function formState(form) {
+    return new URLSearchParams(new FormData(form)).toString();
+  }
+
+  function isDirty(dialog) {
+    const form = $(".key-form", dialog);
+    return Boolean(form && savedState !== null && formState(form) !== savedState);
+  }
+
+  function requestClose(dialog) {
+    const discard = $("[data-discard]", dialog);
+    if (discard && isDirty(dialog)) {
+      discard.hidden = false;
+      $("[data-keep-editing]", discard).focus();
+      return;
+    }
+    dialog.close();
+  }
+
   document.addEventListener("htmx:afterSwap", (event) => {
     const target = event.detail.target;
     if (target.id === "dialog") {
@@ -141,12 +193,30 @@
   });
 
   document.addEventListener("click", (event) => {
-    const close = event.target.closest("#dialog [data-close]");
-    if (close) close.closest("dialog").close();
+    const dialog = event.target.closest("#dialog");
+    if (!dialog) return;
+    if (event.target === dialog) {
+      // The backdrop: a click on the dialog element itself but outside its box.
+      const box = dialog.getBoundingClientRect();
+      const inside = event.clientX >= box.left && event.clientX <= box.right && event.clientY >= box.top && event.clientY <= box.bottom;
+      if (!inside) requestClose(dialog);
+    } else if (event.target.closest("[data-close]")) requestClose(dialog);
+    else if (event.target.closest("[data-keep-editing]")) {
+      $("[data-discard]", dialog).hidden = true;
+      $("[data-close]", dialog)?.focus();
+    } else if (event.target.closest("[data-discard-changes]")) dialog.close();
   });
+
+  // Escape: the browser's cancel event, which can be refused while there are changes.
+  document.addEventListener("cancel", (event) => {
+    if (event.target.id !== "dialog" || !isDirty(event.target)) return;
+    event.preventDefault();
+    requestClose(event.target);
+  }, true);
 
   document.addEventListener("close", (event) => {
     if (event.target.id === "dialog") {
+      savedState = null;
       event.target.replaceChildren();
       selectedRow()?.focus();
     }
@@ -173,19 +243,36 @@
   });
   document.addEventListener("htmx:sendError", () => toast("The server cannot be reached. Nothing was saved.", "error"));
 
-  // --- API key dialog: dependent controls and the listbox search ------------
+  // --- API key dialog: dependent controls, warnings and the listbox ---------
+  const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+  function today() {
+    // The site's day is the server's business; the browser's own day is close enough for a warning.
+    const now = new Date();
+    return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}-${String(now.getDate()).padStart(2, "0")}`;
+  }
+
   function setUpKeyForm(root) {
     const form = $(".key-form", root);
     if (!form) return;
+    const active = $("#id_is_active", form);
     const allowed = $("#id_allowed_for_all", form);
     const loggedAll = $("#id_logged_for_all", form);
     const allExpiry = $("#all-logging [data-expiry]", form);
     const types = $("#types", form);
     const search = $("[data-type-search]", form);
     const count = $("[data-type-count]", form);
+    const selectedOnly = $("[data-selected-only]", form);
+    const body = $(".types-table tbody", form);
+    // The order the dialog opened with (selected first on an edit), kept while searching.
+    const openOrder = $$("[data-type-row]", form);
 
     function syncExpiry(box, enabled) {
       for (const el of $$("button, input", box)) el.disabled = !enabled;
+      // A date that no longer applies is not left on show, disabled; it comes back with logged.
+      const input = $("input", box);
+      $("[data-expiry-input]", box).hidden = !(enabled && (input.value || input === document.activeElement));
+      $("[data-set-expiry]", box).hidden = !$("[data-expiry-input]", box).hidden;
     }
 
     function syncRow(row) {
@@ -207,50 +294,116 @@
       $("[data-all-note]", form).hidden = !allowed.checked;
     }
 
+    function warn() {
+      const selectedRows = $$("[data-type-row]", form).filter((r) => $("[data-selected]", r).checked);
+      const ended = (input) => ISO_DATE.test(input.value) && input.value < today();
+      const problems = [];
+      if (!active.checked) problems.push("is inactive: every call with it will be refused.");
+      if (!allowed.checked && selectedRows.length === 0) problems.push("calls nothing: it is neither allowed for all nor has an API type selected.");
+      const dates = allowed.checked
+        ? (loggedAll.checked ? [$("#id_logging_until", form)] : [])
+        : selectedRows.filter((r) => $("[data-logged]", r).checked).map((r) => $("[data-expiry] input", r));
+      if (dates.some(ended)) problems.push("has a logging until date in the past: those calls will not be stored.");
+      const box = $("[data-warnings]", form);
+      $("ul", box).replaceChildren(...problems.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
+      box.hidden = problems.length === 0;
+    }
+
+    // Every word of the query, in any order, in the name, the API id or the path.
     function filter() {
-      const needle = search.value.trim().toLowerCase();
+      const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+      const query = words.join(" ");
       const all = $$("[data-type-row]", form);
       let shown = 0;
       for (const row of all) {
-        const match = !needle || row.dataset.name.includes(needle);
+        const match = words.every((w) => row.dataset.search.includes(w)) &&
+          (!selectedOnly.checked || $("[data-selected]", row).checked);
         row.hidden = !match; // hidden rows keep their inputs, so their choices are still saved
         if (match) shown++;
       }
+      // The full name of a type shows that type first (CHQ: the full name shows that API).
+      const exact = query && all.find((r) => r.dataset.name === query);
+      const order = exact ? [exact, ...openOrder.filter((r) => r !== exact)] : openOrder;
+      if (order.some((r, i) => all[i] !== r)) body.prepend(...order);
       const selected = all.filter((r) => $("[data-selected]", r).checked).length;
       $("[data-no-match]", form).hidden = shown > 0;
       count.textContent = `showing ${shown} of ${all.length} · ${selected} selected`;
+    }
+
+    function shownRows() {
+      return $$("[data-type-row]", form).filter((r) => !r.hidden);
+    }
+
+    function setSelected(rowsToSet, value) {
+      for (const row of rowsToSet) {
+        $("[data-selected]", row).checked = value;
+        syncRow(row);
+      }
+    }
+
+    function logSelected() {
+      const until = $("[data-log-selected-until]", form);
+      const value = until.value.trim();
+      if (value && !ISO_DATE.test(value)) {
+        toast("Write the date as YYYY-MM-DD, or leave it empty for no end.", "error");
+        until.focus();
+        return;
+      }
+      const selectedRows = $$("[data-type-row]", form).filter((r) => $("[data-selected]", r).checked);
+      if (!selectedRows.length) return toast("Select API types first.", "error");
+      for (const row of selectedRows) {
+        $("[data-logged]", row).checked = true;
+        $("[data-expiry] input", row).value = value;
+        syncRow(row);
+      }
+      toast(`${selectedRows.length} selected API type${selectedRows.length === 1 ? "" : "s"} logged${value ? ` until ${value}` : ""}.`);
+    }
+
+    function refresh() {
+      filter();
+      warn();
     }
 
     form.addEventListener("change", (event) => {
       const row = event.target.closest("[data-type-row]");
       if (row) syncRow(row);
       if (event.target === allowed || event.target === loggedAll) syncAll();
-      filter();
+      refresh();
+    });
+    form.addEventListener("input", (event) => {
+      if (event.target.matches("[data-expiry] input")) warn();
     });
     form.addEventListener("click", (event) => {
+      if (event.target.closest("[data-select-shown]")) return (setSelected(shownRows(), true), refresh());
+      if (event.target.closest("[data-unselect-shown]")) return (setSelected(shownRows(), false), refresh());
+      if (event.target.closest("[data-log-selected]")) return (logSelected(), refresh());
       const box = event.target.closest("[data-expiry]");
       if (!box) return;
-      const input = $("input[type=date]", box);
+      const input = $("input", box);
       if (event.target.closest("[data-set-expiry]")) {
         $("[data-set-expiry]", box).hidden = true;
         $("[data-expiry-input]", box).hidden = false;
         input.focus();
-        input.showPicker?.();
       } else if (event.target.closest("[data-clear-expiry]")) {
         input.value = "";
         $("[data-expiry-input]", box).hidden = true;
         const set = $("[data-set-expiry]", box);
         set.hidden = false;
         set.focus();
+        warn();
       }
     });
     search.addEventListener("input", filter);
-    // Enter in the search box filters; it must not submit the dialog.
-    search.addEventListener("keydown", (event) => { if (event.key === "Enter") event.preventDefault(); });
+    // Enter in the search boxes filters or applies; it must not submit the dialog.
+    for (const input of [search, $("[data-log-selected-until]", form)]) {
+      input.addEventListener("keydown", (event) => { if (event.key === "Enter") event.preventDefault(); });
+    }
 
     $$("[data-type-row]", form).forEach(syncRow);
     syncAll();
-    filter();
+    refresh();
+    // A form sent back with errors holds edits that were not saved: closing it still asks.
+    savedState = $(".errors", form) ? "" : formState(form);
   }
 
   // Make the table reachable with Tab from the start.
