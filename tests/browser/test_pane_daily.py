@@ -488,3 +488,15 @@ def test_dates_are_iso_and_a_cleared_selection_hides_its_date(login, administrat
     box.get_by_label("logged: Inventory Export").check()
     expect(until).to_be_visible()
     expect(until).to_have_value("2099-01-31")
+
+
+def test_narrowest_supported_window_still_fits(login, administrator, page, make_key):
+    """360 px, the narrowest phone the pane supports: the table and the dialog still fit."""
+    make_key(description="a description long enough to wrap onto a second line on a small phone")
+    page.set_viewport_size({"width": 360, "height": 640})
+    login(administrator)
+    assert_fits(page)
+    page.get_by_role("button", name="new").click()
+    expect(dialog(page).get_by_role("heading", name="API key")).to_be_visible()
+    assert_fits(page)
+    expect(dialog(page).get_by_role("button", name="save")).to_be_in_viewport()
