@@ -1,0 +1,271 @@
+"""The services' edges that the rest of the suite passes through without
+looking: exact messages, bounds, the catalog file's checks, "last used"
+bookkeeping and the stored call's fields. Each test here was written against a
+mutant of keys/services.py that the suite let through (make mutation)."""
+
+import json
+import logging
+import uuid
+from datetime import UTC, date, datetime
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
+
+from keys import services
+from keys.models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
+from keys.services import GrantSpec
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+# --- edit conflicts and removed keys -------------------------------------------------
+
+
+def test_conflict_message_names_who_and_when_to_the_minute(make_key, settings):
+    settings.TIME_ZONE = "UTC"
+    key = make_key(description="a")
+    ApiKey.objects.filter(pk=key.pk).update(updated_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC))
+    with pytest.raises(services.EditConflict) as caught:
+        services.api_key_update(
+            key=key,
+            description="b",
+            is_active=True,
+            allowed_for_all=False,
+            logged_for_all=False,
+            logging_until=None,
+            grants=[],
+            expected_version=key.version + 5,
+        )
+    assert str(caught.value) == "This API key was changed by someone at 2026-03-04 05:06 since you opened it."
+
+
+def test_conflict_message_names_the_user_without_another_query(make_key, django_assert_num_queries):
+    boss = make_user("boss")
+    key = make_key()
+    ApiKey.objects.filter(pk=key.pk).update(updated_by=boss)
+    with django_assert_num_queries(1), pytest.raises(services.EditConflict, match="changed by boss at "):
+        services._locked(key, key.version + 1)  # one locked read, the user joined in
+
+
+def test_removed_key_says_so(make_key):
+    key = make_key()
+    ApiKey.objects.filter(pk=key.pk).delete()
+    with pytest.raises(ApiKey.DoesNotExist) as caught:
+        services.api_key_change(key=key, description="x")
+    assert str(caught.value) == "This API key no longer exists; someone removed it."
+
+
+def test_partial_change_keeps_the_other_grants_logging_until(make_key, inventory_export, customer_import):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2099, 5, 6))])
+    services.api_key_change(key=key, add_grants=[GrantSpec(customer_import.pk)])
+    kept = ApiKeyGrant.objects.get(key=key, api_type=inventory_export)
+    assert (kept.logged, kept.logging_until) == (True, date(2099, 5, 6))
+
+
+# --- the catalog file --------------------------------------------------------------------
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+ENTRY = {"direction": "export", "api_id": "thing", "name": "Thing Export"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([ENTRY], 'needs an "api_types" list'),
+        ({"api_types": ["not an object"]}, "Entry 1 of .* needs string fields direction, api_id and name."),
+        ({"api_types": [ENTRY, {**ENTRY, "api_id": 5}]}, "Entry 2 of .* needs string fields"),
+        ({"api_types": [{**ENTRY, "api_id": ""}]}, "Entry 1 of .* has an empty id or name"),
+        ({"api_types": [{**ENTRY, "name": ""}]}, "Entry 1 of .* has an empty id or name"),
+        ({"api_types": [ENTRY, {**ENTRY, "api_id": "other"}]}, "Entry 2 of .* repeats export:other or 'Thing Export'"),
+        ({"api_types": [ENTRY, {**ENTRY, "name": "Other"}]}, "Entry 2 of .* repeats export:thing"),
+    ],
+)
+def test_broken_catalog_file_says_which_entry(tmp_path, data, message):
+    with pytest.raises(ValueError, match=message):
+        services.catalog_entries(write(tmp_path, data))
+
+
+def test_catalog_file_is_read_as_utf8(tmp_path):
+    path = tmp_path / "catalog.json"
+    path.write_bytes(json.dumps({"api_types": [{**ENTRY, "name": "Größe Export"}]}, ensure_ascii=False).encode())
+    assert services.catalog_entries(str(path))[0]["name"] == "Größe Export"
+
+
+def test_sync_without_group_stores_an_empty_group_and_reports_plain_names():
+    services.catalog_sync([ENTRY], api_type_model=ApiType)
+    added = ApiType.objects.get(api_id="thing")
+    assert added.group == ""
+    ApiType.objects.filter(pk=added.pk).update(group="Old group")
+    report = services.catalog_sync([*services.catalog_entries(), ENTRY])
+    assert "Thing Export" in report.updated  # the group went back to none; the name did not change
+    assert ApiType.objects.get(pk=added.pk).group == ""
+    report = services.catalog_sync([*services.catalog_entries(), {**ENTRY, "name": "Thing Export 2"}])
+    assert "Thing Export → Thing Export 2" in report.updated
+
+
+def test_type_change_is_recorded_with_group_only_when_there_is_one(make_key, inventory_export):
+    key = make_key(grants=[GrantSpec(inventory_export.pk)])
+    inventory_export.group = ""
+    inventory_export.save()
+    services.api_type_update(
+        api_type=inventory_export, name="Stock Export", group="Stock", direction="export", api_id="inventory"
+    )
+    services.api_type_update(
+        api_type=inventory_export, name="Stock Export 2", group="", direction="export", api_id="inventory"
+    )
+    changes = [e.changes["API type"] for e in KeyAudit.objects.filter(key=key, action="changed").order_by("id")]
+    assert changes == [
+        ["Inventory Export (export:inventory)", "Stock Export (export:inventory, Stock)"],
+        ["Stock Export (export:inventory, Stock)", "Stock Export 2 (export:inventory)"],
+    ]
+
+
+def test_groups_get_exactly_their_keys_rights():
+    # A right of the same codename in another app must not be given.
+    other = ContentType.objects.get_for_model(Group)
+    Permission.objects.create(codename="access_integration_settings", name="look-alike", content_type=other)
+    Group.objects.filter(name__startswith="Integration").delete()
+    services.integration_groups_ensure(group_model=Group)  # the other model defaults
+    rights = {
+        g.name: {(p.content_type.app_label, p.codename) for p in g.permissions.all()}
+        for g in Group.objects.filter(name__startswith="Integration")
+    }
+    assert rights == {
+        "Integration viewers": {("keys", "access_integration_settings")},
+        "Integration administrators": {
+            ("keys", "access_integration_settings"),
+            ("keys", "change_integration_settings"),
+        },
+    }
+    Group.objects.filter(name__startswith="Integration").delete()
+    services.integration_groups_ensure(permission_model=Permission)
+    assert Group.objects.filter(name__startswith="Integration").count() == 2
+
+
+# --- the stored call -------------------------------------------------------------------------
+
+
+def record(**overrides):
+    fields = {
+        "document_id": uuid.uuid4(),
+        "key_id": None,
+        "key_last4": "abcd",
+        "key_description": "",
+        "api_type_id": None,
+        "api_type_name": "Inventory Export",
+        "method": "POST",
+        "path": "/chqapi/export/inventory",
+        "source": "",
+        "status_code": 200,
+        "duration_ms": 1.0,
+        "client_address": None,
+        "request_body": b"",
+        "response_body": b"",
+    } | overrides
+    services.api_call_record(**fields)
+    return ApiCallLog.objects.get(document_id=fields["document_id"])
+
+
+def test_stored_call_is_dated_when_it_was_answered(monkeypatch):
+    answered = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    class Clock:
+        @staticmethod
+        def now():
+            return answered
+
+    monkeypatch.setattr(services, "timezone", Clock)  # the writer may store it later
+    assert record().created_at == answered
+
+
+def test_stored_snapshots_are_cut_to_their_columns():
+    row = record(key_last4="abcdefgh", key_description="d" * 400)
+    assert row.key_last4 == "abcd"
+    assert row.key_description == "d" * 255
+
+
+@pytest.mark.parametrize(
+    ("request_size", "response_size", "truncated"),
+    [(10, 10, False), (11, 0, True), (0, 11, True), (11, 11, True)],
+)
+def test_truncated_only_when_a_body_is_longer_than_the_limit(settings, request_size, response_size, truncated):
+    settings.KEYS_LOG_BODY_LIMIT = 10
+    row = record(request_body=b"q" * request_size, response_body=b"r" * response_size)
+    assert row.truncated is truncated
+    assert (len(row.request_body), len(row.response_body)) == (min(request_size, 10), min(response_size, 10))
+
+
+# --- "last used" -------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_touch_again_once_the_interval_has_passed_exactly(monkeypatch):
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(services, "time", clock)
+    assert services._first_touch("key", 1, 60)
+    clock.now = 1059.9
+    assert not services._first_touch("key", 1, 60)
+    clock.now = 1060.0
+    assert services._first_touch("key", 1, 60)
+
+
+def test_touch_memory_is_bounded():
+    services._touched.update({("key", -i): 0.0 for i in range(1, 100_000)})
+    assert services._first_touch("key", 1, 60)
+    assert len(services._touched) == 100_000
+    assert services._first_touch("key", 2, 60)
+    assert services._touched == {("key", 2): pytest.approx(services._touched[("key", 2)])}
+
+
+def test_shared_cache_decides_among_processes(monkeypatch, settings):
+    settings.KEYS_SHARED_COUNTERS = "cache"
+    calls = []
+
+    class Cache:
+        @staticmethod
+        def add(key, value, timeout):
+            calls.append((key, value, timeout))
+            return False  # another process touched first
+
+    monkeypatch.setattr(services, "cache", Cache)
+    assert services._first_touch("grant", 7, 60) is False
+    assert calls == [("keys:touched:grant:7", 1, 60)]
+
+
+def test_touch_records_every_key_and_grant_once_per_interval(make_key, inventory_export, customer_import):
+    first = make_key(grants=[GrantSpec(inventory_export.pk)])
+    second = make_key(grants=[GrantSpec(customer_import.pk)])
+    grants = {g.key_id: g.pk for g in ApiKeyGrant.objects.all()}
+    services.api_key_touch(key_id=first.pk, grant_id=grants[first.pk])
+    services.api_key_touch(key_id=second.pk, grant_id=grants[second.pk])
+    assert ApiKey.objects.filter(last_used_at__isnull=True).count() == 0
+    assert ApiKeyGrant.objects.filter(last_used_at__isnull=True).count() == 0
+
+
+def test_touch_failure_is_logged_with_key_and_error(make_key, monkeypatch, caplog):
+    key = make_key()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(services, "_first_touch", broken)
+    with caplog.at_level(logging.WARNING, logger="keys.security"):
+        services.api_key_touch(key_id=key.pk, grant_id=None)
+    assert f"last used not recorded for key {key.pk}: RuntimeError" in caplog.text
+    assert timezone.now()  # the call's answer never depended on it
