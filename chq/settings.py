@@ -129,6 +129,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # REDIS_URL is a shorthand for CACHE_URL=redis://...
 CACHES = {"default": env.cache_url("CACHE_URL", default=env.str("REDIS_URL", default="locmemcache://"))}
 _SHARED_CACHE = "redis" in CACHES["default"]["BACKEND"].lower()
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # The same cache with one Redis client per pool instead of one per operation (chq/cache.py).
+    CACHES["default"]["BACKEND"] = "chq.cache.RedisCache"
 
 # --- keys app -------------------------------------------------------------------
 # Files the app keeps beside its database: shared counters (throttle) and the

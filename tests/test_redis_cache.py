@@ -25,10 +25,32 @@ def redis_cache():
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
-    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # The backend REDIS_URL gives in production (chq/settings.py).
+    caches = {"default": {"BACKEND": "chq.cache.RedisCache", "LOCATION": REDIS_URL}}
     # Changing CACHES makes Django drop its cache connections (django.test.signals).
     with override_settings(CACHES=caches, KEYS_DECISION_CACHE=True):
         yield
+
+
+def test_one_redis_client_serves_every_operation(redis_cache):
+    from django.core.cache import cache
+
+    client = cache._cache.get_client()
+    assert cache._cache.get_client(write=True) is client
+    cache.set("a", 1)
+    assert cache.add("b", 2)
+    assert not cache.add("b", 3)
+    assert cache.incr("a") == 2
+    assert cache.get_many(["a", "b"]) == {"a": 2, "b": 2}
+    cache.delete_many(["a", "b"])
+    assert cache.get("a") is None
+
+
+def test_redis_url_gives_the_reused_client_backend():
+    code = "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("CACHE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+    env |= {"REDIS_URL": REDIS_URL, "DEBUG": "true", "SECRET_KEY": "x"}
+    assert run(env, "shell", "-v", "0", "-c", code) == "chq.cache.RedisCache"
 
 
 @pytest.mark.django_db
