@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from keys import services
@@ -269,3 +270,25 @@ def test_touch_failure_is_logged_with_key_and_error(make_key, monkeypatch, caplo
         services.api_key_touch(key_id=key.pk, grant_id=None)
     assert f"last used not recorded for key {key.pk}: RuntimeError" in caplog.text
     assert timezone.now()  # the call's answer never depended on it
+
+
+# --- grants that cannot be saved ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("grants", "message"),
+    [
+        ([GrantSpec(-1), GrantSpec(-1)], "An API type is selected more than once."),
+        ([GrantSpec(-2), GrantSpec(-3)], "Unknown API type id(s): -3, -2."),
+        ([GrantSpec(-1, logged=False, logging_until=date(2099, 1, 1))], "A logging expiration date needs logged."),
+    ],
+)
+def test_unsavable_grants_are_refused_on_the_api_types_field(grants, message, inventory_export):
+    grants = [
+        GrantSpec(inventory_export.pk if g.api_type_id == -1 else g.api_type_id, g.logged, g.logging_until)
+        for g in grants
+    ]
+    with pytest.raises(ValidationError) as caught:
+        services.api_key_create(description="x", grants=grants)
+    assert caught.value.message_dict == {"api_types": [message.replace("-1", str(inventory_export.pk))]}
+    assert not ApiKey.objects.exists()
