@@ -168,6 +168,7 @@
     const discard = $("[data-discard]", dialog);
     if (discard && isDirty(dialog)) {
       discard.hidden = false;
+      discard.scrollIntoView({ block: "nearest" });
       $("[data-keep-editing]", discard).focus();
       return;
     }
