@@ -3,7 +3,7 @@ search, the state of each key, history in the pane's words, the log viewer's
 type filter. The browser tests walk the same parts in Chromium."""
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -177,3 +177,10 @@ def test_dates_in_the_dialog_are_iso_text(admin_client, make_key):
     assert re.search(r'<input type="text" name="logging_until" id="id_logging_until" value="2099-01-31"', html)
     assert 'type="date"' not in html
     assert 'placeholder="YYYY-MM-DD"' in html
+
+
+def test_key_problems_at_a_given_moment(make_key, inventory_export):
+    key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2026, 1, 1))])
+    before_the_end = timezone.make_aware(datetime(2025, 12, 31, 12, 0))
+    assert key_problems(key, at=before_the_end) == []
+    assert key_problems(key, at=before_the_end + timedelta(days=2)) == ["logging ended"]
