@@ -140,6 +140,8 @@ KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "va
 KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) / "spool")
 # Where the throttle's counts live: "file" (a memory-mapped table every worker on this
 # host shares) or "cache" (the configured cache; only sensible when it is Redis, shared by every host).
+# A key that expires within this many days is flagged in the keys table.
+KEYS_EXPIRY_WARNING_DAYS = env.int("KEYS_EXPIRY_WARNING_DAYS", default=7)
 KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "file")
 # How logged calls are stored (keys/calllog.py): "batched" (journal file, then one
 # transaction per batch from a writer thread) or "direct" (one INSERT per call).

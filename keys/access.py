@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from django.conf import settings
@@ -31,6 +31,7 @@ class Reason(StrEnum):
     MALFORMED_KEY = "malformed key"
     UNKNOWN_KEY = "unknown key"
     INACTIVE_KEY = "inactive key"
+    EXPIRED_KEY = "expired key"
     UNKNOWN_API_TYPE = "unknown API type"
     API_TYPE_NOT_ALLOWED = "API type not allowed"
 
@@ -40,6 +41,7 @@ MESSAGES = {
     Reason.MALFORMED_KEY: "The ApiKey header is missing or is not a GUID.",
     Reason.UNKNOWN_KEY: "The API key is not known.",
     Reason.INACTIVE_KEY: "The API key is inactive.",
+    Reason.EXPIRED_KEY: "The API key has expired.",
     Reason.UNKNOWN_API_TYPE: "There is no such API type.",
     Reason.API_TYPE_NOT_ALLOWED: "The API key is not allowed to call this API type.",
 }
@@ -55,6 +57,7 @@ class KeyState:
     logged_for_all: bool
     logging_until: date | None
     description: str = ""
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,16 @@ def parse_key(value: str | uuid.UUID | None) -> uuid.UUID | None:
         return None
 
 
+def key_refusal(key: KeyState, at: datetime) -> Decision | None:
+    """The checks of the key itself, whatever it calls: inactive, then expired (from
+    the moment `expires_at` on; the moment itself is already expired)."""
+    if not key.is_active:
+        return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk)
+    if key.expires_at is not None and at >= key.expires_at:
+        return Decision(False, Reason.EXPIRED_KEY, key_id=key.pk)
+    return None
+
+
 def judge(
     key: KeyState | None,
     *,
@@ -110,8 +123,8 @@ def judge(
     to a caller whose key is unknown or inactive."""
     if key is None:
         return Decision(False, Reason.UNKNOWN_KEY)
-    if not key.is_active:
-        return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk)
+    if refused := key_refusal(key, at):
+        return refused
     if api_type_id is None:
         return Decision(False, Reason.UNKNOWN_API_TYPE, key_id=key.pk)
     if key.allowed_for_all:
@@ -174,7 +187,7 @@ def _with_context(decision: Decision, key: KeyState | None, api_type_name: str) 
 
 
 def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = None) -> Decision:
-    """The key checks alone (malformed, unknown, inactive), for calls that are
+    """The key checks alone (malformed, unknown, inactive, expired), for calls that are
     about the key's own data rather than an API type, such as /chqapi/status."""
     value = parse_key(key_value)
     if value is None:
@@ -186,13 +199,11 @@ def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = Non
         key = KeyState(**row) if row else None
     if key is None:
         return Decision(False, Reason.UNKNOWN_KEY)
-    if not key.is_active:
-        return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk)
-    return Decision(True, Reason.ALLOWED, key_id=key.pk)
+    return key_refusal(key, at or timezone.now()) or Decision(True, Reason.ALLOWED, key_id=key.pk)
 
 
 API_ID_MAX = ApiType._meta.get_field("api_id").max_length
-KEY_FIELDS = ("pk", "is_active", "allowed_for_all", "logged_for_all", "logging_until", "description")
+KEY_FIELDS = ("pk", "is_active", "allowed_for_all", "logged_for_all", "logging_until", "description", "expires_at")
 
 
 class _ProcessCache:
@@ -263,7 +274,7 @@ def _decision_sql() -> str:
     key, api_type, grant = ApiKey._meta.db_table, ApiType._meta.db_table, ApiKeyGrant._meta.db_table
     return (
         f"SELECT k.id, k.is_active, k.allowed_for_all, k.logged_for_all, k.logging_until, k.description,"
-        f" t.id, t.name, g.id, g.logged, g.logging_until"
+        f" k.expires_at, t.id, t.name, g.id, g.logged, g.logging_until"
         f" FROM {key} k"
         f" LEFT JOIN {api_type} t ON t.direction = %s AND t.api_id = %s"
         f" LEFT JOIN {grant} g ON g.key_id = k.id AND g.api_type_id = t.id"
@@ -284,9 +295,14 @@ def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: dateti
         row = cursor.fetchone()
     if row is None:
         return judge(None, api_type_id=None, grant=None, at=at)
-    pk, active, for_all, logged_all, until, description, type_pk, type_name, grant_pk, logged, grant_until = row
-    # Dates come back as dates on both databases (Django's SQLite driver converts declared date columns).
-    key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), until, description)
+    pk, active, for_all, logged_all, until, description, expires, type_pk, type_name, grant_pk, logged, grant_until = (
+        row
+    )
+    # Dates come back as dates on both databases (Django's SQLite driver converts declared date columns);
+    # SQLite's datetimes come back naive, in UTC as Django stores them.
+    if expires is not None and timezone.is_naive(expires):
+        expires = expires.replace(tzinfo=UTC)
+    key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), until, description, expires)
     grant = GrantState(grant_pk, bool(logged), grant_until) if grant_pk is not None else None
     return _with_context(judge(key, api_type_id=type_pk, grant=grant, at=at), key, type_name)
 
@@ -294,7 +310,15 @@ def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: dateti
 def decide_for_type(key: ApiKey, api_type: ApiType, *, at: datetime | None = None) -> Decision:
     """The same rule for a key and type already in hand (pane details, admin, commands)."""
     grant = next((g for g in key.grants.all() if g.api_type_id == api_type.pk), None)
-    state = KeyState(key.pk, key.is_active, key.allowed_for_all, key.logged_for_all, key.logging_until, key.description)
+    state = KeyState(
+        key.pk,
+        key.is_active,
+        key.allowed_for_all,
+        key.logged_for_all,
+        key.logging_until,
+        key.description,
+        key.expires_at,
+    )
     decision = judge(
         state,
         api_type_id=api_type.pk,
@@ -308,6 +332,7 @@ def decide_for_type(key: ApiKey, api_type: ApiType, *, at: datetime | None = Non
 # what the pane shows in the table and warns about before a save.
 PROBLEMS = {
     "inactive": "is active is off: every call with this key is refused.",
+    "expired": "The key has expired: every call with it is refused.",
     "calls nothing": "Neither allowed for all nor any API type selected: this key cannot call any API.",
     "logging ended": "A logging until date has passed: those calls are no longer stored.",
 }
@@ -319,6 +344,8 @@ def key_problems(key: ApiKey, *, at: datetime | None = None) -> list[str]:
     problems = []
     if not key.is_active:
         problems.append("inactive")
+    if key.expires_at is not None and at >= key.expires_at:
+        problems.append("expired")
     grants = list(key.grants.all())
     if key.allowed_for_all:
         asked = [(key.logged_for_all, key.logging_until)]
@@ -329,3 +356,18 @@ def key_problems(key: ApiKey, *, at: datetime | None = None) -> list[str]:
     if any(logged and until and not logging_on(logged=logged, until=until, at=at) for logged, until in asked):
         problems.append("logging ended")
     return problems
+
+
+def expiry_label(expires_at: datetime | None, *, at: datetime | None = None) -> str:
+    """ "expired", "expires in 3 days", "expires in 5 hours", … ("" for a key that never expires)."""
+    if expires_at is None:
+        return ""
+    left = expires_at - (at or timezone.now())
+    if left.total_seconds() <= 0:
+        return "expired"
+    if left.days >= 1:
+        return f"expires in {left.days} day{'s' if left.days > 1 else ''}"
+    hours = int(left.total_seconds() // 3600)
+    if hours >= 1:
+        return f"expires in {hours} hour{'s' if hours > 1 else ''}"
+    return "expires within the hour"

@@ -101,7 +101,7 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     search_fields = ("value", "description")
     readonly_fields = ("value", "created_at", "created_by", "updated_at", "updated_by", "last_used_at")
     fieldsets = (
-        (None, {"fields": ("value", "description", "is_active", "seen_version")}),
+        (None, {"fields": ("value", "description", "is_active", "expires_at", "seen_version")}),
         ("API types", {"fields": ("allowed_for_all", "logged_for_all", "logging_until")}),
         ("history", {"fields": ("created_at", "created_by", "updated_at", "updated_by", "last_used_at")}),
     )

@@ -41,6 +41,7 @@ STATUS = {
     Reason.MALFORMED_KEY: 401,
     Reason.UNKNOWN_KEY: 401,
     Reason.INACTIVE_KEY: 401,
+    Reason.EXPIRED_KEY: 401,
     Reason.UNKNOWN_API_TYPE: 404,
     Reason.API_TYPE_NOT_ALLOWED: 403,
 }
@@ -74,7 +75,7 @@ def error_response(status: int, message: str) -> HttpResponse:
 
 
 # Refusals that say the caller has no usable key; these are what guessing looks like.
-KEY_REFUSALS = {Reason.MALFORMED_KEY, Reason.UNKNOWN_KEY, Reason.INACTIVE_KEY}
+KEY_REFUSALS = {Reason.MALFORMED_KEY, Reason.UNKNOWN_KEY, Reason.INACTIVE_KEY, Reason.EXPIRED_KEY}
 
 
 def throttle_subject(address: str | None) -> str:

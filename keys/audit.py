@@ -14,6 +14,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
+from django.utils import timezone
 
 from .clients import client_address
 from .models import ApiKey, KeyAudit
@@ -21,6 +22,7 @@ from .models import ApiKey, KeyAudit
 FIELD_LABELS = {
     "description": "description",
     "is_active": "is active",
+    "expires_at": "expires",
     "allowed_for_all": "allowed for all",
     "logged_for_all": "logged for all",
     "logging_until": "logging until",
@@ -52,6 +54,8 @@ def snapshot(key: ApiKey) -> dict[str, Any]:
     """The key's settings and grants as plain data, read fresh from the database."""
     state = {label: getattr(key, name) for name, label in FIELD_LABELS.items()}
     state["logging until"] = state["logging until"].isoformat() if state["logging until"] else None
+    # In the site's time zone, to the minute, as the dialog shows it.
+    state["expires"] = timezone.localtime(key.expires_at).strftime("%Y-%m-%d %H:%M") if key.expires_at else None
     state["api_types"] = {
         g.api_type.name: {"logged": g.logged, "logging until": g.logging_until.isoformat() if g.logging_until else None}
         for g in key.grants.select_related("api_type")

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .access import decide_for_type, parse_key
+from .access import decide_for_type, expiry_label, parse_key
 from .models import ApiKey, ApiType
 from .services import GrantSpec
 
@@ -78,6 +78,8 @@ def key_data(key: ApiKey) -> dict:
         "value": str(key.value),
         "description": key.description,
         "is_active": key.is_active,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "expiry": expiry_label(key.expires_at, at=now),
         "allowed_for_all": key.allowed_for_all,
         "logged_for_all": key.logged_for_all,
         "logging_until": key.logging_until.isoformat() if key.logging_until else None,

@@ -47,6 +47,21 @@ class IsoDateInput(forms.DateInput):
 
 class ApiKeyForm(forms.ModelForm):
     logging_until = forms.DateField(label="logging until", required=False, widget=IsoDateInput())
+    # A moment in the site's time zone; a date alone means its first minute.
+    expires_at = forms.DateTimeField(
+        label="expires",
+        required=False,
+        input_formats=["%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M",
+            attrs={
+                "autocomplete": "off",
+                "placeholder": "YYYY-MM-DD HH:MM",
+                "maxlength": "16",
+                "aria-describedby": "expires-help",
+            },
+        ),
+    )
 
     # The version the dialog showed; a save over a newer version is refused.
     version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)

@@ -97,6 +97,12 @@ class ApiKey(models.Model):
         blank=True,
         help_text="Logging for all API types stops after the end of this day (site time zone).",
     )
+    expires_at = models.DateTimeField(
+        "expires",
+        null=True,
+        blank=True,
+        help_text="From this moment every call with the key is refused as expired. Empty: never.",
+    )
     api_types = models.ManyToManyField(ApiType, through="ApiKeyGrant", related_name="api_keys", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(

@@ -21,6 +21,7 @@ def api_key_list(search: str = "") -> QuerySet[ApiKey]:
         "allowed_for_all",
         "logged_for_all",
         "logging_until",
+        "expires_at",
         "created_at",
         "last_used_at",
     ).prefetch_related(Prefetch("grants", queryset=ApiKeyGrant.objects.only("key_id", "logged", "logging_until")))

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -34,7 +34,7 @@ INTEGRATION_GROUPS = {
 
 
 # A key's own settings, as the dialog, the admin and the commands name them.
-KEY_FIELDS = ("description", "is_active", "allowed_for_all", "logged_for_all", "logging_until")
+KEY_FIELDS = ("description", "is_active", "expires_at", "allowed_for_all", "logged_for_all", "logging_until")
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ def api_key_create(
     *,
     description: str = "",
     is_active: bool = False,
+    expires_at: datetime | None = None,
     allowed_for_all: bool = False,
     logged_for_all: bool = False,
     logging_until: date | None = None,
@@ -118,6 +119,7 @@ def api_key_create(
     key = instance or ApiKey()
     key.description = description
     key.is_active = is_active
+    key.expires_at = expires_at
     key.allowed_for_all = allowed_for_all
     key.logged_for_all = logged_for_all
     key.logging_until = logging_until
@@ -140,6 +142,7 @@ def api_key_update(
     key: ApiKey,
     description: str,
     is_active: bool,
+    expires_at: datetime | None,
     allowed_for_all: bool,
     logged_for_all: bool,
     logging_until: date | None,
@@ -153,6 +156,7 @@ def api_key_update(
     before = audit.snapshot(current)
     key.description = description
     key.is_active = is_active
+    key.expires_at = expires_at
     key.allowed_for_all = allowed_for_all
     key.logged_for_all = logged_for_all
     key.logging_until = logging_until

@@ -1,8 +1,12 @@
+from datetime import timedelta
+
 import django_tables2 as tables
+from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from .access import key_problems
+from .access import expiry_label, key_problems
 from .models import ApiCallLog, ApiKey
 
 
@@ -51,10 +55,15 @@ class ApiKeyTable(tables.Table):
         )
 
     def render_state(self, record: ApiKey) -> str:
-        problems = key_problems(record)
+        now = timezone.now()
+        problems = key_problems(record, at=now)
+        chips = [("state-warn", p) for p in problems]
+        if record.expires_at and "expired" not in problems:
+            soon = record.expires_at - now <= timedelta(days=settings.KEYS_EXPIRY_WARNING_DAYS)
+            chips.append(("state-warn" if soon else "state-ok", expiry_label(record.expires_at, at=now)))
         if not problems:
-            return format_html('<span class="state state-ok">{}</span>', "calls allowed")
-        return format_html_join(" ", '<span class="state state-warn">{}</span>', ((p,) for p in problems))
+            chips.insert(0, ("state-ok", "calls allowed"))
+        return format_html_join(" ", '<span class="state {}">{}</span>', chips)
 
     def render_is_active(self, value: bool) -> str:
         return yes_no(value)

@@ -13,7 +13,7 @@ from django_htmx.http import trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
 from . import selectors, services
-from .access import decide_for_type
+from .access import decide_for_type, expiry_label
 from .api import refusal_counts
 from .audit import Actor, describe
 from .forms import ApiKeyForm, LogFilterForm, TableQueryForm
@@ -159,7 +159,8 @@ def key_details(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey.objects.prefetch_related("grants__api_type"), pk=pk)
     grants = sorted(key.grants.all(), key=lambda g: g.api_type.name)
     rows = [(g, decide_for_type(key, g.api_type)) for g in grants]
-    return render(request, "keys/dialogs.html#key-details", {"key": key, "rows": rows})
+    context = {"key": key, "rows": rows, "expiry": expiry_label(key.expires_at)}
+    return render(request, "keys/dialogs.html#key-details", context)
 
 
 @require_GET

@@ -155,6 +155,7 @@ def test_service_level_conflict(make_key):
             key=key,
             description="y",
             is_active=True,
+            expires_at=None,
             allowed_for_all=False,
             logged_for_all=False,
             logging_until=None,

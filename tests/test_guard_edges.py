@@ -130,6 +130,7 @@ def test_refusal_counts_per_reason(make_key, customer_import, inventory_export):
         "malformed_key": 1,
         "unknown_key": 1,
         "inactive_key": 0,
+        "expired_key": 0,
         "unknown_api_type": 1,
         "api_type_not_allowed": 1,
     }

@@ -34,6 +34,7 @@ def test_conflict_message_names_who_and_when_to_the_minute(make_key, settings):
             key=key,
             description="b",
             is_active=True,
+            expires_at=None,
             allowed_for_all=False,
             logged_for_all=False,
             logging_until=None,

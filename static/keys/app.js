@@ -300,6 +300,10 @@
       const ended = (input) => ISO_DATE.test(input.value) && input.value < today();
       const problems = [];
       if (!active.checked) problems.push("is inactive: every call with it will be refused.");
+      const expires = $("#id_expires_at", form).value.trim().replace(" ", "T");
+      if (/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2})?$/.test(expires) && new Date(expires) <= new Date()) {
+        problems.push("has expired: every call with it will be refused.");
+      }
       if (!allowed.checked && selectedRows.length === 0) problems.push("calls nothing: it is neither allowed for all nor has an API type selected.");
       const dates = allowed.checked
         ? (loggedAll.checked ? [$("#id_logging_until", form)] : [])
@@ -372,7 +376,7 @@
       refresh();
     });
     form.addEventListener("input", (event) => {
-      if (event.target.matches("[data-expiry] input")) warn();
+      if (event.target.matches("[data-expiry] input, #id_expires_at")) warn();
     });
     form.addEventListener("click", (event) => {
       if (event.target.closest("[data-select-shown]")) return (setSelected(shownRows(), true), refresh());

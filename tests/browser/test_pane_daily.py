@@ -158,6 +158,7 @@ def test_screens_fit_pass_axe_and_are_kept(login, administrator, size, make_key,
         description="ERP inventory feed",
         grants=grants,
         is_active=True,
+        expires_at=None,
         allowed_for_all=False,
         logged_for_all=False,
         logging_until=None,
@@ -500,3 +501,27 @@ def test_narrowest_supported_window_still_fits(login, administrator, page, make_
     expect(dialog(page).get_by_role("heading", name="API key")).to_be_visible()
     assert_fits(page)
     expect(dialog(page).get_by_role("button", name="save")).to_be_in_viewport()
+
+
+# --- keys that expire (issue 14, part 1) -------------------------------------------------------
+
+
+def test_expiry_set_in_the_dialog_warned_and_shown(login, administrator, size, make_key):
+    key = make_key(allowed_for_all=True, description="expiring")
+    page = login(administrator)
+    row_of(page, key).click()
+    page.get_by_role("button", name="edit").click()
+    box = dialog(page)
+    expires = box.get_by_label("expires")
+    expect(expires).to_have_attribute("placeholder", "YYYY-MM-DD HH:MM")
+    expires.fill("2001-01-01 00:00")
+    warnings = box.get_by_role("status").filter(has_text="You can save")
+    expect(warnings).to_contain_text("has expired")
+    soon = timezone.localtime() + timedelta(days=3, hours=2)
+    expires.fill(soon.strftime("%Y-%m-%d %H:%M"))
+    expect(warnings).to_be_hidden()
+    box.get_by_role("button", name="save").click()
+    expect(box).to_be_hidden()
+    expect(row_of(page, key).locator("td.state-cell")).to_contain_text("expires in 3 days")
+    row_of(page, key).locator(".key-value").dblclick()
+    expect(box).to_contain_text("expires in 3 days")

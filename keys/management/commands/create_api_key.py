@@ -16,6 +16,11 @@ class Command(BaseCommand):
         parser.add_argument("--actor", help="who to record in the key's history (default: the operating-system user)")
         parser.add_argument("--description", required=True, help="what the key is for")
         parser.add_argument("--inactive", action="store_true", help="create the key inactive (default: active)")
+        parser.add_argument(
+            "--expires",
+            metavar="DATETIME",
+            help="refuse every call from this moment (site time), e.g. 2027-01-31T17:30",
+        )
         parser.add_argument("--all", action="store_true", help="allowed for all API types")
         parser.add_argument("--logged", action="store_true", help="with --all: logged for all")
         parser.add_argument("--logging-until", metavar="DATE", help="with --all --logged: last day of logging")
@@ -36,6 +41,7 @@ class Command(BaseCommand):
                 actor=Actor.for_command(options["actor"]),
                 description=options["description"],
                 is_active=not options["inactive"],
+                expires_at=cli.parse_instant(options["expires"], "--expires") if options["expires"] else None,
                 allowed_for_all=options["all"],
                 logged_for_all=options["logged"],
                 logging_until=until,

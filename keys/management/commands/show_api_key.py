@@ -21,6 +21,7 @@ class Command(BaseCommand):
         out(f"value:           {data['value']}")
         out(f"description:     {data['description']}")
         out(f"is active:       {'yes' if data['is_active'] else 'no'}")
+        out(f"expires:         {data['expires_at'] + ' (' + data['expiry'] + ')' if data['expires_at'] else 'never'}")
         out(f"last used:       {data['last_used_at'] or 'never'}")
         if data["allowed_for_all"]:
             logging = "no"

@@ -25,6 +25,7 @@ class Command(BaseCommand):
         logged.add_argument("--logged", action="store_true", help="logged for all (needs allowed for all)")
         logged.add_argument("--not-logged", action="store_true", help="not logged for all")
         parser.add_argument("--logging-until", metavar="DATE|never", help="last day of logging for all, or never")
+        parser.add_argument("--expires", metavar="DATETIME|never", help="refuse every call from this moment, or never")
         parser.add_argument("--add-type", action="append", default=[], metavar="API-TYPE[:logged[:DATE]]")
         parser.add_argument("--remove-type", action="append", default=[], metavar="API-TYPE")
 
@@ -46,6 +47,9 @@ class Command(BaseCommand):
         if options["logging_until"]:
             raw = options["logging_until"]
             fields["logging_until"] = None if raw == "never" else cli.parse_date(raw, "--logging-until")
+        if options["expires"]:
+            raw = options["expires"]
+            fields["expires_at"] = None if raw == "never" else cli.parse_instant(raw, "--expires")
         add = [cli.grant_spec(raw) for raw in options["add_type"]]
         remove = [cli.api_type_by_name(raw).pk for raw in options["remove_type"]]
         if not (fields or add or remove):
