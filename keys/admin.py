@@ -96,7 +96,7 @@ class ApiKeyAdminForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     form = ApiKeyAdminForm
-    list_display = ("value", "description", "is_active", "allowed_for_all", "last_used_at", "created_at")
+    list_display = ("value", "description", "is_active", "expires_at", "allowed_for_all", "last_used_at", "created_at")
     list_filter = ("is_active", "allowed_for_all", LoggingOnFilter)
     search_fields = ("value", "description")
     readonly_fields = ("value", "created_at", "created_by", "updated_at", "updated_by", "last_used_at")
