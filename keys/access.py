@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from . import freshness
@@ -58,6 +59,8 @@ class KeyState:
     logging_until: date | None
     description: str = ""
     expires_at: datetime | None = None
+    # Set when the value presented is the key's old one after a roll: it works until then.
+    value_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,10 @@ def parse_key(value: str | uuid.UUID | None) -> uuid.UUID | None:
 
 def key_refusal(key: KeyState, at: datetime) -> Decision | None:
     """The checks of the key itself, whatever it calls: inactive, then expired (from
-    the moment `expires_at` on; the moment itself is already expired)."""
+    the moment `expires_at` on; the moment itself is already expired). An old value
+    past its grace is no key at all, and is refused as unknown, revealing nothing."""
+    if key.value_until is not None and at >= key.value_until:
+        return Decision(False, Reason.UNKNOWN_KEY)
     if not key.is_active:
         return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk)
     if key.expires_at is not None and at >= key.expires_at:
@@ -192,11 +198,7 @@ def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = Non
     value = parse_key(key_value)
     if value is None:
         return Decision(False, Reason.MALFORMED_KEY)
-    if settings.KEYS_DECISION_CACHE:
-        key = _cached_state(value)[0]
-    else:
-        row = ApiKey.objects.filter(value=value).values(*KEY_FIELDS).first()
-        key = KeyState(**row) if row else None
+    key = _cached_state(value)[0] if settings.KEYS_DECISION_CACHE else _key_state(value)
     if key is None:
         return Decision(False, Reason.UNKNOWN_KEY)
     return key_refusal(key, at or timezone.now()) or Decision(True, Reason.ALLOWED, key_id=key.pk)
@@ -249,11 +251,32 @@ class _ProcessCache:
         return entry[0], entry[1], types
 
 
-def _load_key(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState]]:
-    row = ApiKey.objects.filter(value=value).values(*KEY_FIELDS).first()
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite's datetimes come back naive from raw SQL, in UTC as Django stores them.
+    return moment.replace(tzinfo=UTC) if moment is not None and timezone.is_naive(moment) else moment
+
+
+def _value_until(presented: uuid.UUID, current, previous_until: datetime | None) -> datetime | None:
+    """None when the presented value is the key's current one; else when the old one stops working."""
+    if uuid.UUID(str(current)) == presented:
+        return None
+    return _aware(previous_until) or datetime.min.replace(tzinfo=UTC)
+
+
+def _key_state(value: uuid.UUID) -> KeyState | None:
+    """The key whose current value, or old value after a roll, is `value`: one indexed query."""
+    matches = ApiKey.objects.filter(Q(value=value) | Q(previous_value=value))
+    row = matches.values(*KEY_FIELDS, "value", "previous_until").first()
     if row is None:
+        return None
+    current, previous_until = row.pop("value"), row.pop("previous_until")
+    return KeyState(**row, value_until=_value_until(value, current, previous_until))
+
+
+def _load_key(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState]]:
+    key = _key_state(value)
+    if key is None:
         return None, {}
-    key = KeyState(**row)
     grants = {
         t: GrantState(pk, logged, until)
         for pk, t, logged, until in ApiKeyGrant.objects.filter(key_id=key.pk).values_list(
@@ -274,11 +297,11 @@ def _decision_sql() -> str:
     key, api_type, grant = ApiKey._meta.db_table, ApiType._meta.db_table, ApiKeyGrant._meta.db_table
     return (
         f"SELECT k.id, k.is_active, k.allowed_for_all, k.logged_for_all, k.logging_until, k.description,"
-        f" k.expires_at, t.id, t.name, g.id, g.logged, g.logging_until"
+        f" k.expires_at, k.value, k.previous_until, t.id, t.name, g.id, g.logged, g.logging_until"
         f" FROM {key} k"
         f" LEFT JOIN {api_type} t ON t.direction = %s AND t.api_id = %s"
         f" LEFT JOIN {grant} g ON g.key_id = k.id AND g.api_type_id = t.id"
-        f" WHERE k.value = %s"
+        f" WHERE k.value = %s OR k.previous_value = %s"
     )
 
 
@@ -291,18 +314,15 @@ def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: dateti
     """
     db_value = ApiKey._meta.get_field("value").get_db_prep_value(value, connection)
     with connection.cursor() as cursor:
-        cursor.execute(_decision_sql(), [direction, api_id, db_value])
+        cursor.execute(_decision_sql(), [direction, api_id, db_value, db_value])
         row = cursor.fetchone()
     if row is None:
         return judge(None, api_type_id=None, grant=None, at=at)
-    pk, active, for_all, logged_all, until, description, expires, type_pk, type_name, grant_pk, logged, grant_until = (
-        row
-    )
-    # Dates come back as dates on both databases (Django's SQLite driver converts declared date columns);
-    # SQLite's datetimes come back naive, in UTC as Django stores them.
-    if expires is not None and timezone.is_naive(expires):
-        expires = expires.replace(tzinfo=UTC)
-    key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), until, description, expires)
+    pk, active, for_all, logged_all, until, description, expires, current, previous_until = row[:9]
+    type_pk, type_name, grant_pk, logged, grant_until = row[9:]
+    # Dates come back as dates on both databases (Django's SQLite driver converts declared date columns).
+    value_until = _value_until(value, current, previous_until)
+    key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), until, description, _aware(expires), value_until)
     grant = GrantState(grant_pk, bool(logged), grant_until) if grant_pk is not None else None
     return _with_context(judge(key, api_type_id=type_pk, grant=grant, at=at), key, type_name)
 

@@ -6,11 +6,14 @@ go through the same service as the pane (keys.services), and the form runs
 the same model rules.
 """
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from . import services
@@ -99,14 +102,23 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     list_display = ("value", "description", "is_active", "expires_at", "allowed_for_all", "last_used_at", "created_at")
     list_filter = ("is_active", "allowed_for_all", LoggingOnFilter)
     search_fields = ("value", "description")
-    readonly_fields = ("value", "created_at", "created_by", "updated_at", "updated_by", "last_used_at")
+    readonly_fields = (
+        "value",
+        "created_at",
+        "created_by",
+        "updated_at",
+        "updated_by",
+        "last_used_at",
+        "previous_until",
+    )
     fieldsets = (
         (None, {"fields": ("value", "description", "is_active", "expires_at", "seen_version")}),
         ("API types", {"fields": ("allowed_for_all", "logged_for_all", "logging_until")}),
         ("history", {"fields": ("created_at", "created_by", "updated_at", "updated_by", "last_used_at")}),
+        ("rolled", {"fields": ("previous_until",)}),
     )
     inlines = (ApiKeyGrantInline,)
-    actions = ("activate", "deactivate")
+    actions = ("activate", "deactivate", "roll", "end_grace")
     # The confirmation page carries the version it showed, so a removal over a newer change is refused.
     delete_confirmation_template = "admin/keys/apikey/delete_confirmation.html"
 
@@ -183,6 +195,23 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
         actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
         changed = services.api_key_set_active(keys=queryset, active=False, actor=actor)
         self.message_user(request, f"{changed} API key(s) deactivated.", messages.SUCCESS)
+
+    @admin.action(description="roll the selected API keys (old values keep working 24 hours)", permissions=["change"])
+    def roll(self, request, queryset):
+        actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
+        until = timezone.now() + timedelta(hours=24)
+        for key in queryset:
+            services.api_key_roll(key=key, grace_until=until, actor=actor)
+        until_shown = timezone.localtime(until).strftime("%Y-%m-%d %H:%M")
+        message = f"{len(queryset)} API key(s) rolled; their old values work until {until_shown}."
+        self.message_user(request, message, messages.SUCCESS)
+
+    @admin.action(description="stop the old values of the selected rolled keys now", permissions=["change"])
+    def end_grace(self, request, queryset):
+        actor = Actor.from_request(request, KeyAudit.Source.ADMIN)
+        for key in queryset:
+            services.api_key_end_grace(key=key, actor=actor)
+        self.message_user(request, "Old values stopped.", messages.SUCCESS)
 
 
 class ApiTypeAdminForm(forms.ModelForm):

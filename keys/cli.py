@@ -6,6 +6,7 @@ import re
 from datetime import date, datetime
 
 from django.core.management.base import CommandError
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -24,7 +25,8 @@ def key_by_value(raw: str) -> ApiKey:
             f"{raw[:40]!r} is not an API key value (a GUID such as 7f457d6a-d05e-4e1e-af5c-90393c3b7091)."
         )
     try:
-        return ApiKey.objects.prefetch_related("grants__api_type").get(value=value)
+        # The old value of a rolled key names the key too, as long as the key keeps it.
+        return ApiKey.objects.prefetch_related("grants__api_type").get(Q(value=value) | Q(previous_value=value))
     except ApiKey.DoesNotExist:
         raise CommandError("No API key has that value. List the keys with: manage.py list_api_keys") from None
 
@@ -80,6 +82,9 @@ def key_data(key: ApiKey) -> dict:
         "is_active": key.is_active,
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
         "expiry": expiry_label(key.expires_at, at=now),
+        "old_value_works_until": key.previous_until.isoformat()
+        if key.previous_until and key.previous_until > now
+        else None,
         "allowed_for_all": key.allowed_for_all,
         "logged_for_all": key.logged_for_all,
         "logging_until": key.logging_until.isoformat() if key.logging_until else None,

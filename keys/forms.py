@@ -7,10 +7,11 @@ again by the model and the services.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django import forms
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from .models import ApiCallLog, ApiKey, ApiType
 from .services import KEY_FIELDS, GrantSpec
@@ -148,6 +149,44 @@ class ApiKeyForm(forms.ModelForm):
             if grant := grants.get(row.api_type.pk):
                 row.last_used = grant.last_used_at
         return sorted(rows, key=lambda row: not row.selected)  # stable: by name within each part
+
+
+GRACE_CHOICES = [
+    ("now", "now: only the new value works"),
+    ("1h", "1 hour"),
+    ("24h", "24 hours"),
+    ("7d", "7 days"),
+    ("until", "until a date and time"),
+]
+GRACE_PERIODS = {"now": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+class RollForm(forms.Form):
+    """How long the old value keeps working after a roll."""
+
+    grace = forms.ChoiceField(
+        label="the old value keeps working", choices=GRACE_CHOICES, initial="24h", widget=forms.RadioSelect
+    )
+    until = forms.DateTimeField(
+        label="until",
+        required=False,
+        input_formats=["%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M", attrs={"autocomplete": "off", "placeholder": "YYYY-MM-DD HH:MM", "maxlength": "16"}
+        ),
+    )
+    version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("grace") == "until" and not cleaned.get("until"):
+            self.add_error("until", "Write the date and time the old value stops working (YYYY-MM-DD HH:MM).")
+        return cleaned
+
+    def grace_until(self) -> datetime:
+        if self.cleaned_data["grace"] == "until":
+            return self.cleaned_data["until"]
+        return timezone.now() + GRACE_PERIODS[self.cleaned_data["grace"]]
 
 
 MAX_ROW_ID = 2**63 - 1

@@ -87,6 +87,9 @@ class ApiType(models.Model):
 class ApiKey(models.Model):
     # The GUID itself is the secret; it is made on the server and never edited.
     value = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # After a roll, the value before it keeps working until previous_until (keys.services.api_key_roll).
+    previous_value = models.UUIDField("old value", null=True, blank=True, unique=True, editable=False)
+    previous_until = models.DateTimeField("old value works until", null=True, blank=True, editable=False)
     description = models.CharField(max_length=255, blank=True, validators=[ProhibitNullCharactersValidator()])
     is_active = models.BooleanField("is active", default=False)
     allowed_for_all = models.BooleanField("allowed for all", default=False)
@@ -227,6 +230,7 @@ class KeyAudit(models.Model):
         CHANGED = "changed", "changed"
         ACTIVATED = "activated", "activated"
         DEACTIVATED = "deactivated", "deactivated"
+        ROLLED = "rolled", "rolled"
         REMOVED = "removed", "removed"
 
     class Source(models.TextChoices):

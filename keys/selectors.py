@@ -22,6 +22,8 @@ def api_key_list(search: str = "") -> QuerySet[ApiKey]:
         "logged_for_all",
         "logging_until",
         "expires_at",
+        "previous_value",
+        "previous_until",
         "created_at",
         "last_used_at",
     ).prefetch_related(Prefetch("grants", queryset=ApiKeyGrant.objects.only("key_id", "logged", "logging_until")))

@@ -206,6 +206,50 @@ def api_key_set_active(*, keys: Iterable[ApiKey], active: bool, actor: Actor | N
     return changed
 
 
+def _minute(moment: datetime | None) -> str | None:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else None
+
+
+@transaction.atomic
+def api_key_roll(
+    *, key: ApiKey, grace_until: datetime, actor: Actor | None = None, expected_version: int | None = None
+) -> ApiKey:
+    """Give the key a new value; the value it had keeps working until `grace_until`
+    (now or earlier: not at all). The key keeps its id, settings, grants, logs and
+    history. An old value still in its grace from an earlier roll stops at once:
+    a key has at most two working values. The audit entry records the grace end,
+    never a value."""
+    current = _locked(key, expected_version)
+    now = timezone.now()
+    dropped = current.previous_until is not None and current.previous_until > now
+    current.previous_value, current.previous_until = current.value, max(grace_until, now)
+    current.value = uuid.uuid4()
+    current.updated_by = _user(actor)
+    current.version += 1
+    current.save()
+    changes = {"old value works until": [None, _minute(current.previous_until)]}
+    if dropped:
+        changes["an older value"] = ["working", "stopped"]
+    audit.record(current, KeyAudit.Action.ROLLED, changes, actor)
+    return current
+
+
+@transaction.atomic
+def api_key_end_grace(*, key: ApiKey, actor: Actor | None = None) -> ApiKey:
+    """Stop the old value of a rolled key now; the next call in every process obeys."""
+    current = _locked(key, None)
+    now = timezone.now()
+    if current.previous_until is None or current.previous_until <= now:
+        return current
+    before = _minute(current.previous_until)
+    current.previous_until = now
+    current.updated_by = _user(actor)
+    current.version += 1
+    current.save()
+    audit.record(current, KeyAudit.Action.CHANGED, {"old value works until": [before, _minute(now)]}, actor)
+    return current
+
+
 @transaction.atomic
 def api_key_remove(*, key: ApiKey, actor: Actor | None = None, expected_version: int | None = None) -> None:
     """Remove a key; its stored calls and its audit trail stay."""

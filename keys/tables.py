@@ -61,6 +61,9 @@ class ApiKeyTable(tables.Table):
         if record.expires_at and "expired" not in problems:
             soon = record.expires_at - now <= timedelta(days=settings.KEYS_EXPIRY_WARNING_DAYS)
             chips.append(("state-warn" if soon else "state-ok", expiry_label(record.expires_at, at=now)))
+        if record.previous_until and record.previous_until > now:
+            until = timezone.localtime(record.previous_until).strftime("%Y-%m-%d %H:%M")
+            chips.append(("state-warn", f"old value …{record.previous_value.hex[-4:]} works until {until}"))
         if not problems:
             chips.insert(0, ("state-ok", "calls allowed"))
         return format_html_join(" ", '<span class="state {}">{}</span>', chips)

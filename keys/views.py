@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
@@ -16,7 +17,7 @@ from . import selectors, services
 from .access import decide_for_type, expiry_label
 from .api import refusal_counts
 from .audit import Actor, describe
-from .forms import ApiKeyForm, LogFilterForm, TableQueryForm
+from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
 from .models import ApiCallLog, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required
 from .tables import ApiCallLogTable, ApiKeyTable
@@ -145,6 +146,48 @@ def key_remove(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "keys/dialogs.html#remove-confirm", {"key": key, "conflict": conflict}, status=status)
 
 
+@require_http_methods(["GET", "POST"])
+@integration_change_required
+def key_roll(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=pk)
+    form = RollForm(request.POST or None, initial={"version": key.version})
+    conflict, status = None, 200
+    if request.method == "POST":
+        if form.is_valid():
+            actor = Actor.from_request(request, KeyAudit.Source.PANE)
+            try:
+                key = services.api_key_roll(
+                    key=key, grace_until=form.grace_until(), actor=actor, expected_version=form.cleaned_data["version"]
+                )
+                return keys_changed(f"API key rolled. Its new value is …{key.value.hex[-4:]}.", select=key.pk)
+            except services.EditConflict as exc:
+                conflict, status, key = str(exc), 409, exc.key
+            except ApiKey.DoesNotExist:
+                return _gone(request)
+        else:
+            status = 422
+    context = {"key": key, "form": form, "conflict": conflict, "grace": _grace(key)}
+    return render(request, "keys/dialogs.html#roll-key", context, status=status)
+
+
+@require_POST
+@integration_change_required
+def key_end_grace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=pk)
+    try:
+        services.api_key_end_grace(key=key, actor=Actor.from_request(request, KeyAudit.Source.PANE))
+    except ApiKey.DoesNotExist:
+        return _gone(request)
+    return keys_changed("The old value no longer works.", select=key.pk)
+
+
+def _grace(key: ApiKey) -> dict | None:
+    """The pending old value of a rolled key, while it still works."""
+    if key.previous_until and key.previous_until > timezone.now():
+        return {"last4": key.previous_value.hex[-4:], "until": key.previous_until}
+    return None
+
+
 @require_GET
 @integration_access_required
 def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
@@ -159,7 +202,13 @@ def key_details(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey.objects.prefetch_related("grants__api_type"), pk=pk)
     grants = sorted(key.grants.all(), key=lambda g: g.api_type.name)
     rows = [(g, decide_for_type(key, g.api_type)) for g in grants]
-    context = {"key": key, "rows": rows, "expiry": expiry_label(key.expires_at)}
+    context = {
+        "key": key,
+        "rows": rows,
+        "expiry": expiry_label(key.expires_at),
+        "grace": _grace(key),
+        "can_change": can_change(request.user),
+    }
     return render(request, "keys/dialogs.html#key-details", context)
 
 

@@ -198,6 +198,11 @@ def test_screens_fit_pass_axe_and_are_kept(login, administrator, size, make_key,
     check_screen(page, "remove", size)
     box.get_by_role("button", name="no").click()
 
+    page.get_by_role("button", name="roll").click()
+    expect(box.get_by_role("heading", name="roll API key")).to_be_visible()
+    check_screen(page, "roll", size)
+    box.get_by_role("button", name="cancel").click()
+
     page.get_by_role("button", name="logs").click()
     expect(page.get_by_role("heading", name="logs")).to_be_visible()
     check_screen(page, "logs", size)
@@ -525,3 +530,31 @@ def test_expiry_set_in_the_dialog_warned_and_shown(login, administrator, size, m
     expect(row_of(page, key).locator("td.state-cell")).to_contain_text("expires in 3 days")
     row_of(page, key).locator(".key-value").dblclick()
     expect(box).to_contain_text("expires in 3 days")
+
+
+# --- rolling a key (issue 14, part 2) ------------------------------------------------------------
+
+
+def test_roll_with_a_grace_then_stop_the_old_value(login, administrator, size, make_key):
+    key = make_key(allowed_for_all=True, description="rolling")
+    old = key.value
+    page = login(administrator)
+    row_of(page, key).click()
+    page.get_by_role("button", name="roll").click()
+    box = dialog(page)
+    expect(box.get_by_role("heading", name="roll API key")).to_be_visible()
+    assert_fits(page)
+    box.get_by_label("1 hour").check()
+    box.get_by_role("button", name="roll").click()
+    expect(box).to_be_hidden()
+    key.refresh_from_db()
+    assert key.previous_value == old
+    row = row_of(page, key)
+    expect(row.locator(".key-value")).to_have_text(str(key.value))
+    expect(row.locator("td.state-cell")).to_contain_text(f"old value …{old.hex[-4:]} works until")
+    row.locator(".key-value").dblclick()
+    box.get_by_role("button", name="stop the old value now").click()
+    expect(box).to_be_hidden()
+    expect(row.locator("td.state-cell")).not_to_contain_text("old value")
+    key.refresh_from_db()
+    assert key.previous_until <= timezone.now()

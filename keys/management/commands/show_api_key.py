@@ -23,6 +23,8 @@ class Command(BaseCommand):
         out(f"is active:       {'yes' if data['is_active'] else 'no'}")
         out(f"expires:         {data['expires_at'] + ' (' + data['expiry'] + ')' if data['expires_at'] else 'never'}")
         out(f"last used:       {data['last_used_at'] or 'never'}")
+        if data["old_value_works_until"]:
+            out(f"rolled:          the old value works until {data['old_value_works_until']}")
         if data["allowed_for_all"]:
             logging = "no"
             if data["logged_for_all"]:
