@@ -256,9 +256,9 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and timezone.is_naive(moment) else moment
 
 
-def _value_until(presented: uuid.UUID, current, previous_until: datetime | None) -> datetime | None:
+def _value_until(is_current: bool, previous_until: datetime | None) -> datetime | None:
     """None when the presented value is the key's current one; else when the old one stops working."""
-    if uuid.UUID(str(current)) == presented:
+    if is_current:
         return None
     return _aware(previous_until) or datetime.min.replace(tzinfo=UTC)
 
@@ -270,7 +270,7 @@ def _key_state(value: uuid.UUID) -> KeyState | None:
     if row is None:
         return None
     current, previous_until = row.pop("value"), row.pop("previous_until")
-    return KeyState(**row, value_until=_value_until(value, current, previous_until))
+    return KeyState(**row, value_until=_value_until(current == value, previous_until))
 
 
 def _load_key(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState]]:
@@ -321,7 +321,8 @@ def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: dateti
     pk, active, for_all, logged_all, until, description, expires, current, previous_until = row[:9]
     type_pk, type_name, grant_pk, logged, grant_until = row[9:]
     # Dates come back as dates on both databases (Django's SQLite driver converts declared date columns).
-    value_until = _value_until(value, current, previous_until)
+    # The value column comes back as the driver stores it, the form `db_value` is in.
+    value_until = _value_until(current == db_value, previous_until)
     key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), until, description, _aware(expires), value_until)
     grant = GrantState(grant_pk, bool(logged), grant_until) if grant_pk is not None else None
     return _with_context(judge(key, api_type_id=type_pk, grant=grant, at=at), key, type_name)
