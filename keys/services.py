@@ -206,8 +206,8 @@ def api_key_set_active(*, keys: Iterable[ApiKey], active: bool, actor: Actor | N
     return changed
 
 
-def _minute(moment: datetime | None) -> str | None:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else None
+def _minute(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
 
 
 @transaction.atomic

@@ -142,3 +142,37 @@ def test_admin_shows_and_saves_expiry(admin_client_superuser, make_key):
 def admin_client_superuser(client, superuser):
     client.force_login(superuser)
     return client
+
+
+def test_decide_for_type_knows_expiry(make_key, inventory_export):
+    from keys.access import decide_for_type
+
+    moment = datetime(2027, 1, 1, tzinfo=UTC)
+    key = make_key(expires_at=moment, grants=[GrantSpec(inventory_export.pk, logged=True)])
+    assert decide_for_type(key, inventory_export, at=moment - timedelta(seconds=1)).logged
+    refused = decide_for_type(key, inventory_export, at=moment)
+    assert (refused.allowed, refused.reason) == (False, Reason.EXPIRED_KEY)
+
+
+def test_expiry_label_under_a_second_left():
+    now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    assert expiry_label(now + timedelta(milliseconds=500), at=now) == "expires within the hour"
+
+
+def test_authenticate_warm_makes_no_query(settings, make_key, django_assert_num_queries):
+    settings.KEYS_DECISION_CACHE = True
+    key = make_key()
+    assert authenticate(key.value).allowed
+    with django_assert_num_queries(0):
+        assert authenticate(key.value).allowed
+
+
+def test_authenticate_without_the_cache_reads_the_row_each_time(settings, make_key):
+    from django.db import connection
+
+    settings.KEYS_DECISION_CACHE = False
+    key = make_key()
+    assert authenticate(key.value).allowed
+    with connection.cursor() as cursor:  # behind Django's back: no change marker moves
+        cursor.execute(f"UPDATE {ApiKey._meta.db_table} SET is_active = %s WHERE id = %s", [False, key.pk])
+    assert authenticate(key.value).reason == Reason.INACTIVE_KEY

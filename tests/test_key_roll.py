@@ -3,6 +3,7 @@ grace end the user picked, then only the new one; from every door."""
 
 import json
 import re
+import uuid
 import zoneinfo
 from datetime import datetime, timedelta
 from io import StringIO
@@ -180,3 +181,11 @@ def test_admin_roll_action(client, superuser, make_key):
     assert KeyAudit.objects.filter(key=key, action="rolled", source="admin").exists()
     client.post(reverse("admin:keys_apikey_changelist"), {"action": "end_grace", "_selected_action": [key.pk]})
     assert call(old).status_code == 401
+
+
+def test_an_old_value_without_a_grace_end_is_refused(both_paths, make_key):
+    # Services always set both; a hand-made row with only the old value must still let nothing in.
+    key = make_key(allowed_for_all=True)
+    old = uuid.uuid4()
+    ApiKey.objects.filter(pk=key.pk).update(previous_value=old, previous_until=None)
+    assert decide(old, direction="export", api_id="inventory").reason == Reason.UNKNOWN_KEY
