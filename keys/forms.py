@@ -41,6 +41,19 @@ ISO_DATE_ATTRS = {
 }
 
 
+def moment_field(label: str, **attrs) -> forms.DateTimeField:
+    """An optional moment typed as YYYY-MM-DD HH:MM in the site's time zone; a date alone means its first minute."""
+    return forms.DateTimeField(
+        label=label,
+        required=False,
+        input_formats=["%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M",
+            attrs={"autocomplete": "off", "placeholder": "YYYY-MM-DD HH:MM", "maxlength": "16", **attrs},
+        ),
+    )
+
+
 class IsoDateInput(forms.DateInput):
     def __init__(self, attrs=None):
         super().__init__(attrs={**ISO_DATE_ATTRS, **(attrs or {})}, format="%Y-%m-%d")
@@ -48,21 +61,7 @@ class IsoDateInput(forms.DateInput):
 
 class ApiKeyForm(forms.ModelForm):
     logging_until = forms.DateField(label="logging until", required=False, widget=IsoDateInput())
-    # A moment in the site's time zone; a date alone means its first minute.
-    expires_at = forms.DateTimeField(
-        label="expires",
-        required=False,
-        input_formats=["%Y-%m-%d %H:%M", "%Y-%m-%d"],
-        widget=forms.DateTimeInput(
-            format="%Y-%m-%d %H:%M",
-            attrs={
-                "autocomplete": "off",
-                "placeholder": "YYYY-MM-DD HH:MM",
-                "maxlength": "16",
-                "aria-describedby": "expires-help",
-            },
-        ),
-    )
+    expires_at = moment_field("expires", **{"aria-describedby": "expires-help"})
 
     # The version the dialog showed; a save over a newer version is refused.
     version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
@@ -167,14 +166,7 @@ class RollForm(forms.Form):
     grace = forms.ChoiceField(
         label="the old value keeps working", choices=GRACE_CHOICES, initial="24h", widget=forms.RadioSelect
     )
-    until = forms.DateTimeField(
-        label="until",
-        required=False,
-        input_formats=["%Y-%m-%d %H:%M", "%Y-%m-%d"],
-        widget=forms.DateTimeInput(
-            format="%Y-%m-%d %H:%M", attrs={"autocomplete": "off", "placeholder": "YYYY-MM-DD HH:MM", "maxlength": "16"}
-        ),
-    )
+    until = moment_field("until")
     version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
 
     def clean(self):
