@@ -101,7 +101,6 @@ def _locked(key: ApiKey, expected_version: int | None) -> ApiKey:
     return current
 
 
-@transaction.atomic
 def api_key_create(
     *,
     description: str = "",
@@ -116,27 +115,27 @@ def api_key_create(
 ) -> ApiKey:
     """Create a key; its value (GUID) is made here. `instance` lets the admin
     pass the unsaved object its form built, so the admin shows the saved key."""
-    key = instance or ApiKey()
-    key.description = description
-    key.is_active = is_active
-    key.expires_at = expires_at
-    key.allowed_for_all = allowed_for_all
-    key.logged_for_all = logged_for_all
-    key.logging_until = logging_until
-    key.created_by = key.updated_by = _user(actor)
-    key.full_clean()
-    _validate_grants(grants)
-    key.save()
-    _write_grants(key, grants)
-    audit.record(key, KeyAudit.Action.CREATED, audit.difference({}, audit.snapshot(key)), actor)
-    return key
+    with transaction.atomic():
+        key = instance or ApiKey()
+        key.description = description
+        key.is_active = is_active
+        key.expires_at = expires_at
+        key.allowed_for_all = allowed_for_all
+        key.logged_for_all = logged_for_all
+        key.logging_until = logging_until
+        key.created_by = key.updated_by = _user(actor)
+        key.full_clean()
+        _validate_grants(grants)
+        key.save()
+        _write_grants(key, grants)
+        audit.record(key, KeyAudit.Action.CREATED, audit.difference({}, audit.snapshot(key)), actor)
+        return key
 
 
 def _user(actor: Actor | None):
     return actor.user if actor and actor.user and actor.user.is_authenticated else None
 
 
-@transaction.atomic
 def api_key_update(
     *,
     key: ApiKey,
@@ -152,29 +151,29 @@ def api_key_update(
 ) -> ApiKey:
     """Replace a key's settings and grants. With `expected_version`, refuse
     (EditConflict) when someone else changed the key in between."""
-    current = _locked(key, expected_version)
-    before = audit.snapshot(current)
-    key.description = description
-    key.is_active = is_active
-    key.expires_at = expires_at
-    key.allowed_for_all = allowed_for_all
-    key.logged_for_all = logged_for_all
-    key.logging_until = logging_until
-    key.updated_by = _user(actor)
-    key.version = current.version + 1
-    key.full_clean()
-    _validate_grants(grants)
-    key.save()
-    _write_grants(key, grants)
-    audit.record(key, KeyAudit.Action.CHANGED, audit.difference(before, audit.snapshot(key)), actor)
-    return key
+    with transaction.atomic():
+        current = _locked(key, expected_version)
+        before = audit.snapshot(current)
+        key.description = description
+        key.is_active = is_active
+        key.expires_at = expires_at
+        key.allowed_for_all = allowed_for_all
+        key.logged_for_all = logged_for_all
+        key.logging_until = logging_until
+        key.updated_by = _user(actor)
+        key.version = current.version + 1
+        key.full_clean()
+        _validate_grants(grants)
+        key.save()
+        _write_grants(key, grants)
+        audit.record(key, KeyAudit.Action.CHANGED, audit.difference(before, audit.snapshot(key)), actor)
+        return key
 
 
 def current_grants(key: ApiKey) -> list[GrantSpec]:
     return [GrantSpec(g.api_type_id, g.logged, g.logging_until) for g in key.grants.all()]
 
 
-@transaction.atomic
 def api_key_change(
     *,
     key: ApiKey,
@@ -185,32 +184,32 @@ def api_key_change(
 ) -> ApiKey:
     """A partial update: fields not named keep their values; grants are added
     (or replaced, for a type already selected) and removed by type."""
-    unknown = set(fields) - set(KEY_FIELDS)
-    if unknown:
-        raise TypeError(f"api_key_change() got unexpected fields: {', '.join(sorted(unknown))}")
-    key = _locked(key, None)
-    grants = {g.api_type_id: g for g in current_grants(key) if g.api_type_id not in set(remove_type_ids)}
-    grants |= {g.api_type_id: g for g in add_grants}
-    current = {name: getattr(key, name) for name in KEY_FIELDS}
-    return api_key_update(key=key, actor=actor, grants=list(grants.values()), **(current | fields))
+    with transaction.atomic():
+        unknown = set(fields) - set(KEY_FIELDS)
+        if unknown:
+            raise TypeError(f"api_key_change() got unexpected fields: {', '.join(sorted(unknown))}")
+        key = _locked(key, None)
+        grants = {g.api_type_id: g for g in current_grants(key) if g.api_type_id not in set(remove_type_ids)}
+        grants |= {g.api_type_id: g for g in add_grants}
+        current = {name: getattr(key, name) for name in KEY_FIELDS}
+        return api_key_update(key=key, actor=actor, grants=list(grants.values()), **(current | fields))
 
 
-@transaction.atomic
 def api_key_set_active(*, keys: Iterable[ApiKey], active: bool, actor: Actor | None = None) -> int:
     """Activate or deactivate keys (admin actions, commands); returns how many changed."""
-    changed = 0
-    for key in keys:
-        if key.is_active != active:
-            api_key_change(key=key, actor=actor, is_active=active)
-            changed += 1
-    return changed
+    with transaction.atomic():
+        changed = 0
+        for key in keys:
+            if key.is_active != active:
+                api_key_change(key=key, actor=actor, is_active=active)
+                changed += 1
+        return changed
 
 
 def _minute(moment: datetime) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
 
 
-@transaction.atomic
 def api_key_roll(
     *, key: ApiKey, grace_until: datetime, actor: Actor | None = None, expected_version: int | None = None
 ) -> ApiKey:
@@ -219,44 +218,45 @@ def api_key_roll(
     history. An old value still in its grace from an earlier roll stops at once:
     a key has at most two working values. The audit entry records the grace end,
     never a value."""
-    current = _locked(key, expected_version)
-    now = timezone.now()
-    dropped = current.previous_until is not None and current.previous_until > now
-    current.previous_value, current.previous_until = current.value, max(grace_until, now)
-    current.value = uuid.uuid4()
-    current.updated_by = _user(actor)
-    current.version += 1
-    current.save()
-    changes = {"old value works until": [None, _minute(current.previous_until)]}
-    if dropped:
-        changes["an older value"] = ["working", "stopped"]
-    audit.record(current, KeyAudit.Action.ROLLED, changes, actor)
-    return current
+    with transaction.atomic():
+        current = _locked(key, expected_version)
+        now = timezone.now()
+        dropped = current.previous_until is not None and current.previous_until > now
+        current.previous_value, current.previous_until = current.value, max(grace_until, now)
+        current.value = uuid.uuid4()
+        current.updated_by = _user(actor)
+        current.version += 1
+        current.save()
+        changes = {"old value works until": [None, _minute(current.previous_until)]}
+        if dropped:
+            changes["an older value"] = ["working", "stopped"]
+        audit.record(current, KeyAudit.Action.ROLLED, changes, actor)
+        return current
 
 
-@transaction.atomic
 def api_key_end_grace(*, key: ApiKey, actor: Actor | None = None) -> ApiKey:
     """Stop the old value of a rolled key now; the next call in every process obeys."""
-    current = _locked(key, None)
-    now = timezone.now()
-    if current.previous_until is None or current.previous_until <= now:
+    with transaction.atomic():
+        current = _locked(key, None)
+        now = timezone.now()
+        if current.previous_until is None or current.previous_until <= now:
+            return current
+        before = _minute(current.previous_until)
+        current.previous_until = now
+        current.updated_by = _user(actor)
+        current.version += 1
+        current.save()
+        audit.record(current, KeyAudit.Action.CHANGED, {"old value works until": [before, _minute(now)]}, actor)
         return current
-    before = _minute(current.previous_until)
-    current.previous_until = now
-    current.updated_by = _user(actor)
-    current.version += 1
-    current.save()
-    audit.record(current, KeyAudit.Action.CHANGED, {"old value works until": [before, _minute(now)]}, actor)
-    return current
 
 
-@transaction.atomic
 def api_key_remove(*, key: ApiKey, actor: Actor | None = None, expected_version: int | None = None) -> None:
     """Remove a key; its stored calls and its audit trail stay."""
-    current = _locked(key, expected_version)
-    before = audit.snapshot(current)
-    audit.record(current, KeyAudit.Action.REMOVED, {k: [v, None] for k, v in before.items()}, actor)
-    current.delete()
+    with transaction.atomic():
+        current = _locked(key, expected_version)
+        before = audit.snapshot(current)
+        audit.record(current, KeyAudit.Action.REMOVED, {k: [v, None] for k, v in before.items()}, actor)
+        current.delete()
 
 
 # --- API-type catalog ---------------------------------------------------------
@@ -366,29 +366,29 @@ def _type_label(api_type: ApiType) -> str:
     return f"{api_type.name} ({api_type.direction}:{api_type.api_id}{', ' + api_type.group if api_type.group else ''})"
 
 
-@transaction.atomic
 def api_type_update(
     *, api_type: ApiType, name: str, group: str, direction: str, api_id: str, actor: Actor | None = None
 ) -> ApiType:
     """Change one API type (admin). A type that keys use keeps its direction and
     API id (callers' URLs name them); a rename or regrouping is recorded in the
     audit trail of every key that uses it."""
-    current = ApiType.objects.select_for_update().get(pk=api_type.pk)
-    users = list(ApiKey.objects.filter(grants__api_type=current).distinct())
-    if users and (direction, api_id) != (current.direction, current.api_id):
-        raise ValidationError(
-            f"{current.name} is selected for {len(users)} API key(s), so its direction and API id cannot change: "
-            "callers name them in their URLs. Add a new API type instead, or remove it from those keys first."
-        )
-    before = _type_label(current)
-    api_type.name, api_type.group, api_type.direction, api_type.api_id = name, group, direction, api_id
-    api_type.full_clean()
-    api_type.save()
-    after = _type_label(api_type)
-    if before != after:
-        for key in users:
-            audit.record(key, KeyAudit.Action.CHANGED, {"API type": [before, after]}, actor)
-    return api_type
+    with transaction.atomic():
+        current = ApiType.objects.select_for_update().get(pk=api_type.pk)
+        users = list(ApiKey.objects.filter(grants__api_type=current).distinct())
+        if users and (direction, api_id) != (current.direction, current.api_id):
+            raise ValidationError(
+                f"{current.name} is selected for {len(users)} API key(s), so its direction and API id cannot change: "
+                "callers name them in their URLs. Add a new API type instead, or remove it from those keys first."
+            )
+        before = _type_label(current)
+        api_type.name, api_type.group, api_type.direction, api_type.api_id = name, group, direction, api_id
+        api_type.full_clean()
+        api_type.save()
+        after = _type_label(api_type)
+        if before != after:
+            for key in users:
+                audit.record(key, KeyAudit.Action.CHANGED, {"API type": [before, after]}, actor)
+        return api_type
 
 
 def integration_groups_ensure(*, group_model=None, permission_model=None) -> None:
