@@ -6,7 +6,7 @@ mutant of keys/services.py that the suite let through (make mutation)."""
 import json
 import logging
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from keys import services
+from keys.audit import Actor
 from keys.models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from keys.services import GrantSpec
 from tests.conftest import make_user
@@ -294,3 +295,90 @@ def test_unsavable_grants_are_refused_on_the_api_types_field(grants, message, in
         services.api_key_create(description="x", grants=grants)
     assert caught.value.message_dict == {"api_types": [message.replace("-1", str(inventory_export.pk))]}
     assert not ApiKey.objects.exists()
+
+
+# --- the services that open a transaction (mutated since they open it in a with-block) ----------
+
+
+class FixedClock:
+    """services.timezone with now() fixed; everything else as Django's."""
+
+    def __init__(self, moment):
+        self.moment = moment
+        self.localtime = timezone.localtime
+
+    def now(self):
+        return self.moment
+
+
+def test_update_sets_the_expiry(make_key):
+    key = make_key()
+    moment = datetime(2031, 5, 6, 7, 8, tzinfo=UTC)
+    fields = {n: getattr(key, n) for n in services.KEY_FIELDS} | {"expires_at": moment}
+    services.api_key_update(key=key, grants=[], **fields)
+    assert ApiKey.objects.get(pk=key.pk).expires_at == moment
+
+
+def test_change_names_every_unknown_field_in_order(make_key):
+    with pytest.raises(TypeError) as caught:
+        services.api_key_change(key=make_key(), zz=1, bogus=2)
+    assert str(caught.value) == "api_key_change() got unexpected fields: bogus, zz"
+
+
+def test_set_active_counts_only_the_keys_it_changed(make_key):
+    keys = [make_key(is_active=True), make_key(is_active=True), make_key(is_active=False)]
+    assert services.api_key_set_active(keys=keys, active=False) == 2
+    assert services.api_key_set_active(keys=ApiKey.objects.all(), active=False) == 0
+
+
+def test_roll_and_end_grace_record_who_and_raise_the_version_by_one(make_key):
+    boss = make_user("boss")
+    key = make_key()
+    actor = Actor(user=boss, name="boss")
+    rolled = services.api_key_roll(key=key, grace_until=timezone.now() + timedelta(hours=1), actor=actor)
+    assert (rolled.updated_by, rolled.version) == (boss, key.version + 1)
+    ApiKey.objects.filter(pk=key.pk).update(updated_by=None)
+    ended = services.api_key_end_grace(key=rolled, actor=actor)
+    assert (ended.updated_by, ended.version) == (boss, key.version + 2)
+    entry = KeyAudit.objects.filter(key=key).order_by("id").last()
+    assert entry.actor_name == "boss"
+
+
+def test_grace_edges_at_the_exact_moment(make_key, monkeypatch, settings):
+    settings.TIME_ZONE = "UTC"
+    moment = datetime(2020, 3, 4, 5, 6, tzinfo=UTC)  # in the past: Django's own clock would say otherwise
+    key = make_key()
+    ApiKey.objects.filter(pk=key.pk).update(previous_value=uuid.uuid4(), previous_until=moment)
+    monkeypatch.setattr(services, "timezone", FixedClock(moment))
+    # Ending a grace that ends this very moment changes nothing.
+    services.api_key_end_grace(key=key)
+    assert not KeyAudit.objects.filter(key=key, action="changed").exists()
+    # A grace ending this very moment is over: rolling again drops nothing.
+    services.api_key_roll(key=key, grace_until=moment + timedelta(hours=1))
+    assert KeyAudit.objects.get(key=key, action="rolled").changes == {
+        "old value works until": [None, "2020-03-04 06:06"]
+    }
+    monkeypatch.setattr(services, "timezone", FixedClock(moment + timedelta(minutes=30)))
+    ended = services.api_key_end_grace(key=ApiKey.objects.get(pk=key.pk))
+    assert ended.previous_until == moment + timedelta(minutes=30)
+    assert KeyAudit.objects.get(key=key, action="changed").changes == {
+        "old value works until": ["2020-03-04 06:06", "2020-03-04 05:36"]
+    }
+
+
+def test_end_grace_of_a_key_never_rolled_changes_nothing(make_key):
+    key = make_key()
+    assert services.api_key_end_grace(key=key).version == key.version
+    assert list(KeyAudit.objects.filter(key=key).values_list("action", flat=True)) == ["created"]
+
+
+def test_used_type_keeps_its_id_with_the_whole_reason(make_key, inventory_export):
+    make_key(grants=[GrantSpec(inventory_export.pk)])
+    with pytest.raises(ValidationError) as caught:
+        services.api_type_update(
+            api_type=inventory_export, name="Inventory Export", group="", direction="export", api_id="stock"
+        )
+    assert caught.value.messages == [
+        "Inventory Export is selected for 1 API key(s), so its direction and API id cannot change: "
+        "callers name them in their URLs. Add a new API type instead, or remove it from those keys first."
+    ]
