@@ -382,3 +382,8 @@ def test_used_type_keeps_its_id_with_the_whole_reason(make_key, inventory_export
         "Inventory Export is selected for 1 API key(s), so its direction and API id cannot change: "
         "callers name them in their URLs. Add a new API type instead, or remove it from those keys first."
     ]
+
+
+def test_a_key_created_with_nothing_named_is_inactive_and_undescribed():
+    key = services.api_key_create()
+    assert (key.description, key.is_active, key.allowed_for_all, key.expires_at) == ("", False, False, None)
