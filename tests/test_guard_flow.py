@@ -1,0 +1,121 @@
+"""The guard's own flow (keys.api.guarded_call and authenticated_call), called directly:
+what reaches the view, what is answered when the view fails, and what is logged."""
+
+import json
+import logging
+
+import pytest
+from django.db import DatabaseError
+from django.http import JsonResponse
+from django.test import RequestFactory
+
+from keys.api import ApiError, authenticated_call, guarded_call
+
+factory = RequestFactory()
+
+
+def post(key, body: bytes = b"{}", path: str = "/chqapi/export/inventory"):
+    return factory.post(path, body, content_type="application/json", HTTP_APIKEY=str(key))
+
+
+def echo(request, *args, **kwargs):
+    return JsonResponse({"args": list(args), "kwargs": kwargs, "last4": getattr(request, "api_key_last4", None)})
+
+
+def failing(exc: Exception):
+    def view(request, *args, **kwargs):
+        raise exc
+
+    return view
+
+
+@pytest.fixture
+def logged_key(make_key):
+    return make_key(allowed_for_all=True, logged_for_all=True)
+
+
+def call(key, view, *args, **kwargs):
+    return guarded_call(post(key), "export", "inventory", view, args, kwargs)
+
+
+# --- guarded_call ---------------------------------------------------------------------------
+
+
+def test_the_view_gets_the_positional_and_keyword_arguments(make_key):
+    key = make_key(allowed_for_all=True)
+    response = call(key.value, echo, "a", 2, api_id="inventory")
+    assert json.loads(response.content)["args"] == ["a", 2]
+    assert json.loads(response.content)["kwargs"] == {"api_id": "inventory"}
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda v: "{" + str(v).upper() + "}",  # braces and capitals, as some clients send a GUID
+        lambda v: v.hex[:30] + "-" + v.hex[30:],  # uuid.UUID takes hyphens anywhere
+        lambda v: f"  {v}  ",
+    ],
+)
+def test_the_last_four_are_taken_from_the_value_however_it_is_spelled(make_key, spelling):
+    key = make_key(allowed_for_all=True)
+    assert json.loads(call(spelling(key.value), echo).content)["last4"] == key.value.hex[-4:]
+
+
+def test_a_logged_call_names_its_document_in_a_header_spelled_as_chq_does(logged_key):
+    response = call(logged_key.value, echo)
+    assert "ApiDocumentId" in dict(response.items())
+
+
+def test_a_database_failure_in_the_view_is_a_503_and_logged_with_the_document(logged_key, caplog):
+    with caplog.at_level(logging.ERROR, logger="keys.api"):
+        response = call(logged_key.value, failing(DatabaseError("gone")))
+    assert response.status_code == 503
+    assert response["Retry-After"]
+    document = response["ApiDocumentId"]
+    [record] = [r for r in caplog.records if r.name == "keys.api"]
+    assert record.getMessage() == f"API call {document}: the database failed"
+    assert record.exc_info
+
+
+def test_a_view_that_fails_is_a_json_500_and_logged_with_the_document(logged_key, caplog):
+    with caplog.at_level(logging.ERROR, logger="keys.api"):
+        response = call(logged_key.value, failing(RuntimeError("bug")))
+    assert response.status_code == 500
+    assert json.loads(response.content) == {"ErrorMessage": "The server failed while carrying out the call."}
+    [record] = [r for r in caplog.records if r.name == "keys.api"]
+    assert record.getMessage() == f"API call {response['ApiDocumentId']}: the handler failed"
+    assert record.exc_info
+
+
+# --- authenticated_call ------------------------------------------------------------------------
+
+
+def status(key, view, *args, body: bytes = b"{}", **kwargs):
+    return authenticated_call(post(key, body, "/chqapi/status"), view, args, kwargs)
+
+
+def test_authenticated_view_gets_its_arguments(make_key):
+    key = make_key()
+    response = status(key.value, echo, "x", page=3)
+    assert json.loads(response.content)["args"] == ["x"]
+    assert json.loads(response.content)["kwargs"] == {"page": 3}
+
+
+def test_authenticated_call_refuses_an_over_long_body_before_anything_else(make_key, settings):
+    settings.KEYS_MAX_BODY_BYTES = 10
+    assert status(make_key().value, echo, body=b"{" + b" " * 20 + b"}").status_code == 413
+
+
+def test_authenticated_call_answers_an_api_error_with_its_status_and_message(make_key):
+    response = status(make_key().value, failing(ApiError(409, "Already there.")))
+    assert response.status_code == 409
+    assert json.loads(response.content) == {"ErrorMessage": "Already there."}
+
+
+def test_authenticated_call_database_failure_is_a_503_logged_with_the_path(make_key, caplog):
+    with caplog.at_level(logging.ERROR, logger="keys.api"):
+        response = status(make_key().value, failing(DatabaseError("gone")))
+    assert response.status_code == 503
+    [record] = [r for r in caplog.records if r.name == "keys.api"]
+    assert record.getMessage() == "API call /chqapi/status: the database failed"
+    assert record.exc_info
