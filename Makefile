@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: run test bootstrap lint pins bench bench-verify mutation clean
+.PHONY: FORCE run test bootstrap lint pins bench bench-verify mutation clean
 
 # The environment is rebuilt whenever the pins change.
 $(VENV)/.installed: requirements.txt
@@ -14,11 +14,10 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# A local .env with a random secret; never committed (see .env.example).
-.env:
-	@$(PYTHON) -c 'import os, secrets; fd = os.open("$@", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); \
-	  os.write(fd, f"DEBUG=true\nSECRET_KEY={secrets.token_urlsafe(50)}\n".encode())' 
-	@echo "wrote .env for local development"
+# A local .env with random secrets (never committed; see .env.example). An older .env
+# gains the secrets it lacks and keeps the ones it has.
+.env: FORCE
+	@$(PYTHON) -m chq.dotenv
 
 bootstrap: $(VENV)/.installed .env
 	@chmod 600 .env

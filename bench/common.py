@@ -29,11 +29,14 @@ def django_in_process(prefix: str) -> None:
     import tempfile
     import warnings
 
+    from chq.dotenv import fresh_secrets
+
     scratch = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'bench.sqlite3'}")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chq.settings")
     os.environ.setdefault("DEBUG", "false")
-    os.environ.setdefault("SECRET_KEY", "bench-only")
+    for name, value in fresh_secrets().items():
+        os.environ.setdefault(name, value)
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")  # the test client speaks plain HTTP
     os.environ.setdefault("STATIC_ROOT", str(scratch / "static"))
     # WhiteNoise looks for STATIC_ROOT at start-up, before the files are collected into it.

@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import PYTHON, ROOT, free_port, manage
+from chq.dotenv import fresh_secrets
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -103,7 +104,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="chq-verify-"))
     base_env = {
         k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CACHE_URL")
-    } | {"SECRET_KEY": "bench-only-secret", "LOG_LEVEL": "WARNING"}
+    } | fresh_secrets() | {"LOG_LEVEL": "WARNING"}
     product_env = base_env | {
         "DJANGO_SETTINGS_MODULE": "chq.settings",
         "DEBUG": "false",

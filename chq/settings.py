@@ -5,6 +5,7 @@ SECRET_KEY); production sets the same variables in its environment.
 `.env.example` documents each one.
 """
 
+import base64
 from pathlib import Path
 
 import environ
@@ -28,6 +29,36 @@ if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set it in the environment (or in .env; "
             "`make run` writes one for development), or set DEBUG=true for local use."
+        )
+
+def _required_secret(name: str, development_value, *, parse=env.str):
+    """A secret production must be given; a fixed, public stand-in only with DEBUG on."""
+    value = parse(name, default=None)
+    if value:
+        return value
+    if DEBUG:
+        return development_value
+    raise ImproperlyConfigured(
+        f"{name} is not set. Set it in the environment (or in .env; `make run` writes one for development). "
+        "Generate it with: python -m chq.dotenv --print"
+    )
+
+
+# API key values at rest (keys/sealing.py): lookups by HMAC digest under this secret, and the values
+# themselves encrypted with these Fernet keys (the first encrypts; all decrypt, for rotation).
+KEYS_LOOKUP_SECRET = _required_secret("KEYS_LOOKUP_SECRET", "insecure-development-only-lookup-secret")
+KEYS_ENCRYPTION_KEYS = _required_secret(
+    "KEYS_ENCRYPTION_KEYS", ["aW5zZWN1cmUtZGV2ZWxvcG1lbnQtb25seS1rZXktMzI="], parse=env.list
+)
+for _number, _key in enumerate(KEYS_ENCRYPTION_KEYS, start=1):
+    try:
+        _valid = len(base64.urlsafe_b64decode(_key.encode("ascii"))) == 32
+    except (ValueError, UnicodeEncodeError):
+        _valid = False
+    if not _valid:
+        raise ImproperlyConfigured(
+            f"KEYS_ENCRYPTION_KEYS: key {_number} is not a Fernet key (32 bytes, URL-safe base64). "
+            "Generate one with: python -m chq.dotenv --print"
         )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])

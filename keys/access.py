@@ -20,10 +20,9 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
-from . import freshness
+from . import freshness, sealing
 from .models import ApiKey, ApiKeyGrant, ApiType
 
 
@@ -265,12 +264,11 @@ def _value_until(is_current: bool, previous_until: datetime | None) -> datetime 
 
 def _key_state(value: uuid.UUID) -> KeyState | None:
     """The key whose current value, or old value after a roll, is `value`: one indexed query."""
-    matches = ApiKey.objects.filter(Q(value=value) | Q(previous_value=value))
-    row = matches.values(*KEY_FIELDS, "value", "previous_until").first()
+    row = ApiKey.objects.with_value(value).values(*KEY_FIELDS, "value_digest", "previous_until").first()
     if row is None:
         return None
-    current, previous_until = row.pop("value"), row.pop("previous_until")
-    return KeyState(**row, value_until=_value_until(current == value, previous_until))
+    current, previous_until = row.pop("value_digest"), row.pop("previous_until")
+    return KeyState(**row, value_until=_value_until(current == sealing.digest(value), previous_until))
 
 
 def _load_key(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState]]:
@@ -297,32 +295,31 @@ def _decision_sql() -> str:
     key, api_type, grant = ApiKey._meta.db_table, ApiType._meta.db_table, ApiKeyGrant._meta.db_table
     return (
         f"SELECT k.id, k.is_active, k.allowed_for_all, k.logged_for_all, k.logging_until, k.description,"
-        f" k.expires_at, k.value, k.previous_until, t.id, t.name, g.id, g.logged, g.logging_until"
+        f" k.expires_at, k.value_digest, k.previous_until, t.id, t.name, g.id, g.logged, g.logging_until"
         f" FROM {key} k"
         f" LEFT JOIN {api_type} t ON t.direction = %s AND t.api_id = %s"
         f" LEFT JOIN {grant} g ON g.key_id = k.id AND g.api_type_id = t.id"
-        f" WHERE k.value = %s OR k.previous_value = %s"
+        f" WHERE k.value_digest = %s OR k.previous_digest = %s"
     )
 
 
 def _decide_from_db(value: uuid.UUID, *, direction: str, api_id: str, at: datetime) -> Decision:
-    """One indexed query (unique key value, unique type, unique grant pair).
+    """One indexed query (unique value digest, unique type, unique grant pair).
 
     Written as SQL because building the same query through the ORM's nested
     subqueries cost about 2 ms of Python per call, several times the query
     itself (bench/verify.py); the statement never changes shape.
     """
-    db_value = ApiKey._meta.get_field("value").get_db_prep_value(value, connection)
+    found = sealing.digest(value)
     with connection.cursor() as cursor:
-        cursor.execute(_decision_sql(), [direction, api_id, db_value, db_value])
+        cursor.execute(_decision_sql(), [direction, api_id, found, found])
         row = cursor.fetchone()
     if row is None:
         return judge(None, api_type_id=None, grant=None, at=at)
     pk, active, for_all, logged_all, until, description, expires, current, previous_until = row[:9]
     type_pk, type_name, grant_pk, logged, grant_until = row[9:]
     # Dates come back as dates on both databases (Django's SQLite driver converts declared date columns).
-    # The value column comes back as the driver stores it, the form `db_value` is in.
-    value_until = _value_until(current == db_value, previous_until)
+    value_until = _value_until(current == found, previous_until)
     key = KeyState(pk, bool(active), bool(for_all), bool(logged_all), until, description, _aware(expires), value_until)
     grant = GrantState(grant_pk, bool(logged), grant_until) if grant_pk is not None else None
     return _with_context(judge(key, api_type_id=type_pk, grant=grant, at=at), key, type_name)

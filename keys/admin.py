@@ -20,6 +20,7 @@ from . import services
 from .audit import Actor
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .permissions import ACCESS, can_change
+from .selectors import key_search
 
 
 def _posted_version(request) -> int | None:
@@ -101,7 +102,9 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     form = ApiKeyAdminForm
     list_display = ("value", "description", "is_active", "expires_at", "allowed_for_all", "last_used_at", "created_at")
     list_filter = ("is_active", "allowed_for_all", LoggingOnFilter)
-    search_fields = ("value", "description")
+    # Searched like the pane (description words, the whole value or a part of it): values are
+    # stored encrypted, so the admin's own icontains over columns cannot find them.
+    search_fields = ("description",)
     readonly_fields = (
         "value",
         "created_at",
@@ -121,6 +124,9 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     actions = ("activate", "deactivate", "roll", "end_grace")
     # The confirmation page carries the version it showed, so a removal over a newer change is refused.
     delete_confirmation_template = "admin/keys/apikey/delete_confirmation.html"
+
+    def get_search_results(self, request, queryset, search_term):
+        return (queryset.filter(key_search(search_term)) if search_term.strip() else queryset), False
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:

@@ -6,7 +6,6 @@ import re
 from datetime import date, datetime
 
 from django.core.management.base import CommandError
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -26,7 +25,7 @@ def key_by_value(raw: str) -> ApiKey:
         )
     try:
         # The old value of a rolled key names the key too, as long as the key keeps it.
-        return ApiKey.objects.prefetch_related("grants__api_type").get(Q(value=value) | Q(previous_value=value))
+        return ApiKey.objects.prefetch_related("grants__api_type").with_value(value).get()
     except ApiKey.DoesNotExist:
         raise CommandError("No API key has that value. List the keys with: manage.py list_api_keys") from None
 

@@ -15,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models
 
+from . import sealing
+
 
 class DecisionQuerySet(models.QuerySet):
     """Queryset writes send no signals; these still make cached decisions stale
@@ -52,6 +54,21 @@ class DecisionQuerySet(models.QuerySet):
         return count
 
 
+class ApiKeyQuerySet(DecisionQuerySet):
+    def with_value(self, value: uuid.UUID, *, or_previous: bool = True) -> "ApiKeyQuerySet":
+        """The key whose value is `value` (or, while kept after a roll, whose old value is)."""
+        found = models.Q(value_digest=sealing.digest(value))
+        return self.filter(found | models.Q(previous_digest=sealing.digest(value)) if or_previous else found)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        # bulk_create skips save(), where a new key gets its value.
+        objs = list(objs)
+        for key in objs:
+            if not key.value_digest:
+                key.value = uuid.uuid4()
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class Direction(models.TextChoices):
     IMPORT = "import", "import"
     EXPORT = "export", "export"
@@ -85,10 +102,16 @@ class ApiType(models.Model):
 
 
 class ApiKey(models.Model):
-    # The GUID itself is the secret; it is made on the server and never edited.
-    value = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The GUID itself is the secret; it is made on the server and never edited. It is never
+    # stored in the clear (keys/sealing.py): `value_digest` finds the key, `value_sealed` holds
+    # the value encrypted so the pane can show it. Code reads and sets `key.value`.
+    value_digest = models.CharField(max_length=sealing.DIGEST_LENGTH, unique=True, editable=False)
+    value_sealed = models.TextField(editable=False)
     # After a roll, the value before it keeps working until previous_until (keys.services.api_key_roll).
-    previous_value = models.UUIDField("old value", null=True, blank=True, unique=True, editable=False)
+    previous_digest = models.CharField(
+        max_length=sealing.DIGEST_LENGTH, null=True, blank=True, unique=True, editable=False
+    )
+    previous_sealed = models.TextField(blank=True, default="", editable=False)
     previous_until = models.DateTimeField("old value works until", null=True, blank=True, editable=False)
     description = models.CharField(max_length=255, blank=True, validators=[ProhibitNullCharactersValidator()])
     is_active = models.BooleanField("is active", default=False)
@@ -121,7 +144,7 @@ class ApiKey(models.Model):
     # Written at most once a minute per key (see services.api_key_touch), never on every call.
     last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
 
-    objects = DecisionQuerySet.as_manager()
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -134,7 +157,45 @@ class ApiKey(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.description or 'API key'} (…{str(self.value)[-4:]})"
+        return f"{self.description or 'API key'} (…{self.value.hex[-4:] if self.value else '????'})"
+
+    def save(self, *args, **kwargs):
+        if not self.value_digest:  # a new key: its value is made here, on the server
+            self.value = uuid.uuid4()
+        super().save(*args, **kwargs)
+
+    # --- the value, sealed at rest ---------------------------------------------------
+
+    @property
+    def value(self) -> uuid.UUID | None:
+        """The key's value (GUID), decrypted on first use; None before one is made."""
+        return self._unsealed(self.value_sealed)
+
+    @value.setter
+    def value(self, value: uuid.UUID) -> None:
+        self.value_digest, self.value_sealed = sealing.digest(value), sealing.seal(value)
+
+    @property
+    def previous_value(self) -> uuid.UUID | None:
+        """The value before the last roll, while it is kept (see previous_until)."""
+        return self._unsealed(self.previous_sealed)
+
+    @previous_value.setter
+    def previous_value(self, value: uuid.UUID | None) -> None:
+        if value is None:
+            self.previous_digest, self.previous_sealed = None, ""
+        else:
+            self.previous_digest, self.previous_sealed = sealing.digest(value), sealing.seal(value)
+
+    def _unsealed(self, token: str) -> uuid.UUID | None:
+        # Remembered per token, so a table row decrypts once however often it shows the value,
+        # and a refresh_from_db() that brings another token is never answered from memory.
+        if not token:
+            return None
+        opened = self.__dict__.setdefault("_opened", {})
+        if token not in opened:
+            opened[token] = sealing.unseal(token)
+        return opened[token]
 
     def clean(self) -> None:
         errors = {}

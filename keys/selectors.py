@@ -8,6 +8,7 @@ from datetime import date, datetime, time, timedelta
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from . import sealing
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
 
 
@@ -15,14 +16,14 @@ def api_key_list(search: str = "") -> QuerySet[ApiKey]:
     """The keys table: one query for the page plus one for its keys' grants (their state column)."""
     keys = ApiKey.objects.only(
         "pk",
-        "value",
+        "value_sealed",
         "description",
         "is_active",
         "allowed_for_all",
         "logged_for_all",
         "logging_until",
         "expires_at",
-        "previous_value",
+        "previous_sealed",
         "previous_until",
         "created_at",
         "last_used_at",
@@ -40,11 +41,21 @@ def key_search(search: str) -> Q:
     for word in search.lower().split():
         matches = Q(description__icontains=word)
         if set(word) <= GUID_CHARACTERS:
-            # PostgreSQL compares the hyphenated text, so a whole GUID is matched as a value.
             whole = len(word.replace("-", "")) == 32
-            matches |= Q(value=uuid.UUID(word)) if whole else Q(value__icontains=word)
+            matches |= Q(value_digest=sealing.digest(uuid.UUID(word))) if whole else Q(pk__in=_values_containing(word))
         condition &= matches
     return condition
+
+
+def _values_containing(part: str) -> list[int]:
+    """Keys whose value contains `part`. Values are stored only encrypted, so the
+    database cannot compare them: each is decrypted here (about 12 µs a key measured, so
+    0.12 s for 10,000 keys; only a search for a partial value pays it)."""
+    return [
+        pk
+        for pk, sealed in ApiKey.objects.values_list("pk", "value_sealed").iterator(chunk_size=2000)
+        if part in str(value := sealing.unseal(sealed)) or part in value.hex
+    ]
 
 
 def api_type_list() -> QuerySet[ApiType]:

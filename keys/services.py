@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, calllog, shared
+from . import audit, calllog, sealing, shared
 from .audit import Actor
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
@@ -257,6 +257,38 @@ def api_key_remove(*, key: ApiKey, actor: Actor | None = None, expected_version:
         before = audit.snapshot(current)
         audit.record(current, KeyAudit.Action.REMOVED, {k: [v, None] for k, v in before.items()}, actor)
         current.delete()
+
+
+# --- key values at rest ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    keys: int  # keys read
+    resealed: int  # values (current and old) encrypted again under the first key
+    current: int  # values that already were
+
+
+def key_encryption_rotate() -> RotationReport:
+    """Re-encrypt every stored key value under the first of KEYS_ENCRYPTION_KEYS, so an
+    operator can then drop the older keys. All or nothing: a value that no configured
+    key opens stops the run (sealing.SealError) and nothing is changed."""
+    with transaction.atomic():
+        keys = list(ApiKey.objects.select_for_update().only("pk", "value_sealed", "previous_sealed"))
+        changed, resealed, current = {}, 0, 0
+        for key in keys:
+            for name in ("value_sealed", "previous_sealed"):
+                token = getattr(key, name)
+                if not token:
+                    continue
+                if sealing.is_current(token):
+                    current += 1
+                else:
+                    setattr(key, name, sealing.reseal(token))
+                    changed[key.pk] = key
+                    resealed += 1
+        ApiKey.objects.bulk_update(changed.values(), ["value_sealed", "previous_sealed"], batch_size=500)
+        return RotationReport(keys=len(keys), resealed=resealed, current=current)
 
 
 # --- API-type catalog ---------------------------------------------------------

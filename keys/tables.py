@@ -21,7 +21,10 @@ def labelled(name: str, **td) -> dict:
 
 
 class ApiKeyTable(tables.Table):
-    value = tables.Column(verbose_name="value", attrs=labelled("value", **{"class": "value-cell"}))
+    # Values are stored encrypted, so the database cannot sort by them (nor would the order mean anything).
+    value = tables.Column(
+        verbose_name="value", empty_values=(), orderable=False, attrs=labelled("value", **{"class": "value-cell"})
+    )
     description = tables.Column(verbose_name="description", default="", attrs=labelled("description"))
     state = tables.Column(
         verbose_name="state", empty_values=(), orderable=False, attrs=labelled("state", **{"class": "state-cell"})

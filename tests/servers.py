@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from chq.dotenv import fresh_secrets
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,7 +66,8 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
     env |= {
         "DEBUG": "false",
-        "SECRET_KEY": "test-only-secret-key-for-a-scratch-server-0123456789abcdef",
+        # Fresh secrets per server; its manage() commands share them (they find keys by digest).
+        **fresh_secrets(),
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1",
         "DATABASE_URL": os.environ.get("SERVER_TEST_DATABASE_URL", f"sqlite:///{tmp / 'db.sqlite3'}"),

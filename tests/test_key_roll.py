@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from keys import services
+from keys import sealing, services
 from keys.access import Reason, authenticate, decide
 from keys.audit import Actor
 from keys.models import ApiCallLog, ApiKey, KeyAudit
@@ -187,5 +187,7 @@ def test_an_old_value_without_a_grace_end_is_refused(both_paths, make_key):
     # Services always set both; a hand-made row with only the old value must still let nothing in.
     key = make_key(allowed_for_all=True)
     old = uuid.uuid4()
-    ApiKey.objects.filter(pk=key.pk).update(previous_value=old, previous_until=None)
+    ApiKey.objects.filter(pk=key.pk).update(
+        previous_digest=sealing.digest(old), previous_sealed=sealing.seal(old), previous_until=None
+    )
     assert decide(old, direction="export", api_id="inventory").reason == Reason.UNKNOWN_KEY

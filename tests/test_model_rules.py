@@ -17,8 +17,9 @@ def test_new_key_gets_a_server_made_guid():
     assert first.value != second.value
 
 
-def test_value_is_not_editable():
-    assert ApiKey._meta.get_field("value").editable is False
+@pytest.mark.parametrize("name", ["value_digest", "value_sealed", "previous_digest", "previous_sealed"])
+def test_value_is_not_editable(name):
+    assert ApiKey._meta.get_field(name).editable is False
 
 
 @pytest.mark.parametrize(

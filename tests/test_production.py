@@ -2,12 +2,13 @@
 hashed static files, security headers."""
 
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from chq.dotenv import fresh_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,9 +23,8 @@ def manage(*args, **env):
     )
 
 
-PRODUCTION = {
+PRODUCTION = fresh_secrets() | {
     "DEBUG": "false",
-    "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "chq.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://chq.example.com",
 }
@@ -37,10 +37,19 @@ def test_check_deploy_is_clean():
     assert "WARNING" not in result.stderr
 
 
-def test_missing_secret_key_is_a_clear_startup_error():
-    result = manage("check", **(PRODUCTION | {"SECRET_KEY": ""}))
+@pytest.mark.parametrize("name", ["SECRET_KEY", "KEYS_LOOKUP_SECRET", "KEYS_ENCRYPTION_KEYS"])
+def test_missing_secret_is_a_clear_startup_error(name):
+    result = manage("check", **(PRODUCTION | {name: ""}))
     assert result.returncode != 0
-    assert "SECRET_KEY is not set" in result.stderr
+    assert f"{name} is not set" in result.stderr
+
+
+@pytest.mark.parametrize("keys", ["not-a-key", "c2hvcnQ=", "%%%%"])
+def test_an_encryption_key_that_is_not_a_fernet_key_is_a_clear_startup_error(keys):
+    good = PRODUCTION["KEYS_ENCRYPTION_KEYS"]
+    result = manage("check", **(PRODUCTION | {"KEYS_ENCRYPTION_KEYS": f"{good},{keys}"}))
+    assert result.returncode != 0
+    assert "KEYS_ENCRYPTION_KEYS: key 2 is not a Fernet key" in result.stderr
 
 
 def test_collectstatic_gives_hashed_compressed_files(tmp_path):

@@ -14,7 +14,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from keys import services
+from keys import sealing, services
 from keys.audit import Actor
 from keys.models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from keys.services import GrantSpec
@@ -348,7 +348,10 @@ def test_grace_edges_at_the_exact_moment(make_key, monkeypatch, settings):
     settings.TIME_ZONE = "UTC"
     moment = datetime(2020, 3, 4, 5, 6, tzinfo=UTC)  # in the past: Django's own clock would say otherwise
     key = make_key()
-    ApiKey.objects.filter(pk=key.pk).update(previous_value=uuid.uuid4(), previous_until=moment)
+    old = uuid.uuid4()
+    ApiKey.objects.filter(pk=key.pk).update(
+        previous_digest=sealing.digest(old), previous_sealed=sealing.seal(old), previous_until=moment
+    )
     monkeypatch.setattr(services, "timezone", FixedClock(moment))
     # Ending a grace that ends this very moment changes nothing.
     services.api_key_end_grace(key=key)
