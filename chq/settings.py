@@ -194,6 +194,8 @@ KEYS_DECISION_CACHE_SIZE = env.int("KEYS_DECISION_CACHE_SIZE", default=10_000)
 KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
 # "last used" is written at most once per this many seconds per key and per grant.
 KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
+# Usage counts (keys/usage.py) are added up in each worker and stored this often: a crash loses at most this much.
+KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
 # Modules that register /chqapi/ handlers (keys.api.register), imported at start-up.
 KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
 # API request bodies over this size are refused with 413 before any other work.

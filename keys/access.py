@@ -104,16 +104,17 @@ def parse_key(value: str | uuid.UUID | None) -> uuid.UUID | None:
         return None
 
 
-def key_refusal(key: KeyState, at: datetime) -> Decision | None:
+def key_refusal(key: KeyState, at: datetime, api_type_id: int | None = None) -> Decision | None:
     """The checks of the key itself, whatever it calls: inactive, then expired (from
     the moment `expires_at` on; the moment itself is already expired). An old value
-    past its grace is no key at all, and is refused as unknown, revealing nothing."""
+    past its grace is no key at all, and is refused as unknown, revealing nothing.
+    `api_type_id` only rides along, for the key's usage counts; the caller learns nothing of it."""
     if key.value_until is not None and at >= key.value_until:
         return Decision(False, Reason.UNKNOWN_KEY)
     if not key.is_active:
-        return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk)
+        return Decision(False, Reason.INACTIVE_KEY, key_id=key.pk, api_type_id=api_type_id)
     if key.expires_at is not None and at >= key.expires_at:
-        return Decision(False, Reason.EXPIRED_KEY, key_id=key.pk)
+        return Decision(False, Reason.EXPIRED_KEY, key_id=key.pk, api_type_id=api_type_id)
     return None
 
 
@@ -128,7 +129,7 @@ def judge(
     to a caller whose key is unknown or inactive."""
     if key is None:
         return Decision(False, Reason.UNKNOWN_KEY)
-    if refused := key_refusal(key, at):
+    if refused := key_refusal(key, at, api_type_id):
         return refused
     if api_type_id is None:
         return Decision(False, Reason.UNKNOWN_API_TYPE, key_id=key.pk)

@@ -25,7 +25,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import services, shared
+from . import services, shared, usage
 from .access import Decision, Reason, authenticate, decide
 from .clients import client_address
 from .text import printable
@@ -76,6 +76,12 @@ def error_response(status: int, message: str) -> HttpResponse:
 
 # Refusals that say the caller has no usable key; these are what guessing looks like.
 KEY_REFUSALS = {Reason.MALFORMED_KEY, Reason.UNKNOWN_KEY, Reason.INACTIVE_KEY, Reason.EXPIRED_KEY}
+# Refusals of a known key, counted in its usage (keys/usage.py) under the API type it called.
+USAGE_OF_REFUSALS = {
+    Reason.API_TYPE_NOT_ALLOWED: "not_allowed",
+    Reason.INACTIVE_KEY: "inactive",
+    Reason.EXPIRED_KEY: "inactive",
+}
 
 
 def throttle_subject(address: str | None) -> str:
@@ -155,6 +161,8 @@ def refusal(request: HttpRequest, decision: Decision, api_path: str) -> HttpResp
         message = f"The API key is not allowed to call {decision.api_type_name or api_path}."
     elif reason == Reason.UNKNOWN_API_TYPE:
         message = f"There is no API type {api_path}."
+    if column := USAGE_OF_REFUSALS.get(reason):
+        usage.count(decision.key_id, decision.api_type_id, column)
     _count_refusal(request, reason)
     _log_refusal(request, reason)
     return error_response(STATUS[reason], message)
@@ -246,6 +254,7 @@ def _finish(request: HttpRequest, decision: Decision, response: HttpResponse, st
 
 
 def _bookkeep(request: HttpRequest, decision: Decision, response: HttpResponse, started: float) -> None:
+    usage.count(decision.key_id, decision.api_type_id, usage.column_for(response.status_code))
     services.api_key_touch(key_id=decision.key_id, grant_id=decision.grant_id)
     if not decision.logged:
         return

@@ -322,3 +322,31 @@ class KeyAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} …{self.key_last4} by {self.actor_name}"
+
+
+class KeyUsage(models.Model):
+    """Calls of one key to one API type on one day (site time zone), counted for every
+    call, logged or not. Each worker adds up its calls in memory and adds them here at
+    least every KEYS_USAGE_FLUSH_SECONDS (keys/usage.py): no write per call."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+    api_type = models.ForeignKey(ApiType, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    succeeded = models.PositiveBigIntegerField("2xx", default=0)
+    client_errors = models.PositiveBigIntegerField("4xx", default=0)
+    server_errors = models.PositiveBigIntegerField("5xx", default=0)
+    not_allowed = models.PositiveBigIntegerField("refused: not allowed (403)", default=0)
+    inactive = models.PositiveBigIntegerField("refused: inactive or expired (401)", default=0)
+
+    COUNTS = ("succeeded", "client_errors", "server_errors", "not_allowed", "inactive")
+
+    class Meta:
+        verbose_name = "key usage"
+        verbose_name_plural = "key usage"
+        constraints = [
+            models.UniqueConstraint(fields=["key", "api_type", "day"], name="keys_keyusage_key_type_day_uniq"),
+        ]
+        indexes = [models.Index(fields=["key", "day"], name="keys_keyusage_key_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.api_type_id} {self.day}"

@@ -43,6 +43,16 @@ def _own_state_files(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _usage_counts_stay_in_their_test(settings):
+    """Usage counts are stored only when a test flushes them, and never reach the next test."""
+    from keys import usage
+
+    settings.KEYS_USAGE_FLUSH_SECONDS = 3600
+    yield
+    usage.discard()
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
     from keys.access import process_cache

@@ -221,7 +221,11 @@ def test_every_field_of_every_decision(make_key, inventory_export, customer_impo
     assert decide(picked.value, direction="export", api_id="nothing", at=NOON) == Decision(
         False, Reason.UNKNOWN_API_TYPE, key_id=picked.pk
     )
+    # The type rides along for the key's usage counts.
     assert decide(inactive.value, direction="export", api_id="inventory", at=NOON) == Decision(
+        False, Reason.INACTIVE_KEY, key_id=inactive.pk, api_type_id=inventory_export.pk
+    )
+    assert decide(inactive.value, direction="export", api_id="nothing", at=NOON) == Decision(
         False, Reason.INACTIVE_KEY, key_id=inactive.pk
     )
     assert decide(uuid.uuid4(), direction="export", api_id="inventory", at=NOON) == Decision(False, Reason.UNKNOWN_KEY)
