@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from . import selectors
 from .access import decide_for_type, expiry_label, parse_key
 from .models import ApiKey, ApiType
 from .services import GrantSpec
@@ -99,5 +100,19 @@ def key_data(key: ApiKey) -> dict:
                 "last_used_at": g.last_used_at.isoformat() if g.last_used_at else None,
             }
             for g in grants
+        ],
+        "usage": usage_data(selectors.key_usage(key)),
+    }
+
+
+def usage_data(report: selectors.UsageReport) -> dict:
+    """The last 30 days of calls; each type's `per_day` runs from `from` to `to`, one number a day."""
+    return {
+        "from": report.days[0].isoformat(),
+        "to": report.days[-1].isoformat(),
+        "calls": report.total,
+        "counts": report.totals,
+        "api_types": [
+            {"name": t.name, "calls": t.total, "counts": t.counts, "per_day": t.per_day} for t in report.types
         ],
     }

@@ -1,15 +1,19 @@
 """Reads for the pane and dialogs; every queryset a page needs, made in one place."""
 
 import csv
+import operator
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import reduce
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import sealing
-from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType
+from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyUsage
 
 
 def api_key_list(search: str = "") -> QuerySet[ApiKey]:
@@ -28,6 +32,7 @@ def api_key_list(search: str = "") -> QuerySet[ApiKey]:
         "created_at",
         "last_used_at",
     ).prefetch_related(Prefetch("grants", queryset=ApiKeyGrant.objects.only("key_id", "logged", "logging_until")))
+    keys = keys.annotate(calls_7_days=calls_since(7))
     return keys.filter(key_search(search)) if search else keys
 
 
@@ -137,3 +142,65 @@ def api_call_logs_csv(logs: QuerySet[ApiCallLog]) -> Iterator[str]:
             log.client_address or "",
         ]
         yield writer.writerow([csv_cell(cell) for cell in row])
+
+
+# --- usage -------------------------------------------------------------------------------
+
+USAGE_DAYS = 30
+CALL_COUNTS = [F(name) for name in KeyUsage.COUNTS]
+
+
+def calls_since(days: int) -> Subquery:
+    """Per key in the outer query: its calls (answered and refused) in the last `days` days, today included."""
+    first = timezone.localdate() - timedelta(days=days - 1)
+    usage = KeyUsage.objects.filter(key=OuterRef("pk"), day__gte=first).order_by().values("key")
+    total = usage.annotate(n=Sum(reduce(operator.add, CALL_COUNTS))).values("n")
+    return Coalesce(Subquery(total), 0)
+
+
+@dataclass
+class TypeUsage:
+    name: str
+    counts: dict[str, int]  # KeyUsage.COUNTS -> calls over the period
+    per_day: list[int]  # calls per day, oldest first
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class UsageReport:
+    days: list[date]
+    types: list[TypeUsage]  # busiest first
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {name: sum(t.counts[name] for t in self.types) for name in KeyUsage.COUNTS}
+
+    @property
+    def total(self) -> int:
+        return sum(t.total for t in self.types)
+
+    @property
+    def per_day(self) -> list[int]:
+        return [sum(day) for day in zip(*(t.per_day for t in self.types), strict=True)] or [0] * len(self.days)
+
+
+def key_usage(key: ApiKey, *, days: int = USAGE_DAYS, today: date | None = None) -> UsageReport:
+    """A key's calls per API type and day over the last `days` days (today included), one query."""
+    today = today or timezone.localdate()
+    span = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    index = {day: n for n, day in enumerate(span)}
+    rows = (
+        KeyUsage.objects.filter(key=key, day__gte=span[0], day__lte=today)
+        .values_list("api_type__name", "day", *KeyUsage.COUNTS)
+        .order_by()
+    )
+    types: dict[str, TypeUsage] = {}
+    for name, day, *counts in rows:
+        usage = types.setdefault(name, TypeUsage(name, dict.fromkeys(KeyUsage.COUNTS, 0), [0] * days))
+        for column, n in zip(KeyUsage.COUNTS, counts, strict=True):
+            usage.counts[column] += n
+        usage.per_day[index[day]] += sum(counts)
+    return UsageReport(span, sorted(types.values(), key=lambda t: (-t.total, t.name)))

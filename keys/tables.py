@@ -35,10 +35,13 @@ class ApiKeyTable(tables.Table):
     last_used_at = tables.DateTimeColumn(
         verbose_name="last used", format="Y-m-d H:i", default="never", attrs=labelled("last used")
     )
+    # Annotated by selectors.api_key_list: answered and refused calls, today and the six days before.
+    calls_7_days = tables.Column(verbose_name="calls, 7 days", attrs=labelled("calls, 7 days", **{"class": "number"}))
 
     class Meta:
         model = ApiKey
         fields = ["value", "description", "state", "is_active", "allowed_for_all", "created_at", "last_used_at"]
+        sequence = [*fields, "calls_7_days"]
         order_by = "-created_at"
         empty_text = "No API keys yet."
         # A grid, because rows are selectable with the mouse and the arrow keys.
@@ -70,6 +73,9 @@ class ApiKeyTable(tables.Table):
         if not problems:
             chips.insert(0, ("state-ok", "calls allowed"))
         return format_html_join(" ", '<span class="state {}">{}</span>', chips)
+
+    def render_calls_7_days(self, value: int) -> str:
+        return f"{value:,}"
 
     def render_is_active(self, value: bool) -> str:
         return yes_no(value)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("integrations/keys/<int:pk>/history/", views.key_history, name="history"),
     path("integrations/keys/<int:pk>/roll/", views.key_roll, name="roll"),
     path("integrations/keys/<int:pk>/end-grace/", views.key_end_grace, name="end-grace"),
+    path("integrations/keys/<int:pk>/usage/", views.key_usage, name="usage"),
     path("integrations/keys/<int:pk>/logs/", views.key_logs, name="logs"),
     path("integrations/keys/<int:pk>/logs.csv", views.key_logs_csv, name="logs-csv"),
     path("integrations/keys/<int:pk>/logs/<int:log_pk>/", views.log_entry, name="log-entry"),

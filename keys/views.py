@@ -4,6 +4,7 @@ table listens for."""
 
 import json
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -17,6 +18,7 @@ from . import selectors, services
 from .access import decide_for_type, expiry_label
 from .api import refusal_counts
 from .audit import Actor, describe
+from .charts import NARROW, WIDE, usage_chart
 from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
 from .models import ApiCallLog, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required
@@ -194,6 +196,27 @@ def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=pk)
     entries = [(entry, describe(entry.changes)) for entry in key.audit.select_related("actor")[:100]]
     return render(request, "keys/dialogs.html#key-history", {"key": key, "entries": entries})
+
+
+# The usage table's column headings, in KeyUsage.COUNTS order.
+USAGE_HEADINGS = ["2xx", "4xx", "5xx", "403 not allowed", "401 inactive or expired"]
+
+
+@require_GET
+@integration_access_required
+def key_usage(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(ApiKey, pk=pk)
+    report = selectors.key_usage(key)
+    context = {
+        "key": key,
+        "report": report,
+        "charts": [("wide", usage_chart(report, WIDE)), ("narrow", usage_chart(report, NARROW))],
+        "headings": USAGE_HEADINGS,
+        "totals": list(zip(USAGE_HEADINGS, report.totals.values(), strict=True)),
+        "days_and_calls": list(zip(report.days, report.per_day, strict=True))[::-1],  # newest first
+        "flush_seconds": settings.KEYS_USAGE_FLUSH_SECONDS,
+    }
+    return render(request, "keys/dialogs.html#key-usage", context)
 
 
 @require_GET

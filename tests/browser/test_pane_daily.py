@@ -565,3 +565,38 @@ def test_roll_with_a_grace_then_stop_the_old_value(login, administrator, size, m
     expect(row.locator("td.state-cell")).not_to_contain_text("old value")
     key.refresh_from_db()
     assert key.previous_until <= timezone.now()
+
+
+def test_usage_chart_table_and_seven_day_calls(login, administrator, size, make_key):
+    from keys.models import KeyUsage
+
+    key, idle = make_key(description="busy ERP"), make_key(description="idle")
+    today = timezone.localdate()
+    types = list(ApiType.objects.order_by("name")[:7])  # more than the chart's five colours
+    for n, api_type in enumerate(types):
+        for day in range(0, 30, n + 1):
+            KeyUsage.objects.create(
+                key=key, api_type=api_type, day=today - timedelta(days=day), succeeded=10 * (7 - n), client_errors=n
+            )
+    page = login(administrator)
+    expect(row_of(page, key).locator('td[data-label="calls, 7 days"]')).not_to_have_text("0")
+    expect(row_of(page, idle).locator('td[data-label="calls, 7 days"]')).to_have_text("0")
+    row_of(page, key).click()
+    page.get_by_role("button", name="usage").click()
+    box = dialog(page)
+    expect(box.get_by_role("heading", name="usage of the key")).to_be_visible()
+    chart = box.get_by_role("img", name=re.compile("Calls per day over the last 30 days"))
+    expect(chart).to_be_visible()  # one drawing per screen width; the other is not displayed
+    expect(box.locator("svg:visible")).to_have_count(1)
+    expect(box.locator("svg:visible rect.bar").first).to_be_visible()
+    expect(box.locator(".legend li")).to_have_count(6)  # five busiest types and "2 other types"
+    expect(box.locator(".legend li").last).to_have_text("2 other types")
+    expect(box.get_by_role("table", name="Calls by API type, busiest first").locator("tbody tr")).to_have_count(7)
+    check_screen(page, "usage", size)
+    box.get_by_text("calls per day", exact=True).click()
+    expect(box.get_by_role("table", name="Calls per day, all API types").locator("tbody tr")).to_have_count(30)
+    box.get_by_role("button", name="close").click()
+    expect(box).to_be_hidden()
+    row_of(page, idle).click()
+    page.get_by_role("button", name="usage").click()
+    expect(box.get_by_text("No calls with this key in the last 30 days.")).to_be_visible()

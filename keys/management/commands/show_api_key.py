@@ -6,7 +6,10 @@ from keys import cli
 
 
 class Command(BaseCommand):
-    help = "Show one API key: its settings, API types with logged / logging until, and when it was last used."
+    help = (
+        "Show one API key: its settings, API types with logged / logging until, when it was last used "
+        "and its calls in the last 30 days (--json: per API type and day)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("value", help="the key's value (GUID)")
@@ -23,6 +26,9 @@ class Command(BaseCommand):
         out(f"is active:       {'yes' if data['is_active'] else 'no'}")
         out(f"expires:         {data['expires_at'] + ' (' + data['expiry'] + ')' if data['expires_at'] else 'never'}")
         out(f"last used:       {data['last_used_at'] or 'never'}")
+        usage = data["usage"]
+        busiest = ", ".join(f"{t['name']} {t['calls']}" for t in usage["api_types"][:3])
+        out(f"calls, 30 days:  {usage['calls']}" + (f" (busiest: {busiest})" if busiest else ""))
         if data["old_value_works_until"]:
             out(f"rolled:          the old value works until {data['old_value_works_until']}")
         if data["allowed_for_all"]:
