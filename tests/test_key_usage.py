@@ -4,6 +4,7 @@ stored from memory, shown in the pane, the table and show_api_key."""
 import io
 import json
 import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -297,3 +298,13 @@ def test_a_graceful_stop_stores_what_the_workers_counted(tmp_path):
     finally:
         running.stop()
     assert _usage_of(running, value)["counts"] == counts(succeeded=50)
+
+
+def test_a_crash_loses_at_most_the_last_flush_interval(server):
+    """SIGKILL to every worker: counts older than KEYS_USAGE_FLUSH_SECONDS (0.5 s here) are stored."""
+    value = server.manage("create_api_key", "--description", "crashed", "--all", "--quiet")
+    for _ in range(40):
+        assert server.post(DOCUMENTS, headers={"ApiKey": value})[0] == 200
+    time.sleep(1.5)  # three flush intervals
+    server.crash()
+    assert _usage_of(server, value)["counts"] == counts(succeeded=40)
