@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chq.dotenv import complete, fresh_secrets
@@ -274,3 +275,18 @@ def test_dotenv_writes_every_secret_and_completes_an_older_file(tmp_path):
     lines = older.read_text().splitlines()
     assert lines[:2] == ["DEBUG=true", "SECRET_KEY=kept"]
     assert Fernet(lines[3].partition("=")[2])  # a usable Fernet key
+
+
+def test_rotation_reads_every_key_in_one_query_however_many(settings, make_key):
+    def queries_for_rotation() -> int:
+        settings.KEYS_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *settings.KEYS_ENCRYPTION_KEYS]
+        with CaptureQueriesContext(connection) as run:
+            services.key_encryption_rotate()
+        return len(run.captured_queries)
+
+    rolled = make_key()
+    services.api_key_roll(key=rolled, grace_until=timezone.now() + timedelta(hours=1))
+    few = queries_for_rotation()
+    for _ in range(5):
+        services.api_key_roll(key=make_key(), grace_until=timezone.now() + timedelta(hours=1))
+    assert queries_for_rotation() == few
