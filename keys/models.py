@@ -57,8 +57,9 @@ class DecisionQuerySet(models.QuerySet):
 class ApiKeyQuerySet(DecisionQuerySet):
     def with_value(self, value: uuid.UUID, *, or_previous: bool = True) -> "ApiKeyQuerySet":
         """The key whose value is `value` (or, while kept after a roll, whose old value is)."""
-        found = models.Q(value_digest=sealing.digest(value))
-        return self.filter(found | models.Q(previous_digest=sealing.digest(value)) if or_previous else found)
+        digest = sealing.digest(value)
+        current = models.Q(value_digest=digest)
+        return self.filter(current | models.Q(previous_digest=digest) if or_previous else current)
 
     def bulk_create(self, objs, *args, **kwargs):
         # bulk_create skips save(), where a new key gets its value.
