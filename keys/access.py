@@ -149,8 +149,12 @@ def decide(
     direction: str,
     api_id: str,
     at: datetime | None = None,
+    marker: int | None = None,
 ) -> Decision:
-    """May the key `key_value` call `/chqapi/<direction>/<api_id>` at `at` (now by default)?"""
+    """May the key `key_value` call `/chqapi/<direction>/<api_id>` at `at` (now by default)?
+
+    `marker`: the change marker when the caller has just read it (the guard reads it
+    with the client's throttle state, one Redis round trip for both); None: read it here."""
     at = at or timezone.now()
     value = parse_key(key_value)
     if value is None:
@@ -159,7 +163,7 @@ def decide(
         # Cannot name an API type (and PostgreSQL refuses NUL in a parameter); the key is still checked first.
         api_id = ""
     if settings.KEYS_DECISION_CACHE:
-        key, grants, types = _cached_state(value)
+        key, grants, types = _cached_state(value, marker)
         api_type_id, api_type_name = types.get(f"{direction}:{api_id}", (None, ""))
         decision = judge(key, api_type_id=api_type_id, grant=grants.get(api_type_id), at=at)
         return _with_context(decision, key, api_type_name)
@@ -192,13 +196,15 @@ def _with_context(decision: Decision, key: KeyState | None, api_type_name: str) 
     )
 
 
-def authenticate(key_value: str | uuid.UUID | None, *, at: datetime | None = None) -> Decision:
+def authenticate(
+    key_value: str | uuid.UUID | None, *, at: datetime | None = None, marker: int | None = None
+) -> Decision:
     """The key checks alone (malformed, unknown, inactive, expired), for calls that are
     about the key's own data rather than an API type, such as /chqapi/status."""
     value = parse_key(key_value)
     if value is None:
         return Decision(False, Reason.MALFORMED_KEY)
-    key = _cached_state(value)[0] if settings.KEYS_DECISION_CACHE else _key_state(value)
+    key = _cached_state(value, marker)[0] if settings.KEYS_DECISION_CACHE else _key_state(value)
     if key is None:
         return Decision(False, Reason.UNKNOWN_KEY)
     return key_refusal(key, at or timezone.now()) or Decision(True, Reason.ALLOWED, key_id=key.pk)
@@ -229,8 +235,12 @@ class _ProcessCache:
         with self.lock:
             self.marker, self.types, self.keys = None, None, {}
 
-    def state(self, value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
-        marker = freshness.current()  # read before any row, so a change in between is never cached as fresh
+    def state(
+        self, value: uuid.UUID, marker: int | None = None
+    ) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
+        # Read before any row (here, or by the caller just before), so a change in between is never cached as fresh.
+        if marker is None:
+            marker = freshness.current()
         now = time.monotonic()
         if marker != self.marker or now - self.filled_at > settings.KEYS_DECISION_CACHE_SECONDS:
             with self.lock:
@@ -288,8 +298,10 @@ def _load_key(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState]]
 process_cache = _ProcessCache()
 
 
-def _cached_state(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
-    return process_cache.state(value)
+def _cached_state(
+    value: uuid.UUID, marker: int | None = None
+) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
+    return process_cache.state(value, marker)
 
 
 def _decision_sql() -> str:

@@ -20,12 +20,13 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import services, shared, usage
+from . import freshness, services, shared, usage
 from .access import Decision, Reason, authenticate, decide
 from .clients import client_address
 from .text import printable
@@ -99,11 +100,22 @@ def _block_key(subject: str) -> str:
     return f"keys:throttle:block:{subject}"
 
 
-def throttled(request: HttpRequest) -> HttpResponse | None:
-    """429 while the client's address is blocked for too many refused keys."""
-    if not settings.KEYS_THROTTLE_REFUSALS:
-        return None
-    until = shared.marked(_block_key(throttle_subject(client_address(request))))
+def shared_state(request: HttpRequest) -> tuple[float | None, int | None]:
+    """Until when the client is blocked (None: it is not), and the change marker when it
+    lives beside the throttle's counts in the shared cache (None: decide() reads it).
+
+    With Redis both are read in one round trip (MGET) instead of two: on a warm call
+    these are the only network round trips, so this halves them. The marker is read
+    before any key state, as keys/access.py requires."""
+    block = _block_key(throttle_subject(client_address(request))) if settings.KEYS_THROTTLE_REFUSALS else None
+    if shared.uses_cache() and freshness.uses_cache():
+        found = cache.get_many([freshness.CACHE_KEY, block] if block else [freshness.CACHE_KEY])
+        return found.get(block), found.get(freshness.CACHE_KEY)
+    return (shared.marked(block) if block else None), None
+
+
+def throttled(until: float | None) -> HttpResponse | None:
+    """429 while the client's address is blocked (until `until`) for too many refused keys."""
     if until is None:
         return None
     response = error_response(429, "Too many calls with a refused API key from this address. Try again later.")
@@ -305,11 +317,14 @@ def guarded_call(
     request: HttpRequest, direction: str, type_id: str, view: Callable, args: tuple, kwargs: dict
 ) -> HttpResponse:
     """Check, answer and record one call of API type `direction`/`type_id`."""
-    if early := too_large(request) or throttled(request):
+    if early := too_large(request):
+        return early
+    until, marker = shared_state(request)
+    if early := throttled(until):
         return early
     raw_key = request.META.get(HEADER_META)
     try:
-        decision = decide(raw_key, direction=direction, api_id=type_id)
+        decision = decide(raw_key, direction=direction, api_id=type_id, marker=marker)
     except DatabaseError:
         return unavailable()
     if not decision.allowed:
@@ -348,10 +363,13 @@ def api_key_authenticated(view: Callable) -> Callable:
 
 def authenticated_call(request: HttpRequest, view: Callable, args: tuple, kwargs: dict) -> HttpResponse:
     """Check an active key, then answer; these calls are about the key itself and are not logged."""
-    if early := too_large(request) or throttled(request):
+    if early := too_large(request):
+        return early
+    until, marker = shared_state(request)
+    if early := throttled(until):
         return early
     try:
-        decision = authenticate(request.META.get(HEADER_META))
+        decision = authenticate(request.META.get(HEADER_META), marker=marker)
     except DatabaseError:
         return unavailable()
     if not decision.allowed:

@@ -119,3 +119,76 @@ def test_authenticated_call_database_failure_is_a_503_logged_with_the_path(make_
     [record] = [r for r in caplog.records if r.name == "keys.api"]
     assert record.getMessage() == "API call /chqapi/status: the database failed"
     assert record.exc_info
+
+
+# --- one round trip to the shared cache ---------------------------------------------------------
+
+
+class CountingCache:
+    """The real cache, counting the reads a call makes (each is a round trip with Redis)."""
+
+    def __init__(self, real):
+        self.real, self.reads = real, []
+
+    def __getattr__(self, name):
+        attribute = getattr(self.real, name)
+        if name in {"get", "get_many", "has_key"}:
+
+            def counted(*args, **kwargs):
+                self.reads.append(name)
+                return attribute(*args, **kwargs)
+
+            return counted
+        return attribute
+
+
+@pytest.fixture
+def redis_like(settings, monkeypatch):
+    """Marker and throttle counts in the shared cache, as when Redis is configured."""
+    from django.core.cache import cache
+
+    from keys import api, freshness, shared
+
+    settings.KEYS_CHANGE_MARKER = "cache"
+    settings.KEYS_SHARED_COUNTERS = "cache"
+    counting = CountingCache(cache)
+    for module in (api, freshness, shared):
+        monkeypatch.setattr(module, "cache", counting)
+    return counting
+
+
+def test_a_warm_call_reads_the_shared_cache_once(make_key, redis_like):
+    key = make_key(allowed_for_all=True)
+    assert call(key.value, echo).status_code == 200  # warms this process's decisions
+    redis_like.reads.clear()
+    assert call(key.value, echo).status_code == 200
+    assert redis_like.reads == ["get_many"]  # the client's block and the change marker together
+
+
+def test_a_change_is_obeyed_at_once_with_the_marker_in_the_shared_cache(make_key, redis_like):
+    from keys import services
+
+    key = make_key(allowed_for_all=True)
+    assert call(key.value, echo).status_code == 200
+    services.api_key_change(key=key, is_active=False)
+    assert call(key.value, echo).status_code == 401
+
+
+def test_a_blocked_client_is_refused_before_its_key_is_looked_at(make_key, redis_like, settings):
+    settings.KEYS_THROTTLE_REFUSALS = 3
+    key = make_key(allowed_for_all=True)
+    for _ in range(3):
+        assert guarded_call(post("not-a-key"), "export", "inventory", echo, (), {}).status_code == 401
+    response = call(key.value, echo)
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert status(key.value, echo).status_code == 429  # the status call too
+
+
+def test_without_throttling_only_the_marker_is_read(make_key, redis_like, settings):
+    settings.KEYS_THROTTLE_REFUSALS = 0
+    key = make_key(allowed_for_all=True)
+    call(key.value, echo)
+    redis_like.reads.clear()
+    assert call(key.value, echo).status_code == 200
+    assert redis_like.reads == ["get_many"]

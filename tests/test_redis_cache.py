@@ -122,3 +122,29 @@ def test_freshness_across_two_processes(tmp_path):
     finally:
         worker.stdin.close()
         worker.wait(timeout=30)
+
+
+def test_counters_count_in_one_round_trip_and_expire_with_their_window(redis_cache):
+    import time
+
+    from django.core.cache import cache
+
+    from keys import shared
+
+    calls = []
+    client = cache._cache.get_client(write=True)
+    real = client.pipeline
+    client.pipeline = lambda *a, **k: calls.append("pipeline") or real(*a, **k)
+    try:
+        with override_settings(KEYS_SHARED_COUNTERS="cache"):
+            assert shared.incr([("windowed", 1), ("forever", None)]) == [1, 1]
+            assert calls == ["pipeline", "pipeline"]  # the count, then the new window's expiry
+            calls.clear()
+            assert shared.incr([("windowed", 1), ("forever", None)]) == [2, 2]
+            assert calls == ["pipeline"]  # counting again: one round trip
+            assert cache.get_many(["windowed", "forever"]) == {"windowed": 2, "forever": 2}
+            assert client.ttl(cache.make_key("forever")) == -1
+            time.sleep(1.2)
+            assert shared.incr([("windowed", 1)]) == [1]  # the window passed: counting starts again
+    finally:
+        del client.pipeline
