@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from . import services
 from .audit import Actor
-from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
+from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit, KeyUsage
 from .permissions import ACCESS, can_change
 from .selectors import key_search
 
@@ -314,6 +314,19 @@ class ApiCallLogAdmin(EvidenceMixin, admin.ModelAdmin):
     @admin.display(description="response body")
     def response(self, obj):
         return format_html("<pre>{}</pre>", obj.response_body)
+
+
+@admin.register(KeyUsage)
+class KeyUsageAdmin(EvidenceMixin, admin.ModelAdmin):
+    """Read-only: the counts the guard stores (keys/usage.py); the pane's usage view draws them."""
+
+    list_display = ("day", "key", "api_type", *KeyUsage.COUNTS)
+    list_filter = (("key", admin.RelatedOnlyFieldListFilter), ("api_type", admin.RelatedOnlyFieldListFilter))
+    date_hierarchy = "day"
+    list_select_related = ("key", "api_type")
+    ordering = ("-day", "key", "api_type")
+    fields = ("day", "key", "api_type", *KeyUsage.COUNTS)
+    readonly_fields = fields
 
 
 @admin.register(KeyAudit)

@@ -44,6 +44,8 @@ URLS = [
     ("admin:keys_apikey_change", "key"),
     ("admin:keys_apicalllog_change", "log"),
     ("admin:keys_apicalllog_add", None),
+    ("admin:keys_keyusage_changelist", None),
+    ("admin:keys_keyusage_add", None),
 ]
 
 # level -> status per url name
@@ -57,6 +59,8 @@ EXPECTED = {
         "admin:keys_apikey_change": 200,
         "admin:keys_apicalllog_change": 200,
         "admin:keys_apicalllog_add": 403,
+        "admin:keys_keyusage_changelist": 200,
+        "admin:keys_keyusage_add": 403,
     },
     "admin": {
         "admin:keys_apikey_changelist": 200,
@@ -66,6 +70,8 @@ EXPECTED = {
         "admin:keys_apikey_change": 200,
         "admin:keys_apicalllog_change": 200,
         "admin:keys_apicalllog_add": 403,
+        "admin:keys_keyusage_changelist": 200,
+        "admin:keys_keyusage_add": 403,
     },
 }
 
@@ -196,3 +202,18 @@ def test_log_changelist_filters_and_date_hierarchy(client, staff, log):
     response = client.get(reverse("admin:keys_apicalllog_changelist"), {"status_code": "200"})
     assert response.status_code == 200
     assert "…abcd" in response.content.decode()
+
+
+def test_usage_counts_are_listed_read_only(client, staff, make_key, inventory_export):
+    from django.utils import timezone
+
+    from keys.models import KeyUsage
+
+    key = make_key(description="counted")
+    KeyUsage.objects.create(key=key, api_type=inventory_export, day=timezone.localdate(), succeeded=12, inactive=3)
+    client.force_login(staff("admin"))
+    html = client.get(reverse("admin:keys_keyusage_changelist")).content.decode()
+    assert "Inventory Export" in html
+    assert '<td class="field-succeeded">12</td>' in html
+    assert '<td class="field-inactive">3</td>' in html
+    assert "Add key usage" not in html
