@@ -128,7 +128,7 @@ class CountingCache:
     """The real cache, counting the reads a call makes (each is a round trip with Redis)."""
 
     def __init__(self, real):
-        self.real, self.reads = real, []
+        self.real, self.reads, self.asked = real, [], []
 
     def __getattr__(self, name):
         attribute = getattr(self.real, name)
@@ -136,6 +136,7 @@ class CountingCache:
 
             def counted(*args, **kwargs):
                 self.reads.append(name)
+                self.asked.append(args[0] if args else None)
                 return attribute(*args, **kwargs)
 
             return counted
@@ -186,9 +187,46 @@ def test_a_blocked_client_is_refused_before_its_key_is_looked_at(make_key, redis
 
 
 def test_without_throttling_only_the_marker_is_read(make_key, redis_like, settings):
+    from keys import freshness
+
     settings.KEYS_THROTTLE_REFUSALS = 0
     key = make_key(allowed_for_all=True)
     call(key.value, echo)
     redis_like.reads.clear()
+    redis_like.asked.clear()
     assert call(key.value, echo).status_code == 200
+    assert (redis_like.reads, redis_like.asked) == (["get_many"], [[freshness.CACHE_KEY]])
+
+
+def test_a_warm_status_call_reads_the_shared_cache_once(make_key, redis_like):
+    key = make_key()
+    assert status(key.value, echo).status_code == 200
+    redis_like.reads.clear()
+    assert status(key.value, echo).status_code == 200
     assert redis_like.reads == ["get_many"]
+
+
+def block(settings, request) -> None:
+    """Block the request's client as too many refusals would."""
+    import time
+
+    from keys import api, shared
+
+    subject = api._block_key(api.throttle_subject(api.client_address(request)))
+    shared.set_until(subject, time.time() + 60, time.time() + 60)
+
+
+def test_with_throttling_off_an_old_block_no_longer_refuses(make_key, settings):
+    key = make_key(allowed_for_all=True)
+    block(settings, post(key.value))
+    assert call(key.value, echo).status_code == 429
+    settings.KEYS_THROTTLE_REFUSALS = 0
+    assert call(key.value, echo).status_code == 200
+
+
+def test_a_block_in_the_file_counts_is_seen_with_the_marker_in_the_cache(make_key, settings):
+    settings.KEYS_CHANGE_MARKER = "cache"  # the marker in the cache, the throttle's counts in the shared file
+    settings.KEYS_SHARED_COUNTERS = "file"
+    key = make_key(allowed_for_all=True)
+    block(settings, post(key.value))
+    assert call(key.value, echo).status_code == 429
