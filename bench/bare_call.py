@@ -3,7 +3,6 @@ bench/profile_call.py calls the guarded API: what one call costs Django itself.
 `python bench/bare_call.py [N]` prints µs a call. A process of its own, because
 the bare project configures Django's settings differently from the product."""
 
-import io
 import json
 import sys
 import time
@@ -11,29 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.baselines.bare import application
+from bench.common import wsgi_post
 
 BODY = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3}]}}).encode()
 
 
 def call() -> str:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(BODY)),
-        "HTTP_APIKEY": "00000000-0000-4000-8000-000000000000",
-        "wsgi.input": io.BytesIO(BODY),
-        "wsgi.url_scheme": "http",
-    }
-    status = []
-    result = application(environ, lambda s, h, *a: status.append(s))
-    b"".join(result)
-    result.close()
-    return status[0]
+    return wsgi_post(application, "/", "00000000-0000-4000-8000-000000000000", BODY)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts that run a real server."""
 
+import io
 import socket
 import subprocess
 import sys
@@ -20,6 +21,28 @@ def manage(env: dict, *args: str) -> str:
     return subprocess.run(
         [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     ).stdout
+
+
+def wsgi_post(application, path: str, key: str, body: bytes) -> str:
+    """POST `body` to a WSGI application in process (no sockets), as wrk's calls arrive; its status line."""
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_APIKEY": key,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+    }
+    status = []
+    result = application(environ, lambda s, h, *a: status.append(s))
+    b"".join(result)
+    result.close()
+    return status[0]
 
 
 def django_in_process(prefix: str) -> None:

@@ -3,7 +3,6 @@
 [allowed|logged|unknown|malformed] [N]` prints the top functions by own time."""
 
 import cProfile
-import io
 import json
 import os
 import pstats
@@ -17,7 +16,7 @@ scratch = Path(tempfile.mkdtemp(prefix="chq-profile-"))
 os.environ.setdefault("KEYS_SHARED_STATE_DIR", str(scratch / "var"))
 os.environ.setdefault("KEYS_HANDLER_MODULES", "bench.echo_handler")
 os.environ.setdefault("KEYS_THROTTLE_REFUSALS", "1000000000")
-from bench.common import django_in_process  # noqa: E402  (after the environment it reads)
+from bench.common import django_in_process, wsgi_post  # noqa: E402  (after the environment it reads)
 
 django_in_process("chq-profile-")
 
@@ -41,24 +40,7 @@ body = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3
 
 
 def call() -> str:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": path,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "HTTP_APIKEY": key,
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-    }
-    status = []
-    result = application(environ, lambda s, h, *a: status.append(s))
-    b"".join(result)
-    result.close()
-    return status[0]
+    return wsgi_post(application, path, key, body)
 
 
 for _ in range(200):
