@@ -5,12 +5,11 @@ the bare project configures Django's settings differently from the product."""
 
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.baselines.bare import application
-from bench.common import wsgi_post
+from bench.common import microseconds_a_call, wsgi_post
 
 BODY = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3}]}}).encode()
 
@@ -21,9 +20,4 @@ def call() -> str:
 
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    for _ in range(200):
-        call()
-    started = time.perf_counter()
-    for _ in range(count):
-        call()
-    print(f"bare: {(time.perf_counter() - started) / count * 1e6:.0f} µs a call ({call()})")
+    print(f"bare: {microseconds_a_call(call, count):.0f} µs a call ({call()})")

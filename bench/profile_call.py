@@ -8,7 +8,6 @@ import os
 import pstats
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -16,7 +15,7 @@ scratch = Path(tempfile.mkdtemp(prefix="chq-profile-"))
 os.environ.setdefault("KEYS_SHARED_STATE_DIR", str(scratch / "var"))
 os.environ.setdefault("KEYS_HANDLER_MODULES", "bench.echo_handler")
 os.environ.setdefault("KEYS_THROTTLE_REFUSALS", "1000000000")
-from bench.common import django_in_process, wsgi_post  # noqa: E402  (after the environment it reads)
+from bench.common import django_in_process, microseconds_a_call, wsgi_post  # noqa: E402  (after the environment it reads)
 
 django_in_process("chq-profile-")
 
@@ -43,12 +42,7 @@ def call() -> str:
     return wsgi_post(application, path, key, body)
 
 
-for _ in range(200):
-    call()
-started = time.perf_counter()
-for _ in range(count):
-    call()
-print(f"{mode}: {(time.perf_counter() - started) / count * 1e6:.0f} µs a call ({call()}) without the profiler")
+print(f"{mode}: {microseconds_a_call(call, count):.0f} µs a call ({call()}) without the profiler")
 profile = cProfile.Profile()
 profile.enable()
 for _ in range(count):
