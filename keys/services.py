@@ -115,14 +115,10 @@ def api_key_create(
 ) -> ApiKey:
     """Create a key; its value (GUID) is made here. `instance` lets the admin
     pass the unsaved object its form built, so the admin shows the saved key."""
+    given = locals()  # the KEY_FIELDS arguments, set on the key below
     with transaction.atomic():
         key = instance or ApiKey()
-        key.description = description
-        key.is_active = is_active
-        key.expires_at = expires_at
-        key.allowed_for_all = allowed_for_all
-        key.logged_for_all = logged_for_all
-        key.logging_until = logging_until
+        _set_settings(key, given)
         key.created_by = key.updated_by = _user(actor)
         key.full_clean()
         _validate_grants(grants)
@@ -130,6 +126,12 @@ def api_key_create(
         _write_grants(key, grants)
         audit.record(key, KeyAudit.Action.CREATED, audit.difference({}, audit.snapshot(key)), actor)
         return key
+
+
+def _set_settings(key: ApiKey, values: dict) -> None:
+    """Set the settings a dialog, the admin or a command gives (KEY_FIELDS) from `values`."""
+    for name in KEY_FIELDS:
+        setattr(key, name, values[name])
 
 
 def _user(actor: Actor | None):
@@ -151,15 +153,11 @@ def api_key_update(
 ) -> ApiKey:
     """Replace a key's settings and grants. With `expected_version`, refuse
     (EditConflict) when someone else changed the key in between."""
+    given = locals()  # the KEY_FIELDS arguments, set on the key below
     with transaction.atomic():
         current = _locked(key, expected_version)
         before = audit.snapshot(current)
-        key.description = description
-        key.is_active = is_active
-        key.expires_at = expires_at
-        key.allowed_for_all = allowed_for_all
-        key.logged_for_all = logged_for_all
-        key.logging_until = logging_until
+        _set_settings(key, given)
         key.updated_by = _user(actor)
         key.version = current.version + 1
         key.full_clean()
