@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -180,8 +181,15 @@ def scratch_postgres():
     try:
         yield url.rsplit("/", 1)[0] + "/" + name
     finally:
+        # Plain DROP: PostgreSQL itself stops an autovacuum worker busy in the new database,
+        # which WITH (FORCE) may not (the worker belongs to the superuser, not to this role).
         with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+            for attempt in range(10):
+                try:
+                    admin.execute(f"DROP DATABASE IF EXISTS {name}")
+                    break
+                except psycopg.errors.ObjectInUse:
+                    time.sleep(0.5 * (attempt + 1))
 
 
 def test_pg_dump_holds_no_key_value(tmp_path, scratch_postgres):
