@@ -3,4 +3,4 @@ so a call does not walk the admin's and the pane's patterns first."""
 
 from django.urls import include, path
 
-urlpatterns = [path("chqapi/", include("keys.api_urls"))]
+urlpatterns = [path("chqapi/", include("keys.chqapi.urls"))]

@@ -90,7 +90,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "keys.api_errors.ApiErrorsMiddleware",
+    "keys.chqapi.errors.ApiErrorsMiddleware",
     # Last, as django-axes asks: it answers a locked-out login after the view has run.
     "axes.middleware.AxesMiddleware",
 ]
@@ -99,7 +99,7 @@ MIDDLEWARE = [
 # HSTS, referrer policy) and JSON errors; nothing an API answer does not need.
 API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "keys.api_errors.ApiErrorsMiddleware",
+    "keys.chqapi.errors.ApiErrorsMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
@@ -166,7 +166,7 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 
 # --- keys app -------------------------------------------------------------------
 # Files the app keeps beside its database: shared counters (throttle) and the
-# spool of call-log rows the database refused (see keys/shared.py, keys/spool.py).
+# spool of call-log rows the database refused (see keys/shared.py, keys/chqapi/spool.py).
 KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "var")
 KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) / "spool")
 # Where the throttle's counts live: "file" (a memory-mapped table every worker on this
@@ -174,7 +174,7 @@ KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) 
 # A key that expires within this many days is flagged in the keys table.
 KEYS_EXPIRY_WARNING_DAYS = env.int("KEYS_EXPIRY_WARNING_DAYS", default=7)
 KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "file")
-# How logged calls are stored (keys/calllog.py): "batched" (journal file, then one
+# How logged calls are stored (keys/chqapi/writer.py): "batched" (journal file, then one
 # transaction per batch from a writer thread) or "direct" (one INSERT per call).
 KEYS_CALL_LOG_WRITER = env.str("KEYS_CALL_LOG_WRITER", default="batched")
 KEYS_CALL_LOG_FLUSH_MS = env.int("KEYS_CALL_LOG_FLUSH_MS", default=50)
@@ -196,7 +196,7 @@ KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
 KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
 # Usage counts (keys/usage.py) are added up in each worker and stored this often: a crash loses at most this much.
 KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
-# Modules that register /chqapi/ handlers (keys.api.register), imported at start-up.
+# Modules that register /chqapi/ handlers (keys.chqapi.guard.register), imported at start-up.
 KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
 # API request bodies over this size are refused with 413 before any other work.
 KEYS_MAX_BODY_BYTES = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)

@@ -19,10 +19,10 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("settings/", include("keys.urls")),
-    path("chqapi/", include("keys.api_urls")),
+    path("chqapi/", include("keys.chqapi.urls")),
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", favicon),
 ]
 
-# /chqapi/ answers failures in JSON (keys/api_errors.py); other pages keep Django's.
-handler500 = "keys.api_errors.server_error"
+# /chqapi/ answers failures in JSON (keys/chqapi/errors.py); other pages keep Django's.
+handler500 = "keys.chqapi.errors.server_error"

@@ -10,7 +10,8 @@ class KeysConfig(AppConfig):
 
         from django.conf import settings
 
-        from . import handlers, signals  # noqa: F401  (built-in handlers; cache invalidation)
+        from . import signals  # noqa: F401  (cache invalidation)
+        from .chqapi import handlers  # noqa: F401  (built-in handlers)
 
         # A host's own API handlers register themselves when their module is imported.
         for module in settings.KEYS_HANDLER_MODULES:

@@ -17,8 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, calllog, sealing, shared
+from . import audit, sealing, shared
 from .audit import Actor
+from .chqapi import writer
 from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
 from .text import storable
@@ -467,7 +468,7 @@ def api_call_record(
     """Store one logged call: the only database write a verified call makes.
 
     Never raises: the caller has its answer already. Every text is made
-    storable here; keys/calllog.py stores the row exactly once.
+    storable here; keys/chqapi/writer.py stores the row exactly once.
     """
     limit = settings.KEYS_LOG_BODY_LIMIT
     request_text, response_text = _text(request_body), _text(response_body)
@@ -489,7 +490,7 @@ def api_call_record(
         "response_body": response_text[:limit],
         "truncated": len(request_text) > limit or len(response_text) > limit,
     }
-    calllog.submit(row)
+    writer.submit(row)
 
 
 _touched: dict[tuple[str, int], float] = {}

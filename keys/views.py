@@ -16,9 +16,9 @@ from django_htmx.middleware import HtmxDetails
 
 from . import selectors, services
 from .access import decide_for_type, expiry_label
-from .api import refusal_counts
 from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
+from .chqapi.guard import refusal_counts
 from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
 from .models import ApiCallLog, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required

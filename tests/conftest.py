@@ -56,7 +56,7 @@ def _usage_counts_stay_in_their_test(settings):
 def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
     from keys.access import process_cache
-    from keys.api import _refusals_logged
+    from keys.chqapi.guard import _refusals_logged
     from keys.services import _touched
 
     per_process = (process_cache, _touched, _refusals_logged)

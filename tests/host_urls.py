@@ -3,7 +3,7 @@
 from django.http import JsonResponse
 from django.urls import include, path
 
-from keys.api import api_key_required
+from keys.chqapi.guard import api_key_required
 
 
 @api_key_required("export", "inventory")
@@ -13,5 +13,5 @@ def host_inventory(request):
 
 urlpatterns = [
     path("host/inventory", host_inventory),
-    path("chqapi/", include("keys.api_urls")),
+    path("chqapi/", include("keys.chqapi.urls")),
 ]

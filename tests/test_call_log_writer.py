@@ -1,4 +1,4 @@
-"""The batched call-log writer (keys/calllog.py): every logged call stored
+"""The batched call-log writer (keys/chqapi/writer.py): every logged call stored
 exactly once, through a journal that outlives its process."""
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from keys import calllog
+from keys.chqapi import writer as calllog
 from keys.models import ApiCallLog
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the writer thread has its own connection
@@ -96,7 +96,7 @@ def test_a_live_process_journal_is_left_to_it(batched, make_key):
 
 
 def test_database_refusing_a_batch_spools_it(batched, make_key, monkeypatch):
-    from keys import spool
+    from keys.chqapi import spool
 
     key = make_key(allowed_for_all=True, logged_for_all=True)
     call(key.value)

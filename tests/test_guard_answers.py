@@ -11,8 +11,8 @@ from django.db import OperationalError
 from django.test import Client, override_settings
 from django.urls import path
 
-from keys import api
-from keys.api import ApiError, api_key_required
+from keys.chqapi import guard as api
+from keys.chqapi.guard import ApiError, api_key_required
 from keys.models import ApiCallLog
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +83,7 @@ def test_a_limit_of_zero_still_takes_an_empty_body(make_key):
 
 def test_503_exact(logged_key, settings):
     settings.KEYS_RETRY_AFTER_SECONDS = 7
-    with mock.patch("keys.api.decide", side_effect=OperationalError("down")):
+    with mock.patch("keys.chqapi.guard.decide", side_effect=OperationalError("down")):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 503
     assert response.json() == {
@@ -179,7 +179,7 @@ def test_stored_answer_is_the_answer(logged_key):
 def test_failed_bookkeeping_is_reported_with_the_document_id(logged_key, caplog):
     with (
         caplog.at_level(logging.ERROR, logger="keys.security"),
-        mock.patch("keys.api.services.api_key_touch", side_effect=RuntimeError("bug")),
+        mock.patch("keys.chqapi.guard.services.api_key_touch", side_effect=RuntimeError("bug")),
     ):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 200

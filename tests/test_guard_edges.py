@@ -9,8 +9,8 @@ from unittest import mock
 import pytest
 from django.test import Client, override_settings
 
-from keys import api
 from keys.access import Reason, authenticate, parse_key
+from keys.chqapi import guard as api
 from keys.models import ApiCallLog
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The guard's own flow (keys.api.guarded_call and authenticated_call), called directly:
+"""The guard's own flow (keys.chqapi.guard.guarded_call and authenticated_call), called directly:
 what reaches the view, what is answered when the view fails, and what is logged."""
 
 import json
@@ -9,7 +9,7 @@ from django.db import DatabaseError
 from django.http import JsonResponse
 from django.test import RequestFactory
 
-from keys.api import ApiError, authenticated_call, guarded_call
+from keys.chqapi.guard import ApiError, authenticated_call, guarded_call
 
 factory = RequestFactory()
 
@@ -148,7 +148,8 @@ def redis_like(settings, monkeypatch):
     """Marker and throttle counts in the shared cache, as when Redis is configured."""
     from django.core.cache import cache
 
-    from keys import api, freshness, shared
+    from keys import freshness, shared
+    from keys.chqapi import guard as api
 
     settings.KEYS_CHANGE_MARKER = "cache"
     settings.KEYS_SHARED_COUNTERS = "cache"
@@ -210,7 +211,8 @@ def block(settings, request) -> None:
     """Block the request's client as too many refusals would."""
     import time
 
-    from keys import api, shared
+    from keys import shared
+    from keys.chqapi import guard as api
 
     subject = api._block_key(api.throttle_subject(api.client_address(request)))
     shared.set_until(subject, time.time() + 60, time.time() + 60)

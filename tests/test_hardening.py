@@ -17,7 +17,8 @@ from django.db import OperationalError, connection
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from keys import api, spool
+from keys.chqapi import guard as api
+from keys.chqapi import spool
 from keys.models import ApiCallLog, ApiKey, ApiType, KeyAudit
 from keys.services import api_call_record
 from tests.conftest import make_user
@@ -88,7 +89,7 @@ def test_every_stored_text_is_cut_and_cleaned(logged_key):
 
 @pytest.mark.django_db(transaction=True)  # foreign keys are checked at commit, as in production
 def test_key_removed_while_its_call_runs_keeps_the_row(migrated_data, logged_key, monkeypatch):
-    from keys import handlers
+    from keys.chqapi import handlers
 
     original = handlers.api_document_export
 
@@ -262,17 +263,17 @@ def test_every_chqapi_answer_is_json(logged_key, method, path, status):
 
 
 def test_database_unreachable_is_503_json_with_retry_after(logged_key):
-    with mock.patch("keys.api.decide", side_effect=OperationalError("connection refused")):
+    with mock.patch("keys.chqapi.guard.decide", side_effect=OperationalError("connection refused")):
         response = post("/chqapi/export/inventory", logged_key.value)
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert "database" in response.json()["ErrorMessage"]
-    with mock.patch("keys.api.authenticate", side_effect=OperationalError("connection refused")):
+    with mock.patch("keys.chqapi.guard.authenticate", side_effect=OperationalError("connection refused")):
         assert post("/chqapi/status", logged_key.value).status_code == 503
 
 
 def test_exception_outside_the_guard_is_json_500(logged_key):
-    with mock.patch("keys.api.too_large", side_effect=RuntimeError("bug")):
+    with mock.patch("keys.chqapi.guard.too_large", side_effect=RuntimeError("bug")):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 500
     assert response.json()["ErrorMessage"].startswith("The server failed")

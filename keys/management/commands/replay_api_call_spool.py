@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from keys import calllog, spool
+from keys.chqapi import spool, writer
 
 
 class Command(BaseCommand):
@@ -11,7 +11,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        recovered = calllog.recover()
+        recovered = writer.recover()
         if recovered:
             self.stdout.write(f"{recovered} call(s) stored from journals of stopped processes.")
         stored, waiting = spool.replay()

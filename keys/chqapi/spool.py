@@ -62,7 +62,7 @@ def pending() -> int:
 
 def replay() -> tuple[int, int]:
     """Store every spooled row; returns (stored, still waiting)."""
-    from .calllog import store_one  # calllog imports this module
+    from .writer import store_one  # writer imports this module
 
     global _pending_here
     folder = directory()

@@ -10,9 +10,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
-from .api import ApiCall, ApiError, register
-from .models import ApiCallLog
-from .text import printable, storable
+from ..models import ApiCallLog
+from ..text import printable, storable
+from .guard import ApiCall, ApiError, register
 
 MAX_TOP = 1000
 DEFAULT_TOP = 100

@@ -26,10 +26,10 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import freshness, services, shared, usage
-from .access import Decision, Reason, authenticate, decide
-from .clients import client_address
-from .text import printable
+from .. import freshness, services, shared, usage
+from ..access import Decision, Reason, authenticate, decide
+from ..clients import client_address
+from ..text import printable
 
 security_log = logging.getLogger("keys.security")
 error_log = logging.getLogger("keys.api")

@@ -35,8 +35,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ..models import ApiCallLog
 from . import spool
-from .models import ApiCallLog
 
 log = logging.getLogger("keys.security")
 

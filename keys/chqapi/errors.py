@@ -11,8 +11,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .api import error_response, unavailable
-from .text import printable
+from ..text import printable
+from .guard import error_response, unavailable
 
 log = logging.getLogger("keys.api")
 

@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
 from . import handlers
-from .api import ApiCall, ApiError, api_key_authenticated, api_key_required, error_response, handler_for, parse_body
-from .api_errors import post_only
+from .errors import post_only
+from .guard import ApiCall, ApiError, api_key_authenticated, api_key_required, error_response, handler_for, parse_body
 
 
 def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bool = False) -> HttpResponse:
