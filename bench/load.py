@@ -187,7 +187,7 @@ def main() -> None:
         results = load(port, key, start + SECONDS)
         elapsed = time.time() - start
         stored = int(
-            manage(env, "shell", "-c", "from keys.models import ApiCallLog; print(ApiCallLog.objects.count())").split()[
+            manage(env, "shell", "-c", "from keys.models import ApiDocument; print(ApiDocument.objects.count())").split()[
                 -1
             ]
         )

@@ -24,7 +24,7 @@ from django.contrib.auth.models import Group, User  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from keys.models import ApiCallLog, ApiKey, ApiType  # noqa: E402
+from keys.models import ApiDocument, ApiKey, ApiType  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 REPEAT = 15
@@ -33,9 +33,9 @@ REPEAT = 15
 def fill(key: ApiKey, types: list[ApiType], n: int) -> None:
     batch = 20_000
     for start in range(0, n, batch):
-        ApiCallLog.objects.bulk_create(
+        ApiDocument.objects.bulk_create(
             [
-                ApiCallLog(
+                ApiDocument(
                     key=key,
                     key_last4="beef",
                     api_type=types[i % len(types)],
@@ -66,7 +66,7 @@ def median_ms(client: Client, url: str, params: dict) -> float:
 
 def measure(client: Client, key: ApiKey, api_type: ApiType) -> dict[str, float]:
     url = reverse("keys:logs", args=[key.pk])
-    ids = ApiCallLog.objects.filter(key=key).order_by("id").values_list("id", flat=True)
+    ids = ApiDocument.objects.filter(key=key).order_by("id").values_list("id", flat=True)
     middle = ids[ids.count() // 2]
     return {
         "first page": median_ms(client, url, {}),

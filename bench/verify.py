@@ -124,9 +124,9 @@ def main() -> None:
     manage(product_env, "migrate", "--no-input", "-v", "0")
     manage(product_env, "collectstatic", "--no-input", "-v", "0")
     code = """
-from keys.models import ApiCallLog, ApiKey, ApiType
+from keys.models import ApiDocument, ApiKey, ApiType
 from keys.services import GrantSpec, api_key_create
-ApiCallLog.objects.all().delete(); ApiKey.objects.all().delete()
+ApiDocument.objects.all().delete(); ApiKey.objects.all().delete()
 inv_export = ApiType.objects.get(direction="export", api_id="inventory")
 inv_import = ApiType.objects.get(direction="import", api_id="inventory")
 plain = api_key_create(description="bench plain", is_active=True, grants=[GrantSpec(inv_export.pk)])
@@ -182,7 +182,7 @@ print(plain.value, logged.value)
 
 
 def count_stored(env: dict) -> int:
-    code = "from keys.models import ApiCallLog; print(ApiCallLog.objects.count())"
+    code = "from keys.models import ApiDocument; print(ApiDocument.objects.count())"
     return int(manage(env, "shell", "-c", code).split()[-1])
 
 

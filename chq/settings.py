@@ -76,6 +76,9 @@ INSTALLED_APPS = [
     "template_partials",
     "django_tables2",
     "axes",
+    "django_tasks",
+    "django_tasks_db",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally at /integration/api/index
     "keys",
 ]
 
@@ -198,6 +201,13 @@ KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
 KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
 # Modules that register /chqapi/ handlers (keys.chqapi.guard.register), imported at start-up.
 KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
+# Asynchronous API documents run in a task worker (`manage.py db_worker`) through
+# Django's tasks API (the django-tasks backport). The database backend is the
+# default; TASKS_BACKEND names another (such as django_tasks_rq.RQBackend).
+TASKS = {"default": {"BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")}}
+# A document whose work started this many seconds ago and has not finished (its
+# worker was killed, say) is reported as Error, never InProcess for ever.
+KEYS_ASYNC_TIMEOUT_SECONDS = env.int("KEYS_ASYNC_TIMEOUT_SECONDS", default=600)
 # API request bodies over this size are refused with 413 before any other work.
 KEYS_MAX_BODY_BYTES = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = KEYS_MAX_BODY_BYTES

@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from . import services
 from .audit import Actor
-from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit, KeyUsage
+from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit, KeyUsage
 from .permissions import ACCESS, can_change
 from .selectors import key_search
 
@@ -273,8 +273,8 @@ class EvidenceMixin(IntegrationRightsMixin):
         return f"…{obj.key_last4} {obj.key_description}".strip()
 
 
-@admin.register(ApiCallLog)
-class ApiCallLogAdmin(EvidenceMixin, admin.ModelAdmin):
+@admin.register(ApiDocument)
+class ApiDocumentAdmin(EvidenceMixin, admin.ModelAdmin):
     """Read-only: logs are evidence. Old ones go with `manage.py purge_api_logs`."""
 
     list_display = ("created_at", "api_type_name", "key_summary", "status_code", "duration_ms", "client_address")

@@ -13,7 +13,7 @@ from django import forms
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from .models import ApiCallLog, ApiKey, ApiType
+from .models import ApiDocument, ApiKey, ApiType
 from .services import KEY_FIELDS, GrantSpec
 
 
@@ -198,7 +198,7 @@ class LogFilterForm(forms.Form):
     def __init__(self, *args, key: ApiKey, **kwargs):
         super().__init__(*args, **kwargs)
         # Only the types this key has stored calls of: one index probe per type, however many logs there are.
-        called = ApiCallLog.objects.filter(key=key, api_type=OuterRef("pk"))
+        called = ApiDocument.objects.filter(key=key, api_type=OuterRef("pk"))
         self.fields["api_type"].queryset = ApiType.objects.filter(Exists(called)).order_by("name")
 
     def clean(self):

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models
+from django.utils import timezone
 
 from . import sealing
 
@@ -234,41 +235,73 @@ class ApiKeyGrant(models.Model):
             raise ValidationError({"logging_until": "A logging expiration date needs logged."})
 
 
-class ApiCallLog(models.Model):
-    """One stored API call, written while logging is on for the key and type.
+class ApiDocument(models.Model):
+    """One API document: a call a key was allowed to make, CHQ's unit of work.
 
-    Snapshots of the key (last four characters, description) and of the API
-    type keep a log readable after the key or type is gone. Never deleted
-    automatically.
+    Written for every asynchronous call (its work runs later, in a task worker,
+    and the caller polls /chqapi/status for it) and for every synchronous call
+    while logging is on for the key and type. Snapshots of the key (last four
+    characters, description) and of the API type keep a document readable
+    after the key or type is gone. Never deleted automatically.
     """
 
-    # CHQ's ApiDocumentId: a GUID the caller gets back and can ask /chqapi/status about.
+    class Status(models.IntegerChoices):
+        # CHQ's codes: its API Document Export examples show 2 for an asynchronous
+        # document still running and 3 for a successful one; the others follow the
+        # order of its status enum (keys/chqapi/wire.py writes them as names).
+        IN_QUEUE = 0, "InQueue"
+        VALIDATION = 1, "Validation"
+        IN_PROCESS = 2, "InProcess"
+        SUCCESSFUL = 3, "Successful"
+        ERROR = 4, "Error"
+
+    # CHQ's ApiDocumentId: the caller's own GUID when it sent one, else one made here.
     document_id = models.UUIDField("API document id", default=uuid.uuid4, unique=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    modified_at = models.DateTimeField(default=timezone.now)
     key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
     key_last4 = models.CharField("key (last 4)", max_length=4)
     key_description = models.CharField(max_length=255, blank=True)
     api_type = models.ForeignKey(ApiType, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
     api_type_name = models.CharField("API type", max_length=150)
+    # CHQ's ApiType / ApiRequestType: "<api-id>-<direction>", such as "location-export".
+    request_type = models.CharField("API request type", max_length=160, blank=True, db_index=True)
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
     source = models.CharField(max_length=200, blank=True)
+    is_async = models.BooleanField("asynchronous", default=False)
+    status = models.PositiveSmallIntegerField(choices=Status, default=Status.SUCCESSFUL)
+    # The HTTP status of the answer that carried the document's result.
     status_code = models.PositiveSmallIntegerField()
     duration_ms = models.FloatField("duration (ms)")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    total_records = models.IntegerField(null=True, blank=True)
+    records_count = models.IntegerField(null=True, blank=True)
+    accepted_records = models.IntegerField(null=True, blank=True)
+    error_records = models.IntegerField(null=True, blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    lines = models.JSONField("document lines", default=list, blank=True)
     client_address = models.GenericIPAddressField(null=True, blank=True)
+    # The key's "logged" flag for the type when the call came: whether the request and
+    # response content are kept after the result has been delivered to the caller.
+    keep_content = models.BooleanField(default=True)
     request_body = models.TextField(blank=True)
     response_body = models.TextField(blank=True)
     truncated = models.BooleanField(default=False, help_text="A body was longer than KEYS_LOG_BODY_LIMIT and was cut.")
 
     class Meta:
         ordering = ["-id"]
-        verbose_name = "API call log"
+        verbose_name = "API document"
         indexes = [
             # The log viewer pages newest-first per key (keyset on id), with or without a type filter.
             models.Index(fields=["key", "-id"], name="keys_log_key_id_idx"),
             models.Index(fields=["key", "api_type", "-id"], name="keys_log_key_type_id_idx"),
             # A status filter (say, the rare 500s) must not scan a million rows to fill a page.
             models.Index(fields=["key", "status_code", "-id"], name="keys_log_key_status_id_idx"),
+            # Finding documents whose worker stopped (keys/chqapi/documents.py).
+            models.Index(fields=["status", "started_at"], name="keys_doc_status_started_idx"),
         ]
 
     def __str__(self) -> str:
@@ -277,6 +310,10 @@ class ApiCallLog(models.Model):
     @property
     def succeeded(self) -> bool:
         return 200 <= self.status_code < 300
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.SUCCESSFUL, self.Status.ERROR)
 
 
 class KeyAudit(models.Model):

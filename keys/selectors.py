@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import sealing
-from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyUsage
+from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyUsage
 
 
 def api_key_list(search: str = "") -> QuerySet[ApiKey]:
@@ -71,10 +71,10 @@ def api_key_grants(key: ApiKey) -> QuerySet[ApiKeyGrant]:
     return key.grants.select_related("api_type").order_by("api_type__name")
 
 
-def api_call_logs(*, key: ApiKey, filters: dict) -> QuerySet[ApiCallLog]:
+def api_call_logs(*, key: ApiKey, filters: dict) -> QuerySet[ApiDocument]:
     """A key's stored calls, newest first, filtered by the log viewer's form.
     Dates are whole days in the site's time zone."""
-    logs = ApiCallLog.objects.filter(key=key)
+    logs = ApiDocument.objects.filter(key=key)
     if filters.get("api_type"):
         logs = logs.filter(api_type=filters["api_type"])
     if filters.get("date_from"):
@@ -90,7 +90,7 @@ def start_of_day(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def log_page(logs: QuerySet[ApiCallLog], *, before: int | None, after: int | None, size: int):
+def log_page(logs: QuerySet[ApiDocument], *, before: int | None, after: int | None, size: int):
     """Keyset paging on id: constant work per page however many rows there are.
     Returns (rows, newer_exists, older_exists)."""
     if after is not None:
@@ -125,7 +125,7 @@ def csv_cell(value: object) -> object:
 CSV_HEADER = ["ApiDocumentId", "when", "API type", "method", "path", "source", "status", "duration ms", "client"]
 
 
-def api_call_logs_csv(logs: QuerySet[ApiCallLog]) -> Iterator[str]:
+def api_call_logs_csv(logs: QuerySet[ApiDocument]) -> Iterator[str]:
     """The logs as CSV lines, read in chunks, so a million rows never sit in memory at once."""
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_HEADER)

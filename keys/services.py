@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import audit, sealing, shared
 from .audit import Actor
 from .chqapi import writer
-from .models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
+from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
 from .text import storable
 
@@ -439,7 +439,7 @@ def integration_groups_ensure(*, group_model=None, permission_model=None) -> Non
 
 
 def _field_limit(name: str) -> int | None:
-    return ApiCallLog._meta.get_field(name).max_length
+    return ApiDocument._meta.get_field(name).max_length
 
 
 def _text(value: bytes | str, limit: int | None = None) -> str:
@@ -464,6 +464,10 @@ def api_call_record(
     client_address: str | None,
     request_body: bytes,
     response_body: bytes,
+    request_type: str = "",
+    total_records: int | None = None,
+    records_count: int | None = None,
+    error_message: str = "",
 ) -> None:
     """Store one logged call: the only database write a verified call makes.
 
@@ -472,9 +476,19 @@ def api_call_record(
     """
     limit = settings.KEYS_LOG_BODY_LIMIT
     request_text, response_text = _text(request_body), _text(response_body)
+    now = timezone.now()
+    begun = (now - timedelta(milliseconds=duration_ms)).isoformat()
     row = {
         "document_id": str(document_id),
-        "created_at": timezone.now().isoformat(),
+        "created_at": now.isoformat(),
+        "modified_at": now.isoformat(),
+        "started_at": begun,
+        "ended_at": now.isoformat(),
+        "request_type": _text(request_type, _field_limit("request_type")),
+        "status": ApiDocument.Status.SUCCESSFUL if 200 <= status_code < 300 else ApiDocument.Status.ERROR,
+        "total_records": total_records,
+        "records_count": records_count,
+        "error_message": _text(error_message, 2000),
         "key_id": key_id,
         "key_last4": _text(key_last4, 4),
         "key_description": _text(key_description, _field_limit("key_description")),

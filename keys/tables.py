@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from .access import expiry_label, key_problems
-from .models import ApiCallLog, ApiKey
+from .models import ApiDocument, ApiKey
 
 
 def yes_no(value: bool) -> str:
@@ -84,7 +84,7 @@ class ApiKeyTable(tables.Table):
         return yes_no(value)
 
 
-class ApiCallLogTable(tables.Table):
+class ApiDocumentTable(tables.Table):
     """The log viewer's rows; paging is keyset-based in the view, not the table's."""
 
     created_at = tables.DateTimeColumn(verbose_name="when", format="Y-m-d H:i:s", attrs=labelled("when"))
@@ -96,7 +96,7 @@ class ApiCallLogTable(tables.Table):
     open = tables.Column(verbose_name="", empty_values=(), orderable=False, attrs=labelled(""))
 
     class Meta:
-        model = ApiCallLog
+        model = ApiDocument
         fields = ["created_at", "api_type_name", "status_code", "duration_ms", "source", "client_address"]
         orderable = False
         empty_text = "No stored calls match. Calls are stored only while logging is on for the key and API type."
@@ -111,7 +111,7 @@ class ApiCallLogTable(tables.Table):
     def render_duration_ms(self, value: float) -> str:
         return f"{value:.1f}"
 
-    def render_open(self, record: ApiCallLog) -> str:
+    def render_open(self, record: ApiDocument) -> str:
         return format_html(
             '<button type="button" class="link" hx-get="{}{}/" hx-target="#dialog" hx-swap="innerHTML">open</button>',
             self.entry_url,

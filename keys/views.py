@@ -20,9 +20,9 @@ from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
 from .chqapi.guard import refusal_counts
 from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
-from .models import ApiCallLog, ApiKey, KeyAudit
+from .models import ApiDocument, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required
-from .tables import ApiCallLogTable, ApiKeyTable
+from .tables import ApiDocumentTable, ApiKeyTable
 
 PER_PAGE = 25
 SORTABLE = [name for name, column in ApiKeyTable.base_columns.items() if column.orderable is not False]
@@ -242,7 +242,7 @@ def key_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = LogFilterForm(request.GET or None, key=key)
     context = {"key": key, "form": form, "section": "integrations"}
     if form.is_bound and not form.is_valid():
-        context["table"] = ApiCallLogTable([], key_pk=key.pk)
+        context["table"] = ApiDocumentTable([], key_pk=key.pk)
         return render(request, "keys/logs.html", context, status=400)
     filters = form.cleaned_data if form.is_bound else {}
     logs = selectors.api_call_logs(key=key, filters=filters)
@@ -253,7 +253,7 @@ def key_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     for name in ("before", "after"):
         query.pop(name, None)
     context |= {
-        "table": ApiCallLogTable(rows, key_pk=key.pk),
+        "table": ApiDocumentTable(rows, key_pk=key.pk),
         "newer_query": f"{query.urlencode()}&after={rows[0].pk}" if newer and rows else None,
         "older_query": f"{query.urlencode()}&before={rows[-1].pk}" if older and rows else None,
         "first_query": query.urlencode() if newer else None,
@@ -285,6 +285,6 @@ def _pretty(body: str) -> str:
 @require_GET
 @integration_access_required
 def log_entry(request: HtmxHttpRequest, pk: int, log_pk: int) -> HttpResponse:
-    log = get_object_or_404(ApiCallLog, key_id=pk, pk=log_pk)
+    log = get_object_or_404(ApiDocument, key_id=pk, pk=log_pk)
     context = {"log": log, "request_body": _pretty(log.request_body), "response_body": _pretty(log.response_body)}
     return render(request, "keys/dialogs.html#log-entry", context)

@@ -4,7 +4,7 @@ the dialog's rules, actions, and read-only call logs."""
 import pytest
 from django.urls import reverse
 
-from keys.models import ApiCallLog, ApiKey
+from keys.models import ApiDocument, ApiKey
 from keys.services import GrantSpec
 from tests.conftest import make_user
 
@@ -23,7 +23,7 @@ def staff(db):
 @pytest.fixture
 def log(make_key):
     key = make_key()
-    return ApiCallLog.objects.create(
+    return ApiDocument.objects.create(
         key=key,
         key_last4="abcd",
         api_type_name="Inventory Export",
@@ -40,10 +40,10 @@ URLS = [
     ("admin:keys_apikey_changelist", None),
     ("admin:keys_apikey_add", None),
     ("admin:keys_apitype_changelist", None),
-    ("admin:keys_apicalllog_changelist", None),
+    ("admin:keys_apidocument_changelist", None),
     ("admin:keys_apikey_change", "key"),
-    ("admin:keys_apicalllog_change", "log"),
-    ("admin:keys_apicalllog_add", None),
+    ("admin:keys_apidocument_change", "log"),
+    ("admin:keys_apidocument_add", None),
     ("admin:keys_keyusage_changelist", None),
     ("admin:keys_keyusage_add", None),
 ]
@@ -55,10 +55,10 @@ EXPECTED = {
         "admin:keys_apikey_changelist": 200,
         "admin:keys_apikey_add": 403,
         "admin:keys_apitype_changelist": 200,
-        "admin:keys_apicalllog_changelist": 200,
+        "admin:keys_apidocument_changelist": 200,
         "admin:keys_apikey_change": 200,
-        "admin:keys_apicalllog_change": 200,
-        "admin:keys_apicalllog_add": 403,
+        "admin:keys_apidocument_change": 200,
+        "admin:keys_apidocument_add": 403,
         "admin:keys_keyusage_changelist": 200,
         "admin:keys_keyusage_add": 403,
     },
@@ -66,10 +66,10 @@ EXPECTED = {
         "admin:keys_apikey_changelist": 200,
         "admin:keys_apikey_add": 200,
         "admin:keys_apitype_changelist": 200,
-        "admin:keys_apicalllog_changelist": 200,
+        "admin:keys_apidocument_changelist": 200,
         "admin:keys_apikey_change": 200,
-        "admin:keys_apicalllog_change": 200,
-        "admin:keys_apicalllog_add": 403,
+        "admin:keys_apidocument_change": 200,
+        "admin:keys_apidocument_add": 403,
         "admin:keys_keyusage_changelist": 200,
         "admin:keys_keyusage_add": 403,
     },
@@ -189,17 +189,17 @@ def test_viewer_cannot_run_actions(client, staff, make_key):
 
 def test_call_logs_are_read_only_and_readable(client, staff, log):
     client.force_login(staff("admin"))
-    html = client.get(reverse("admin:keys_apicalllog_change", args=[log.pk])).content.decode()
+    html = client.get(reverse("admin:keys_apidocument_change", args=[log.pk])).content.decode()
     assert "&quot;Source&quot;: &quot;ERP&quot;" in html
     assert 'name="status_code"' not in html
-    response = client.post(reverse("admin:keys_apicalllog_delete", args=[log.pk]), {"post": "yes"})
+    response = client.post(reverse("admin:keys_apidocument_delete", args=[log.pk]), {"post": "yes"})
     assert response.status_code == 403
-    assert ApiCallLog.objects.filter(pk=log.pk).exists()
+    assert ApiDocument.objects.filter(pk=log.pk).exists()
 
 
 def test_log_changelist_filters_and_date_hierarchy(client, staff, log):
     client.force_login(staff("viewer"))
-    response = client.get(reverse("admin:keys_apicalllog_changelist"), {"status_code": "200"})
+    response = client.get(reverse("admin:keys_apidocument_changelist"), {"status_code": "200"})
     assert response.status_code == 200
     assert "…abcd" in response.content.decode()
 

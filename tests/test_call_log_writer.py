@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from keys.chqapi import writer as calllog
-from keys.models import ApiCallLog
+from keys.models import ApiDocument
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the writer thread has its own connection
 
@@ -37,10 +37,10 @@ def test_rows_wait_in_the_journal_then_are_stored_once(batched, make_key):
     ids = {call(key.value)["ApiDocumentId"] for _ in range(25)}
     assert journal_lines() == 25
     calllog.flush()
-    assert {str(d) for d in ApiCallLog.objects.values_list("document_id", flat=True)} == ids
+    assert {str(d) for d in ApiDocument.objects.values_list("document_id", flat=True)} == ids
     assert journal_lines() == 0
     calllog.flush()  # nothing queued: nothing written twice
-    assert ApiCallLog.objects.count() == 25
+    assert ApiDocument.objects.count() == 25
 
 
 def test_a_batch_with_a_removed_key_keeps_every_row(batched, make_key):
@@ -52,7 +52,7 @@ def test_a_batch_with_a_removed_key_keeps_every_row(batched, make_key):
     call(kept.value, "B")
     gone.delete()
     calllog.flush()
-    rows = dict(ApiCallLog.objects.values_list("source", "key_id"))
+    rows = dict(ApiDocument.objects.values_list("source", "key_id"))
     assert rows == {"A": None, "B": kept.pk}
 
 
@@ -81,8 +81,8 @@ def test_journal_of_a_process_that_died_is_stored_exactly_once(settings, migrate
     # Written by a process that is gone (no lock held); the same row twice, and a line cut short.
     Path(folder / "99999.1.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n" + '{"document_id": "cut')
     assert calllog.recover() == 2
-    assert ApiCallLog.objects.count() == 1
-    stored = ApiCallLog.objects.get()
+    assert ApiDocument.objects.count() == 1
+    stored = ApiDocument.objects.get()
     assert (stored.source, stored.created_at.isoformat()) == ("crash", "2026-11-01T10:00:00+00:00")
     assert not list(folder.glob("*.jsonl"))
 
@@ -112,7 +112,7 @@ def test_database_refusing_a_batch_spools_it(batched, make_key, monkeypatch):
     assert spool.pending() == 1
     assert journal_lines() == 0
     assert spool.replay() == (1, 0)
-    assert ApiCallLog.objects.count() == 1
+    assert ApiDocument.objects.count() == 1
 
 
 def test_writer_is_made_again_after_a_fork(batched, make_key):

@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 from django.core.management import CommandError, call_command
 
-from keys.models import ApiCallLog, ApiKey, ApiKeyGrant
+from keys.models import ApiDocument, ApiKey, ApiKeyGrant
 from keys.services import GrantSpec
 
 pytestmark = pytest.mark.django_db
@@ -191,12 +191,12 @@ def test_update_conflicting_flags_are_refused_by_the_parser(make_key):
 
 def test_remove_with_yes_keeps_logs(make_key):
     key = make_key()
-    ApiCallLog.objects.create(
+    ApiDocument.objects.create(
         key=key, key_last4="abcd", api_type_name="x", method="POST", path="/", status_code=200, duration_ms=1
     )
     assert "Removed API key" in run("remove_api_key", str(key.value), "--yes")
     assert not ApiKey.objects.exists()
-    assert ApiCallLog.objects.count() == 1
+    assert ApiDocument.objects.count() == 1
 
 
 def test_remove_without_terminal_refuses(make_key):
@@ -251,13 +251,13 @@ def test_check_unknown_key_and_bad_input():
 
 
 def make_logs(key, n, when):
-    logs = ApiCallLog.objects.bulk_create(
-        ApiCallLog(
+    logs = ApiDocument.objects.bulk_create(
+        ApiDocument(
             key=key, key_last4="abcd", api_type_name="x", method="POST", path="/", status_code=200, duration_ms=1
         )
         for _ in range(n)
     )
-    ApiCallLog.objects.filter(pk__in=[log.pk for log in logs]).update(created_at=when)
+    ApiDocument.objects.filter(pk__in=[log.pk for log in logs]).update(created_at=when)
 
 
 def test_purge_in_batches(make_key):
@@ -267,20 +267,20 @@ def test_purge_in_batches(make_key):
     make_logs(other, 700, old)
     make_logs(key, 300, old + timedelta(days=60))
     assert "3200 stored call(s)" in run("purge_api_logs", "--before", "2026-02-01", "--dry-run")
-    assert ApiCallLog.objects.count() == 3500
+    assert ApiDocument.objects.count() == 3500
     with mock.patch(
-        "keys.management.commands.purge_api_logs.ApiCallLog.objects.filter", wraps=ApiCallLog.objects.filter
+        "keys.management.commands.purge_api_logs.ApiDocument.objects.filter", wraps=ApiDocument.objects.filter
     ) as f:
         out = run("purge_api_logs", "--before", "2026-02-01", "--key", str(key.value))
     assert "Deleted 2500 stored call(s)" in out
     assert f.call_count >= 3  # batches of 1,000: three deletes at least
-    assert ApiCallLog.objects.count() == 1000
+    assert ApiDocument.objects.count() == 1000
     run("purge_api_logs", "--before", "2026-02-01")
-    assert ApiCallLog.objects.count() == 300
+    assert ApiDocument.objects.count() == 300
 
 
 def test_purge_bad_date_deletes_nothing(make_key):
     make_logs(make_key(), 5, datetime(2020, 1, 1, tzinfo=UTC))
     with pytest.raises(CommandError, match="is not a date"):
         run("purge_api_logs", "--before", "last year")
-    assert ApiCallLog.objects.count() == 5
+    assert ApiDocument.objects.count() == 5

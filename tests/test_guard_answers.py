@@ -13,7 +13,7 @@ from django.urls import path
 
 from keys.chqapi import guard as api
 from keys.chqapi.guard import ApiError, api_key_required
-from keys.models import ApiCallLog
+from keys.models import ApiDocument
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_exact_refusals_of_a_body(logged_key, extra, raw, status, message):
     response = post(EXPORT, logged_key.value, raw, **extra)
     assert response.status_code == status
     expected = message or "Send the request body with a Content-Length header (chunked bodies are refused)."
-    assert response.json() == {"ErrorMessage": expected}
+    assert response.json() == {"Message": expected}
 
 
 @override_settings(KEYS_MAX_BODY_BYTES=1000, DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
@@ -60,7 +60,7 @@ def test_413_exact_from_the_header(logged_key):
     response = post(EXPORT, logged_key.value, "x" * 1001)
     assert (response.status_code, response.json()) == (
         413,
-        {"ErrorMessage": "The request body is larger than 1000 bytes."},
+        {"Message": "The request body is larger than 1000 bytes."},
     )
 
 
@@ -70,7 +70,7 @@ def test_413_exact_while_reading(logged_key):
     response = post(EXPORT, logged_key.value, '{"Source": "' + "x" * 50 + '"}')
     assert (response.status_code, response.json()) == (
         413,
-        {"ErrorMessage": "The request body is larger than 1000 bytes."},
+        {"Message": "The request body is larger than 1000 bytes."},
     )
 
 
@@ -87,7 +87,7 @@ def test_503_exact(logged_key, settings):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 503
     assert response.json() == {
-        "ErrorMessage": "The service is unavailable for a moment (its database cannot be reached)."
+        "Message": "The service is unavailable for a moment (its database cannot be reached)."
     }
     assert response["Retry-After"] == "7"
 
@@ -144,17 +144,21 @@ def test_refusal_log_memory_is_bounded(monkeypatch):
 )
 def test_stored_source(logged_key, body, source):
     post(EXPORT, logged_key.value, json.dumps(body))
-    assert ApiCallLog.objects.get().source == source
+    assert ApiDocument.objects.get().source == source
 
 
-def test_a_streamed_answer_is_stored_without_its_body(logged_key, monkeypatch):
+def test_a_streamed_answer_is_stored_with_what_was_sent_once_it_has_gone(logged_key, monkeypatch):
     from django.http import StreamingHttpResponse
 
-    monkeypatch.setitem(api._handlers, ("export", "apidocument"), lambda call: StreamingHttpResponse(iter([b"{}"])))
+    def streamed(call):
+        return StreamingHttpResponse(iter([b'{"a": ', b"1}"]))
+
+    monkeypatch.setitem(api._handlers, ("export", "apidocument"), api.Registration(streamed))
     response = post(EXPORT, logged_key.value)
-    assert b"".join(response.streaming_content) == b"{}"
-    log = ApiCallLog.objects.get()
-    assert (log.status_code, log.response_body) == (200, "")
+    assert not ApiDocument.objects.exists()  # nothing is recorded before the answer has gone
+    assert b"".join(response.streaming_content) == b'{"a": 1}'
+    log = ApiDocument.objects.get()
+    assert (log.status_code, log.response_body, log.truncated) == (200, '{"a": 1}', False)
 
 
 @override_settings(KEYS_MAX_BODY_BYTES=0)
@@ -166,12 +170,12 @@ def test_no_content_length_at_all_is_an_empty_body(make_key):
 
 def test_stored_source_of_a_body_that_is_not_json(logged_key):
     post(EXPORT, logged_key.value, "{broken")
-    assert ApiCallLog.objects.get().source == ""
+    assert ApiDocument.objects.get().source == ""
 
 
 def test_stored_answer_is_the_answer(logged_key):
     response = post(EXPORT, logged_key.value)
-    log = ApiCallLog.objects.get()
+    log = ApiDocument.objects.get()
     assert json.loads(log.response_body) == response.json()
     assert log.status_code == 200
 

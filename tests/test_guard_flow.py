@@ -81,7 +81,7 @@ def test_a_view_that_fails_is_a_json_500_and_logged_with_the_document(logged_key
     with caplog.at_level(logging.ERROR, logger="keys.api"):
         response = call(logged_key.value, failing(RuntimeError("bug")))
     assert response.status_code == 500
-    assert json.loads(response.content) == {"ErrorMessage": "The server failed while carrying out the call."}
+    assert json.loads(response.content) == {"Message": "The server failed while carrying out the call."}
     [record] = [r for r in caplog.records if r.name == "keys.api"]
     assert record.getMessage() == f"API call {response['ApiDocumentId']}: the handler failed"
     assert record.exc_info
@@ -109,7 +109,7 @@ def test_authenticated_call_refuses_an_over_long_body_before_anything_else(make_
 def test_authenticated_call_answers_an_api_error_with_its_status_and_message(make_key):
     response = status(make_key().value, failing(ApiError(409, "Already there.")))
     assert response.status_code == 409
-    assert json.loads(response.content) == {"ErrorMessage": "Already there."}
+    assert json.loads(response.content) == {"Message": "Already there."}
 
 
 def test_authenticated_call_database_failure_is_a_503_logged_with_the_path(make_key, caplog):

@@ -19,7 +19,7 @@ from django.urls import reverse
 
 from keys.chqapi import guard as api
 from keys.chqapi import spool
-from keys.models import ApiCallLog, ApiKey, ApiType, KeyAudit
+from keys.models import ApiDocument, ApiKey, ApiType, KeyAudit
 from keys.services import api_call_record
 from tests.conftest import make_user
 
@@ -59,7 +59,7 @@ def refuse_writes_to(table: str, error=OperationalError):
 def test_lone_surrogate_in_source_is_stored_not_a_500(logged_key):
     response = post(EXPORT, logged_key.value, raw='{"Source": "\\ud800 erp"}')
     assert response.status_code == 200
-    log = ApiCallLog.objects.get()
+    log = ApiDocument.objects.get()
     assert log.source == "\ufffd erp"
     assert str(log.document_id) == response["ApiDocumentId"]
 
@@ -81,7 +81,7 @@ def test_every_stored_text_is_cut_and_cleaned(logged_key):
         request_body=b"\xff\x00body",
         response_body=b"{}",
     )
-    log = ApiCallLog.objects.get()
+    log = ApiDocument.objects.get()
     assert (len(log.method), len(log.path), len(log.source), len(log.api_type_name)) == (10, 500, 200, 150)
     assert "\x00" not in log.key_description + log.source + log.request_body
     assert "\ud800" not in log.path
@@ -97,10 +97,10 @@ def test_key_removed_while_its_call_runs_keeps_the_row(migrated_data, logged_key
         ApiKey.objects.filter(pk=call.decision.key_id).delete()
         return original(call)
 
-    monkeypatch.setitem(api._handlers, ("export", "apidocument"), removing_handler)
+    monkeypatch.setitem(api._handlers, ("export", "apidocument"), api.Registration(removing_handler))
     response = post(EXPORT, logged_key.value, {"Source": "ERP"})
     assert response.status_code == 200
-    log = ApiCallLog.objects.get()
+    log = ApiDocument.objects.get()
     assert (log.key_id, log.key_last4, log.key_description, log.source) == (
         None,
         logged_key.value.hex[-4:],
@@ -110,25 +110,25 @@ def test_key_removed_while_its_call_runs_keeps_the_row(migrated_data, logged_key
 
 
 def test_database_refusing_the_log_row_keeps_the_answer_and_the_row(logged_key, caplog):
-    with caplog.at_level(logging.ERROR, logger="keys.security"), refuse_writes_to("keys_apicalllog"):
+    with caplog.at_level(logging.ERROR, logger="keys.security"), refuse_writes_to("keys_apidocument"):
         response = post(EXPORT, logged_key.value, {"Source": "ERP"})
     assert response.status_code == 200  # the answer the handler gave
-    assert not ApiCallLog.objects.exists()
+    assert not ApiDocument.objects.exists()
     assert spool.pending() == 1
     assert "kept in the spool" in caplog.text
     assert str(logged_key.value) not in caplog.text
     out = io.StringIO()
     call_command("replay_api_call_spool", stdout=out)
     assert "1 spooled call(s) stored" in out.getvalue()
-    log = ApiCallLog.objects.get()
+    log = ApiDocument.objects.get()
     assert (str(log.document_id), log.source, log.status_code) == (response["ApiDocumentId"], "ERP", 200)
     # Idempotent: a second replay stores nothing twice.
     call_command("replay_api_call_spool", stdout=io.StringIO())
-    assert ApiCallLog.objects.count() == 1
+    assert ApiDocument.objects.count() == 1
 
 
 def test_replay_that_still_fails_keeps_the_rows_and_says_so(logged_key):
-    with refuse_writes_to("keys_apicalllog"):
+    with refuse_writes_to("keys_apidocument"):
         post(EXPORT, logged_key.value)
         from django.core.management.base import CommandError
 
@@ -139,11 +139,11 @@ def test_replay_that_still_fails_keeps_the_rows_and_says_so(logged_key):
 
 def test_the_process_that_spooled_replays_on_its_next_write(logged_key, monkeypatch):
     monkeypatch.setattr(spool, "REPLAY_INTERVAL", 0)
-    with refuse_writes_to("keys_apicalllog"):
+    with refuse_writes_to("keys_apidocument"):
         post(EXPORT, logged_key.value)
     post(EXPORT, logged_key.value)
     assert spool.pending() == 0
-    assert ApiCallLog.objects.count() == 2
+    assert ApiDocument.objects.count() == 2
 
 
 def test_last_used_failure_does_not_change_the_answer(logged_key):
@@ -154,18 +154,18 @@ def test_last_used_failure_does_not_change_the_answer(logged_key):
     with mock.patch("keys.services.ApiKey.objects.filter", side_effect=OperationalError("locked")):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 200
-    assert ApiCallLog.objects.count() == 2
+    assert ApiDocument.objects.count() == 2
 
 
 def test_handler_that_raises_is_json_500_and_stored_as_500(logged_key, monkeypatch):
     def broken(call):
         raise RuntimeError("bug")
 
-    monkeypatch.setitem(api._handlers, ("export", "apidocument"), broken)
+    monkeypatch.setitem(api._handlers, ("export", "apidocument"), api.Registration(broken))
     response = post(EXPORT, logged_key.value)
     assert response.status_code == 500
-    assert response.json() == {"ErrorMessage": "The server failed while carrying out the call."}
-    assert ApiCallLog.objects.get().status_code == 500
+    assert response.json() == {"Message": "The server failed while carrying out the call."}
+    assert ApiDocument.objects.get().status_code == 500
 
 
 # --- 2. chunked bodies ----------------------------------------------------------------
@@ -174,8 +174,8 @@ def test_handler_that_raises_is_json_500_and_stored_as_500(logged_key, monkeypat
 def test_chunked_body_without_length_is_411_in_the_test_client(logged_key):
     response = post(EXPORT, logged_key.value, HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH="")
     assert response.status_code == 411
-    assert "Content-Length" in response.json()["ErrorMessage"]
-    assert not ApiCallLog.objects.exists()
+    assert "Content-Length" in response.json()["Message"]
+    assert not ApiDocument.objects.exists()
 
 
 @pytest.mark.parametrize(("length", "status"), [("abc", 400), ("-5", 400), ("1000", 200), ("1001", 413)])
@@ -229,8 +229,8 @@ HOSTILE_BODIES = [
 def test_hostile_bodies_with_a_valid_key_are_400_json(logged_key, body):
     response = post(EXPORT, logged_key.value, raw=body)
     assert response.status_code == 400, response.content[:200]
-    assert "ErrorMessage" in response.json()
-    assert ApiCallLog.objects.get().status_code == 400
+    assert "Message" in response.json()
+    assert ApiDocument.objects.get().status_code == 400
 
 
 @pytest.mark.parametrize("value", ["a\x00b", "\ud800", "x\x00\udfff"])
@@ -241,7 +241,7 @@ def test_nul_and_surrogates_in_filter_values_match_what_was_stored(logged_key, f
     response = post(EXPORT, logged_key.value, raw=json.dumps(body))
     assert response.status_code == 200
     if field == "Source":
-        assert response.json()["Total"] == 1
+        assert response.json()["ApiDocument"]["TotalRecords"] == 1
 
 
 @pytest.mark.parametrize(
@@ -257,7 +257,7 @@ def test_every_chqapi_answer_is_json(logged_key, method, path, status):
     response = getattr(Client(), method)(path, HTTP_APIKEY=str(logged_key.value))
     assert response.status_code == status
     assert response["Content-Type"] == "application/json"
-    assert response.json()["ErrorMessage"]
+    assert response.json()["Message"]
     if status == 405:
         assert response["Allow"] == "POST"
 
@@ -267,7 +267,7 @@ def test_database_unreachable_is_503_json_with_retry_after(logged_key):
         response = post("/chqapi/export/inventory", logged_key.value)
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
-    assert "database" in response.json()["ErrorMessage"]
+    assert "database" in response.json()["Message"]
     with mock.patch("keys.chqapi.guard.authenticate", side_effect=OperationalError("connection refused")):
         assert post("/chqapi/status", logged_key.value).status_code == 503
 
@@ -276,7 +276,7 @@ def test_exception_outside_the_guard_is_json_500(logged_key):
     with mock.patch("keys.chqapi.guard.too_large", side_effect=RuntimeError("bug")):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 500
-    assert response.json()["ErrorMessage"].startswith("The server failed")
+    assert response.json()["Message"].startswith("The server failed")
 
 
 # --- 6. query parameters of every page --------------------------------------------------

@@ -49,7 +49,7 @@ def test_expired_call_is_401_with_a_message(both_paths, make_key):
     for path in ("/chqapi/export/inventory", "/chqapi/status"):
         response = api.post(path, {}, content_type="application/json", HTTP_APIKEY=str(key.value))
         assert response.status_code == 401
-        assert response.json() == {"ErrorMessage": "The API key has expired."}
+        assert response.json() == {"Message": "The API key has expired."}
     # Not expired yet: the same key is served.
     ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() + timedelta(hours=1))
     response = api.post("/chqapi/export/inventory", {}, content_type="application/json", HTTP_APIKEY=str(key.value))

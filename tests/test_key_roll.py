@@ -17,7 +17,7 @@ from django.utils import timezone
 from keys import sealing, services
 from keys.access import Reason, authenticate, decide
 from keys.audit import Actor
-from keys.models import ApiCallLog, ApiKey, KeyAudit
+from keys.models import ApiDocument, ApiKey, KeyAudit
 from keys.services import GrantSpec
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_roll_keeps_id_grants_logs_and_history(make_key, inventory_export):
     key.refresh_from_db()
     assert key.description == "kept"
     assert list(key.grants.values_list("api_type_id", "logged")) == [(inventory_export.pk, True)]
-    assert ApiCallLog.objects.filter(key=key).count() == 1
+    assert ApiDocument.objects.filter(key=key).count() == 1
     assert [e.action for e in key.audit.order_by("id")] == ["created", "rolled"]
 
 

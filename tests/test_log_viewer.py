@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
-from keys.models import ApiCallLog
+from keys.models import ApiDocument
 
 pytestmark = pytest.mark.django_db
 
 
 def make_logs(key, api_type, n, *, start=datetime(2026, 3, 1, 12, 0, tzinfo=UTC), status=200):
-    logs = ApiCallLog.objects.bulk_create(
-        ApiCallLog(
+    logs = ApiDocument.objects.bulk_create(
+        ApiDocument(
             key=key,
             key_last4=key.value.hex[-4:],
             api_type=api_type,
@@ -32,7 +32,7 @@ def make_logs(key, api_type, n, *, start=datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     )
     for i, log in enumerate(logs):  # auto_now_add ignores given values; set the times afterwards
         log.created_at = start + timedelta(hours=i)
-    ApiCallLog.objects.bulk_update(logs, ["created_at"])
+    ApiDocument.objects.bulk_update(logs, ["created_at"])
     return logs
 
 

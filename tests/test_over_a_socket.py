@@ -38,7 +38,7 @@ def test_chunked_body_is_refused_with_411_never_read_as_empty(server):
     answer = json.loads(response.read())
     assert response.getheader("Content-Length") == str(len(json.dumps(answer)))
     assert response.status == 411, answer
-    assert "Content-Length" in answer["ErrorMessage"]
+    assert "Content-Length" in answer["Message"]
     # The same body with its length is served.
     status, _, _ = server.post(
         "/chqapi/export/apidocument", body, {"ApiKey": value, "Content-Type": "application/json"}
@@ -105,7 +105,7 @@ def test_logged_calls_survive_killed_workers_and_are_stored_once(tmp_path):
         ids = {headers["ApiDocumentId"] for _, _, headers in answers}
     finally:
         crashing.crash()
-    count = "from keys.models import ApiCallLog; print(ApiCallLog.objects.count())"
+    count = "from keys.models import ApiDocument; print(ApiDocument.objects.count())"
     assert crashing.manage("shell", "-v", "0", "-c", count) == "0"
     assert "30 call(s) stored from journals" in crashing.manage("replay_api_call_spool")
     stored = crashing.manage(
@@ -113,7 +113,7 @@ def test_logged_calls_survive_killed_workers_and_are_stored_once(tmp_path):
         "-v",
         "0",
         "-c",
-        "from keys.models import ApiCallLog; print(*ApiCallLog.objects.values_list('document_id', flat=True))",
+        "from keys.models import ApiDocument; print(*ApiDocument.objects.values_list('document_id', flat=True))",
     )
     assert {str(uuid.UUID(d)) for d in stored.split()} == ids
     assert "0 call(s) stored from journals" not in crashing.manage("replay_api_call_spool")  # nothing left to store

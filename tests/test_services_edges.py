@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from keys import sealing, services
 from keys.audit import Actor
-from keys.models import ApiCallLog, ApiKey, ApiKeyGrant, ApiType, KeyAudit
+from keys.models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from keys.services import GrantSpec
 from tests.conftest import make_user
 
@@ -175,7 +175,7 @@ def record(**overrides):
         "response_body": b"",
     } | overrides
     services.api_call_record(**fields)
-    return ApiCallLog.objects.get(document_id=fields["document_id"])
+    return ApiDocument.objects.get(document_id=fields["document_id"])
 
 
 def test_stored_call_is_dated_when_it_was_answered(monkeypatch):

@@ -38,7 +38,8 @@ def not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
     """Any /chqapi/ path that no route serves."""
     return error_response(
         404,
-        "There is no such API route. Use /chqapi/import/<api-id>, /chqapi/export/<api-id>[/async] or /chqapi/status.",
+        "There is no such API route. Use /chqapi/import/<api-id>, /chqapi/export/<api-id>[/async], "
+        "/chqapi/status or /chqapi/getdata.",
     )
 
 

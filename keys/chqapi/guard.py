@@ -30,6 +30,7 @@ from .. import freshness, services, shared, usage
 from ..access import Decision, Reason, authenticate, decide
 from ..clients import client_address
 from ..text import printable
+from .wire import json_response
 
 security_log = logging.getLogger("keys.security")
 error_log = logging.getLogger("keys.api")
@@ -49,7 +50,7 @@ STATUS = {
 
 
 class ApiError(Exception):
-    """Raise from a handler to answer `{"ErrorMessage": message}` with `status`."""
+    """Raise from a handler to answer `{"Message": message}` with `status`."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -65,11 +66,8 @@ def unavailable() -> HttpResponse:
 
 
 def error_response(status: int, message: str) -> HttpResponse:
-    # json.dumps directly: JsonResponse's DjangoJSONEncoder is slower, and a message is plain text.
-    response = HttpResponse(json.dumps({"ErrorMessage": message}), content_type="application/json", status=status)
-    # A deliberate answer: keys.security records refusals (without the key), and failures are
-    # logged where they happen; django.request need not build a log record for each.
-    response._has_been_logged = True
+    # CHQ's error answer is `{"Message": ...}` (the reference's Response Example 5).
+    response = json_response({"Message": message}, status=status)
     if status == 401:
         response["WWW-Authenticate"] = f'{HEADER} realm="chqapi"'
     return response
@@ -230,7 +228,12 @@ def parse_body(request: HttpRequest) -> dict[str, Any]:
     return request._api_body
 
 
-def _parse(body: bytes) -> dict[str, Any]:
+def parse_json(request: HttpRequest) -> Any:
+    """The JSON body whatever it holds (the status call takes a bare GUID string too)."""
+    return _parse(request.body, object_only=False)
+
+
+def _parse(body: bytes, object_only: bool = True) -> Any:
     if not body.strip():
         return {}
     try:
@@ -243,7 +246,7 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise ApiError(400, "The request body's JSON is nested too deeply.") from None
     except ValueError:  # an integer with more digits than Python converts (int_max_str_digits)
         raise ApiError(400, "The request body holds a number too long to read.") from None
-    if not isinstance(data, dict):
+    if object_only and not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return data
 
@@ -257,20 +260,39 @@ def _source(request: HttpRequest) -> str:
     return source if isinstance(source, str) else json.dumps(source)
 
 
-def _finish(request: HttpRequest, decision: Decision, response: HttpResponse, started: float) -> None:
+def _finish(
+    request: HttpRequest, decision: Decision, response: HttpResponse, started: float, kind: str, sent: bytes | None
+) -> None:
     """Bookkeeping after the answer is made: it can never change the answer."""
     try:
-        _bookkeep(request, decision, response, started)
+        _bookkeep(request, decision, response, started, kind, sent)
     except Exception:  # api_call_record spools what it cannot store; anything else is a bug to report
         security_log.exception("bookkeeping of API call %s failed", request.api_document_id)
 
 
-def _bookkeep(request: HttpRequest, decision: Decision, response: HttpResponse, started: float) -> None:
+def _error_message(response: HttpResponse) -> str:
+    if response.status_code < 400 or response.streaming:
+        return ""
+    try:
+        return str(json.loads(response.content).get("Message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _bookkeep(
+    request: HttpRequest, decision: Decision, response: HttpResponse, started: float, kind: str, sent: bytes | None
+) -> None:
     usage.count(decision.key_id, decision.api_type_id, usage.column_for(response.status_code))
     services.api_key_touch(key_id=decision.key_id, grant_id=decision.grant_id)
-    if not decision.logged:
+    # An asynchronous call's document is written when it is queued (keys/chqapi/documents.py).
+    if not decision.logged or getattr(request, "api_document_stored", False):
         return
+    total, count = getattr(request, "api_document_counts", (None, None))
     services.api_call_record(
+        request_type=kind,
+        total_records=total,
+        records_count=count,
+        error_message=_error_message(response),
         document_id=request.api_document_id,
         key_id=decision.key_id,
         key_last4=request.api_key_last4,
@@ -284,7 +306,7 @@ def _bookkeep(request: HttpRequest, decision: Decision, response: HttpResponse, 
         duration_ms=(time.perf_counter() - started) * 1000,
         client_address=client_address(request),
         request_body=request.body,
-        response_body=b"" if response.streaming else response.content,
+        response_body=response.content if sent is None else sent,
     )
 
 
@@ -334,6 +356,7 @@ def guarded_call(
     request.api_document_id = uuid.uuid4() if decision.logged else None
     request.api_key_last4 = raw_key.strip().strip("{}").replace("-", "")[-4:].lower()
     started = time.perf_counter()
+    kind = f"{type_id}-{direction}"  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
     try:
         response = view(request, *args, **kwargs)
     except ApiError as exc:
@@ -344,10 +367,30 @@ def guarded_call(
     except Exception:
         error_log.exception("API call %s: the handler failed", request.api_document_id)
         response = error_response(500, "The server failed while carrying out the call.")
-    if decision.logged:
+    if request.api_document_id is not None:
         response["ApiDocumentId"] = str(request.api_document_id)
-    _finish(request, decision, response, started)
+    if response.streaming:
+        # Recorded when the last chunk has gone (or the client left), with what was sent.
+        response.streaming_content = _recorded_when_sent(
+            response.streaming_content,
+            settings.KEYS_LOG_BODY_LIMIT + 1 if decision.logged else 0,
+            lambda sent: _finish(request, decision, response, started, kind, sent),
+        )
+    else:
+        _finish(request, decision, response, started, kind, None)
     return response
+
+
+def _recorded_when_sent(chunks, keep: int, record: Callable[[bytes], None]):
+    """Pass a streamed answer through, keeping its first `keep` bytes for the document."""
+    kept = bytearray()
+    try:
+        for chunk in chunks:
+            if len(kept) < keep:
+                kept += chunk[: keep - len(kept)]
+            yield chunk
+    finally:
+        record(bytes(kept))
 
 
 def api_key_authenticated(view: Callable) -> Callable:
@@ -389,34 +432,52 @@ def authenticated_call(request: HttpRequest, view: Callable, args: tuple, kwargs
 
 @dataclass(frozen=True)
 class ApiCall:
-    """What a handler gets: the request, its JSON body and the decision."""
+    """What a handler gets: the JSON body and the decision, and the request when the
+    handler runs inside one (None when an asynchronous document runs in a task worker)."""
 
-    request: HttpRequest
+    request: HttpRequest | None
     direction: str
     api_id: str
     body: dict[str, Any]
     decision: Decision
     is_async: bool = False
+    document_id: uuid.UUID | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Handler = Callable[[ApiCall], HttpResponse | dict]
-_handlers: dict[tuple[str, str], Handler] = {}
+Handler = Callable[[ApiCall], Any]
 
 
-def register(direction: str, api_id: str) -> Callable[[Handler], Handler]:
+@dataclass(frozen=True)
+class Registration:
+    handler: Handler
+    # An import registered as asynchronous always runs in the task worker (CHQ fixes each
+    # import's mode); an export runs asynchronously when called at .../async.
+    asynchronous: bool = False
+
+
+_handlers: dict[tuple[str, str], Registration] = {}
+
+
+def register(direction: str, api_id: str, *, asynchronous: bool = False) -> Callable[[Handler], Handler]:
     """Serve `/chqapi/<direction>/<api_id>` with the decorated function.
 
-    The function takes an ApiCall and returns a dict (sent as JSON, 200) or an
-    HttpResponse; it may raise ApiError for a 4xx answer.
+    The function takes an ApiCall and returns an ExportResult (keys/chqapi/exports.py:
+    answered in CHQ's export envelope), a dict (sent as JSON, 200) or an HttpResponse;
+    it may raise ApiError for a 4xx answer, or InvalidRequest for CHQ's 400.
     """
 
     def decorator(handler: Handler) -> Handler:
-        _handlers[(direction, api_id)] = handler
+        _handlers[(direction, api_id)] = Registration(handler, asynchronous)
         return handler
 
     return decorator
 
 
-def handler_for(direction: str, api_id: str) -> Handler | None:
+def registration_for(direction: str, api_id: str) -> Registration | None:
     return _handlers.get((direction, api_id))
+
+
+def handler_for(direction: str, api_id: str) -> Handler | None:
+    found = _handlers.get((direction, api_id))
+    return found.handler if found else None

@@ -6,6 +6,7 @@ from . import errors, views
 # route comes first so that ".../async" is not read as part of an id.
 urlpatterns = [
     path("status", views.status_call, name="chqapi-status"),
+    path("getdata", views.getdata_call, name="chqapi-getdata"),
     path("export/<path:api_id>/async", views.export_async_call, name="chqapi-export-async"),
     path("export/<path:api_id>", views.export_call, name="chqapi-export"),
     path("import/<path:api_id>", views.import_call, name="chqapi-import"),

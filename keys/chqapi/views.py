@@ -1,30 +1,56 @@
 """The /chqapi/ routes: every call passes the ApiKey guard, then goes to the
-handler registered for its API type, or answers 501 when none is."""
+handler registered for its API type (501 when none is), and is answered in
+CHQ's wire format (keys/chqapi/wire.py)."""
 
+import time
 import uuid
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.utils import timezone
 
-from . import handlers
+from . import documents, export_request
 from .errors import post_only
-from .guard import ApiCall, ApiError, api_key_authenticated, api_key_required, error_response, handler_for, parse_body
+from .export_request import InvalidRequest
+from .exports import ExportResult, respond
+from .guard import (
+    ApiCall,
+    ApiError,
+    api_key_authenticated,
+    api_key_required,
+    error_response,
+    parse_body,
+    parse_json,
+    registration_for,
+)
+from .wire import invalid, json_response, request_type, standard
 
 
 def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bool = False) -> HttpResponse:
-    handler = handler_for(direction, api_id)
-    if handler is None:
+    registration = registration_for(direction, api_id)
+    if registration is None:
         # The key checks passed: say so, so integrators can tell a bad key from a missing handler.
         name = request.api_decision.api_type_name or f"{direction}/{api_id}"
         return error_response(501, f"Your API key may call {name}, but this installation does not serve that API type.")
-    call = ApiCall(request, direction, api_id, parse_body(request), request.api_decision, is_async)
-    result = handler(call)
+    try:
+        body = parse_body(request)
+        given = export_request.document_id(body)
+        if given is not None:
+            documents.ensure_new(given)
+        # Every accepted call is a document with an id the caller gets back, stored or not.
+        request.api_document_id = given or request.api_document_id or uuid.uuid4()
+        call = ApiCall(request, direction, api_id, body, request.api_decision, is_async, request.api_document_id)
+        if is_async or registration.asynchronous:
+            return json_response(standard(documents.start(request, call)))
+        started_at, clock = timezone.now(), time.perf_counter()
+        result = registration.handler(call)
+    except InvalidRequest as exc:
+        return invalid(exc.model_state)
+    if isinstance(result, ExportResult):
+        request.api_document_counts = (result.total, result.records_count)
+        return respond(request.api_document_id, request_type(direction, api_id), result, started_at, clock)
     if isinstance(result, HttpResponseBase):  # streaming answers too
         return result
-    if is_async:
-        # CHQ's async exports answer with the id to poll /chqapi/status with; here the work is already done.
-        document_id = request.api_document_id or uuid.uuid4()
-        result = {"ApiDocumentId": str(document_id), "Status": "Successful", "Data": result}
     return JsonResponse(result)
 
 
@@ -46,11 +72,24 @@ def export_async_call(request: HttpRequest, api_id: str) -> HttpResponse:
     return _dispatch(request, "export", api_id, is_async=True)
 
 
+def _about_a_document(request: HttpRequest, answer) -> HttpResponse:
+    try:
+        return answer(request.api_decision.key_id, documents.requested_id(parse_json(request)))
+    except InvalidRequest as exc:
+        return invalid(exc.model_state)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message)
+
+
 @post_only
 @api_key_authenticated
 def status_call(request: HttpRequest) -> HttpResponse:
-    call = ApiCall(request, "", "status", parse_body(request), request.api_decision)
-    try:
-        return JsonResponse(handlers.status(call))
-    except ApiError as exc:
-        return error_response(exc.status, exc.message)
+    """The standard response for one of the key's documents: InProcess, Error, or its result."""
+    return _about_a_document(request, documents.status)
+
+
+@post_only
+@api_key_authenticated
+def getdata_call(request: HttpRequest) -> HttpResponse:
+    """What one of the key's finished documents was asked and answered."""
+    return _about_a_document(request, documents.getdata)

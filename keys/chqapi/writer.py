@@ -35,14 +35,14 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from ..models import ApiCallLog
+from ..models import ApiDocument
 from . import spool
 
 log = logging.getLogger("keys.security")
 
 # Fields the database driver takes as they are; the others go through their model field.
 _PLAIN = (str, int, float, bool, type(None))
-_FIELDS = [f for f in ApiCallLog._meta.concrete_fields if not f.primary_key]
+_FIELDS = [f for f in ApiDocument._meta.concrete_fields if not f.primary_key]
 
 
 @functools.cache
@@ -50,23 +50,29 @@ def _insert_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in _FIELDS)
     marks = ", ".join(["%s"] * len(_FIELDS))
-    unique = quote(ApiCallLog._meta.get_field("document_id").column)
+    unique = quote(ApiDocument._meta.get_field("document_id").column)
     # A document already stored (a journal replayed twice) is skipped, never stored twice.
-    return (
-        f"INSERT INTO {quote(ApiCallLog._meta.db_table)} ({columns}) VALUES ({marks}) ON CONFLICT ({unique}) DO NOTHING"
-    )
+    table = quote(ApiDocument._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT ({unique}) DO NOTHING"
+
+
+_DATES = {f.attname for f in _FIELDS if f.get_internal_type() == "DateTimeField"}
 
 
 def _params(row: dict) -> list:
     values = dict(row)
     values["document_id"] = uuid.UUID(str(values["document_id"]))
-    created_at = values.get("created_at")
-    values["created_at"] = datetime.fromisoformat(created_at) if isinstance(created_at, str) else timezone.now()
+    for name in _DATES:
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name])
+    values.setdefault("created_at", timezone.now())
+    values.setdefault("modified_at", values["created_at"])
     params = []
     for f in _FIELDS:
-        value = values.get(f.attname)
-        needs_field = f.attname in ("document_id", "created_at", "client_address") or not isinstance(value, _PLAIN)
-        params.append(f.get_db_prep_save(value, connection) if needs_field else value)
+        # A row journaled or spooled before a field existed gets the field's default.
+        value = values[f.attname] if f.attname in values else f.get_default()
+        needs_field = f.attname in _DATES or f.attname in ("document_id", "client_address")
+        params.append(f.get_db_prep_save(value, connection) if needs_field or not isinstance(value, _PLAIN) else value)
     return params
 
 

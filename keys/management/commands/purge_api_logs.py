@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from keys import cli
-from keys.models import ApiCallLog
+from keys.models import ApiDocument
 from keys.selectors import start_of_day
 
 BATCH = 1000
@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         before = start_of_day(cli.parse_date(options["before"], "--before"))
-        logs = ApiCallLog.objects.filter(created_at__lt=before)
+        logs = ApiDocument.objects.filter(created_at__lt=before)
         if options["key"]:
             logs = logs.filter(key=cli.key_by_value(options["key"]))
         total = logs.count()
@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 ids = list(logs.order_by("id").values_list("id", flat=True)[:BATCH])
                 if not ids:
                     break
-                deleted += ApiCallLog.objects.filter(id__in=ids).delete()[0]
+                deleted += ApiDocument.objects.filter(id__in=ids).delete()[0]
             if progress:
                 done = deleted * 30 // max(total, 1)
                 self.stdout.write(f"\r[{'#' * done}{'.' * (30 - done)}] {deleted}/{total}", ending="")

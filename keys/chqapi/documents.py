@@ -1,0 +1,278 @@
+"""The life of an API document, and what status and getdata answer about one.
+
+Asynchronous calls (an export at .../async, an import registered as
+asynchronous) are written as a document InQueue in the same transaction that
+queues their task (keys/chqapi/tasks.py), so a queued document survives any
+restart: the task row and the document commit together or not at all. The
+task worker moves it to InProcess, runs the handler and stores the result as
+Successful or Error. A document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS
+after it started (its worker was killed, say) is marked Error with a message
+saying so the next time anyone asks about it; it is not run again, since the
+caller may already have sent it again.
+
+Content: a document's request and response bodies are kept while its result
+has not been delivered. After the first status or getdata answer that carries
+the finished result they are cleared, unless the key's "logged" flag for the
+type was on when the call came (`keep_content`).
+"""
+
+import json
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from ..access import Decision, Reason
+from ..clients import client_address
+from ..models import ApiDocument
+from ..text import storable
+from .export_request import InvalidRequest
+from .exports import ExportResult, envelope
+from .guard import ApiCall, ApiError, registration_for
+from .wire import INVALID_REQUEST, json_response, request_type, standard
+
+log = logging.getLogger("keys.api")
+Status = ApiDocument.Status
+
+DUPLICATE = "An API document with this ApiDocumentId exists already; send a new GUID, or none to have one made."
+NOT_FOUND = (
+    "This API key has no API document with that id. Synchronous calls are kept as documents only while logging "
+    "is on for their API type; asynchronous ones always are."
+)
+TIMED_OUT = (
+    "The work did not finish within {seconds} seconds of starting; its worker may have stopped. "
+    "Nothing was changed by this document; send the request again."
+)
+
+
+def ensure_new(document_id: uuid.UUID) -> None:
+    """409 when a caller's own ApiDocumentId is taken (any key's: the id names one document)."""
+    if ApiDocument.objects.filter(document_id=document_id).exists():
+        raise ApiError(409, DUPLICATE)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return storable(value if isinstance(value, str) else json.dumps(value), None)
+
+
+def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
+    """Store an asynchronous call's document InQueue and queue its work, in one transaction."""
+    from .tasks import run_document  # tasks imports this module
+
+    decision = call.decision
+    now = timezone.now()
+    source = call.body.get("Source", "")
+    try:
+        with transaction.atomic():
+            document = ApiDocument.objects.create(
+                document_id=call.document_id,
+                created_at=now,
+                modified_at=now,
+                key_id=decision.key_id,
+                key_last4=request.api_key_last4,
+                key_description=decision.key_description[:255],
+                api_type_id=decision.api_type_id,
+                api_type_name=(decision.api_type_name or request.path)[:150],
+                request_type=request_type(call.direction, call.api_id)[:160],
+                method=request.method,
+                path=storable(request.path, 500),
+                source=storable(source if isinstance(source, str) else json.dumps(source), 200),
+                is_async=True,
+                status=Status.IN_QUEUE,
+                status_code=200,
+                duration_ms=0.0,
+                client_address=client_address(request),
+                keep_content=decision.logged,
+                # Kept whole, whatever KEYS_LOG_BODY_LIMIT says: the worker needs all of it.
+                request_body=_text(request.body),
+            )
+            run_document.enqueue(str(document.document_id))
+    except IntegrityError:
+        raise ApiError(409, DUPLICATE) from None
+    request.api_document_stored = True  # the guard's bookkeeping must not store it again
+    return document
+
+
+def _direction_and_id(document: ApiDocument) -> tuple[str, str]:
+    api_id, _, direction = document.request_type.rpartition("-")
+    return direction, api_id
+
+
+def run(document_id: str) -> None:
+    """Carry out a queued document (in the task worker). Runs it at most once."""
+    now = timezone.now()
+    claimed = ApiDocument.objects.filter(document_id=document_id, status=Status.IN_QUEUE).update(
+        status=Status.IN_PROCESS, started_at=now, modified_at=now
+    )
+    if not claimed:  # run already, or given up on
+        return
+    document = ApiDocument.objects.get(document_id=document_id)
+    direction, api_id = _direction_and_id(document)
+    registration = registration_for(direction, api_id)
+    clock = time.perf_counter()
+    outcome: dict[str, Any]
+    try:
+        if registration is None:
+            raise ApiError(501, f"This installation no longer serves {document.request_type}.")
+        decision = Decision(
+            allowed=True,
+            reason=Reason.ALLOWED,
+            logged=document.keep_content,
+            key_id=document.key_id,
+            api_type_id=document.api_type_id,
+            key_description=document.key_description,
+            api_type_name=document.api_type_name,
+        )
+        body = json.loads(document.request_body or "{}")
+        call = ApiCall(None, direction, api_id, body, decision, True, document.document_id)
+        outcome = _succeeded(document, registration.handler(call), clock)
+    except InvalidRequest as exc:
+        messages = [f"{path}: {' '.join(texts)}" for path, texts in exc.model_state.items()]
+        outcome = _failed(
+            400, f"{INVALID_REQUEST} {' '.join(messages)}", {"Message": INVALID_REQUEST, "ModelState": exc.model_state}
+        )
+    except ApiError as exc:
+        outcome = _failed(exc.status, exc.message, {"Message": exc.message})
+    except Exception:
+        log.exception("API document %s: the handler failed", document_id)
+        message = "The server failed while carrying out the call."
+        outcome = _failed(500, message, {"Message": message})
+    finished = timezone.now()
+    ApiDocument.objects.filter(pk=document.pk, status=Status.IN_PROCESS).update(
+        **outcome, ended_at=finished, modified_at=finished, duration_ms=(time.perf_counter() - clock) * 1000
+    )
+
+
+def _succeeded(document: ApiDocument, result: Any, clock: float) -> dict[str, Any]:
+    outcome: dict[str, Any] = {"status": Status.SUCCESSFUL, "status_code": 200}
+    if isinstance(result, ExportResult):
+        answer = envelope(document.document_id, document.request_type, result, document.started_at, clock)
+        outcome.update(total_records=result.total, records_count=result.records_count)
+    elif isinstance(result, HttpResponse):
+        answer = json.loads(result.content or b"null")
+        outcome["status_code"] = result.status_code
+    else:
+        answer = result
+    outcome["response_body"] = json.dumps(answer)
+    return outcome
+
+
+def _failed(status_code: int, message: str, answer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": Status.ERROR,
+        "status_code": status_code,
+        "error_message": message,
+        "response_body": json.dumps(answer),
+    }
+
+
+def expire(document: ApiDocument | None = None) -> int:
+    """Mark Error what has been InProcess longer than the timeout (one document, or all)."""
+    seconds = settings.KEYS_ASYNC_TIMEOUT_SECONDS
+    now = timezone.now()
+    stale = ApiDocument.objects.filter(status=Status.IN_PROCESS, started_at__lt=now - timedelta(seconds=seconds))
+    if document is not None:
+        if document.status != Status.IN_PROCESS or document.started_at is None:
+            return 0
+        stale = stale.filter(pk=document.pk)
+    count = stale.update(
+        status=Status.ERROR,
+        status_code=504,
+        error_message=TIMED_OUT.format(seconds=seconds),
+        ended_at=now,
+        modified_at=now,
+    )
+    if count and document is not None:
+        document.refresh_from_db()
+    return count
+
+
+# --- status and getdata ------------------------------------------------------------------
+
+
+ID_NAMES = ("apidocumentid", "documentid", "id")
+
+
+def requested_id(body: Any) -> uuid.UUID:
+    """The document a status or getdata call asks about: {"ApiDocumentId": ...} (the standard
+    formats page), {"documentId": ...} (the import page), inside Data too, or a bare GUID string."""
+    raw: Any = body
+    if isinstance(body, dict):
+        data = body.get("Data") if isinstance(body.get("Data"), dict) else body
+        found = {name.lower(): value for name, value in data.items() if isinstance(name, str)}
+        raw = next((found[name] for name in ID_NAMES if name in found), None)
+        if raw is None:
+            raise InvalidRequest({"apiRequest.ApiDocumentId": ['Send {"ApiDocumentId": "<GUID>"}.']})
+    try:
+        if not isinstance(raw, str):
+            raise ValueError
+        return uuid.UUID(raw.strip())
+    except ValueError:
+        raise InvalidRequest({"apiRequest.ApiDocumentId": ["The value is not a GUID."]}) from None
+
+
+def find(key_id: int, document_id: uuid.UUID) -> ApiDocument:
+    """The calling key's document; another key's is as unknown as one that does not exist."""
+    document = ApiDocument.objects.filter(key_id=key_id, document_id=document_id).first()
+    if document is None:
+        raise ApiError(404, NOT_FOUND)
+    expire(document)
+    return document
+
+
+def _delivered(document: ApiDocument) -> None:
+    if not document.keep_content and (document.request_body or document.response_body):
+        ApiDocument.objects.filter(pk=document.pk).update(request_body="", response_body="")
+
+
+def _stored(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:  # a body cut at KEYS_LOG_BODY_LIMIT
+        return text
+
+
+def status(key_id: int, document_id: uuid.UUID) -> HttpResponse:
+    document = find(key_id, document_id)
+    if not document.finished:
+        return json_response(standard(document))
+    answer = _stored(document.response_body) if document.status == Status.SUCCESSFUL else None
+    _delivered(document)
+    if isinstance(answer, dict) and "ApiDocument" in answer:  # an export's success envelope
+        return json_response(answer)
+    return json_response(standard(document))
+
+
+GONE = (
+    "This document's content was not kept: logging was off for its API type when it was called, "
+    "and its result has been delivered."
+)
+
+
+def getdata(key_id: int, document_id: uuid.UUID) -> HttpResponse:
+    """What a finished document was asked and answered, while that is kept."""
+    document = find(key_id, document_id)
+    if not document.finished:
+        return json_response(standard(document))
+    if not document.keep_content and not (document.request_body or document.response_body):
+        return json_response({"Message": GONE}, status=410)
+    _delivered(document)
+    return json_response(
+        {
+            "ApiDocumentId": str(document.document_id),
+            "Status": document.get_status_display(),
+            "ApiType": document.request_type,
+            "Source": document.source,
+            "Request": _stored(document.request_body),
+            "Response": _stored(document.response_body),
+            "Truncated": document.truncated,
+        }
+    )
