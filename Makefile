@@ -25,8 +25,12 @@ bootstrap: $(VENV)/.installed .env
 	$(PY) manage.py sync_api_types
 
 # The demo login is made (and printed) by the first `make run`, not by `make test`.
+# The web server and the task worker (asynchronous API documents); Ctrl-C stops both
+# (the worker finishes the document it is running first).
 run: bootstrap
 	$(PY) manage.py ensure_demo_admin
+	@$(PY) manage.py db_worker --interval 0.5 & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST)
 
 lint: $(VENV)/.installed

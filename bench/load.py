@@ -187,9 +187,9 @@ def main() -> None:
         results = load(port, key, start + SECONDS)
         elapsed = time.time() - start
         stored = int(
-            manage(env, "shell", "-c", "from keys.models import ApiDocument; print(ApiDocument.objects.count())").split()[
-                -1
-            ]
+            manage(
+                env, "shell", "-c", "from keys.models import ApiDocument; print(ApiDocument.objects.count())"
+            ).split()[-1]
         )
     finally:
         if server:

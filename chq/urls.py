@@ -6,6 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chq.health import healthz
+from keys.chqapi import swagger
 
 
 def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
@@ -20,6 +21,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("settings/", include("keys.urls")),
     path("chqapi/", include("keys.chqapi.urls")),
+    # CHQ's Swagger page, at CHQ's own path (keys/chqapi/swagger.py).
+    path("integration/api/index", swagger.swagger_page, name="swagger"),
+    path("integration/api/openapi.json", swagger.openapi_document, name="openapi-document"),
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", favicon),
 ]

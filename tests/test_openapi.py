@@ -1,0 +1,102 @@
+"""The OpenAPI document and CHQ's Swagger page: the document is valid OpenAPI 3,
+groups operations as CHQ's Swagger UI does, and schemathesis, with a valid key,
+finds no 5xx and no answer that breaks the document on any operation."""
+
+import pytest
+import schemathesis
+from django.core.handlers.wsgi import WSGIHandler
+from django.test import Client
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from keys.chqapi import openapi
+from keys.services import catalog_entries
+
+# The document for the catalog file, as the installation's (its types are the catalog's) gives it.
+DOCUMENT = openapi.build(catalog_entries())
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+# Types this installation does not serve answer 501 on purpose (after the key checks), which
+# schemathesis counts as a server error; they are checked below, one call each.
+UNSERVED = sorted(
+    path
+    for path, item in DOCUMENT["paths"].items()
+    if "501" in item["post"]["responses"] and "200" not in item["post"]["responses"]
+)
+served = schema.exclude(path=UNSERVED)
+APP = WSGIHandler()
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture
+def connections_kept():
+    """As Django's test Client does: a request must not close the test's connection (and transaction)."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def key(db, make_key):
+    return make_key(allowed_for_all=True, logged_for_all=True, description="schemathesis")
+
+
+@pytest.mark.django_db
+@served.parametrize()
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_answers_as_documented(case, key, settings, connections_kept):
+    settings.KEYS_THROTTLE_REFUSALS = 0
+    case.call_and_validate(app=APP, headers={"ApiKey": str(key.value)}, checks=CHECKS)
+
+
+@pytest.mark.django_db
+def test_every_unserved_type_answers_501_in_json_after_the_key_check(key, settings):
+    settings.KEYS_THROTTLE_REFUSALS = 0  # the keyless calls below would be throttled otherwise
+    assert len(UNSERVED) > 100
+    client = Client()
+    for path in UNSERVED:
+        response = client.post(path, "{}", content_type="application/json", HTTP_APIKEY=str(key.value))
+        assert response.status_code == 501, path
+        assert "does not serve" in response.json()["Message"]
+        assert client.post(path, "{}", content_type="application/json").status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_installations_document_groups_types_as_chq_does():
+    document = Client().get("/integration/api/openapi.json").json()
+    assert document["openapi"] == "3.0.3"
+    assert document["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header", "name": "ApiKey"}
+    operations = {path: item["post"] for path, item in document["paths"].items()}
+    assert operations["/chqapi/export/apidocument"]["tags"] == ["Common"]
+    assert operations["/chqapi/status"]["tags"] == ["Common"]
+    assert operations["/chqapi/getdata"]["tags"] == ["Common"]
+    assert {tag for op in operations.values() for tag in op["tags"]} <= set(openapi.GROUPS)
+    # A type without a handler says so, and documents only its refusals and 501.
+    location = operations["/chqapi/export/location"]
+    assert "501" in location["responses"]
+    assert "200" not in location["responses"]
+    assert "not served" in location["summary"]
+    assert "200" in operations["/chqapi/export/apidocument"]["responses"]
+    assert "/chqapi/export/apidocument/async" in operations
+
+
+@pytest.mark.django_db
+def test_swagger_page_is_served_locally_under_a_strict_csp():
+    response = Client().get("/integration/api/index")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui-dist/swagger-ui-bundle.js" in html
+    assert "https://" not in html  # no CDN
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert Client().post("/integration/api/index").status_code == 405
