@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -468,6 +469,7 @@ def api_call_record(
     total_records: int | None = None,
     records_count: int | None = None,
     error_message: str = "",
+    summary: dict[str, Any] | None = None,
 ) -> None:
     """Store one logged call: the only database write a verified call makes.
 
@@ -503,6 +505,8 @@ def api_call_record(
         "request_body": request_text[:limit],
         "response_body": response_text[:limit],
         "truncated": len(request_text) > limit or len(response_text) > limit,
+        # An import's own counts and lines (keys/chqapi/documents.py summary()).
+        **(summary or {}),
     }
     writer.submit(row)
 

@@ -99,7 +99,10 @@ class ApiDocumentTable(tables.Table):
         model = ApiDocument
         fields = ["created_at", "api_type_name", "status_code", "duration_ms", "source", "client_address"]
         orderable = False
-        empty_text = "No stored calls match. Calls are stored only while logging is on for the key and API type."
+        empty_text = (
+            "No stored calls match. Calls are stored only while logging is on for the key and API type; "
+            "asynchronous calls always are."
+        )
         attrs = {"class": "keys-table logs-table", "aria-label": "stored calls"}
         row_attrs = {"data-id": lambda record: record.pk, "class": lambda record: "" if record.succeeded else "failed"}
 
@@ -110,6 +113,10 @@ class ApiDocumentTable(tables.Table):
 
     def render_duration_ms(self, value: float) -> str:
         return f"{value:.1f}"
+
+    def render_status_code(self, record: ApiDocument) -> str:
+        # An asynchronous document still queued or running has no answer code yet worth showing.
+        return str(record.status_code) if record.finished else record.get_status_display()
 
     def render_open(self, record: ApiDocument) -> str:
         return format_html(

@@ -435,3 +435,75 @@ def test_404_and_405_are_json(method, path, status):
     assert response.status_code == status
     assert response["Content-Type"] == "application/json"
     assert "Message" in response.json()
+
+
+# --- an asynchronous import with lines (API Document Export's Response Example #4) -------------
+
+
+@pytest.fixture
+def async_location_import(monkeypatch):
+    from keys.chqapi import guard
+
+    def location_import(call):
+        return {
+            "TotalRecords": 1,
+            "AcceptedRecords": 1,
+            "ErrorRecords": 0,
+            "Lines": [{"EntityNo": "0", "EntityId": "C5F703C8-F663-4A67-BDA8-E527EC25B3BB", "Status": "Successful"}],
+        }
+
+    monkeypatch.setitem(guard._handlers, ("import", "location"), guard.Registration(location_import, True))
+
+
+def test_an_asynchronous_import_as_in_response_example_4(reader, async_location_import):
+    answer = post("/chqapi/import/location", reader.value, {"Source": "string", "Data": {"Locations": []}}).json()
+    assert (answer["Status"], answer["ApiType"]) == ("InProcess", "location-import")
+    filters = {"Filters": [{"Field": "ApiType", "Operator": "Equal", "Value": "location-import"}]}
+    [queued] = export(reader.value, filters).json()["ApiDocument"]["Response"]["ApiDocuments"]
+    assert (queued["IsSynchronously"], queued["Status"]) == (False, 0)
+
+    documents.run(answer["Id"])
+    [item] = export(reader.value, filters).json()["ApiDocument"]["Response"]["ApiDocuments"]
+    assert (item["Status"], item["TotalRecords"], item["AcceptedRecords"]) == (3, 1, 1)
+    [line] = item["ApiDocumentLines"]
+    assert set(line) == {"RecCreated", "RecModified", "StreamingDate", "APIDocumentLineId", "EntityNo", "EntityId"}
+    assert (line["EntityNo"], line["EntityId"]) == ("0", "C5F703C8-F663-4A67-BDA8-E527EC25B3BB")
+    assert GUID.match(line["APIDocumentLineId"])
+
+    done = post("/chqapi/status", reader.value, answer["Id"]).json()
+    assert (done["Status"], done["TotalRecords"], done["AcceptedRecords"], done["ErrorRecords"]) == (
+        "Successful",
+        1,
+        1,
+        0,
+    )
+    assert done["Lines"] == [
+        {"EntityNo": "0", "EntityId": "C5F703C8-F663-4A67-BDA8-E527EC25B3BB", "Status": "Successful"}
+    ]
+
+
+def test_streaming_memory_does_not_grow_with_the_row_count(reader):
+    """Reading the streamed answer of 2,000 rows and of 8,000 rows peaks at about the same memory."""
+    import tracemalloc
+
+    def peak_reading(rows: int) -> int:
+        ApiDocument.objects.all().delete()
+        ApiDocument.objects.bulk_create(
+            ApiDocument(
+                key_id=reader.pk, key_last4="0000", api_type_name="x", request_type="location-export",
+                method="POST", path="/", status_code=200, duration_ms=1.0, source="s" * 100,
+            )
+            for _ in range(rows)
+        )  # fmt: skip
+        response = export(reader.value)
+        assert response.streaming
+        tracemalloc.start()
+        sent = sum(len(chunk) for chunk in response.streaming_content)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert sent > rows * 300  # every row went out
+        return peak
+
+    small, large = peak_reading(2000), peak_reading(8000)
+    print(f"streamed read peak: {small} B for 2,000 rows, {large} B for 8,000 rows")
+    assert large < small * 1.5, (small, large)

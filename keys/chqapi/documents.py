@@ -151,6 +151,31 @@ def run(document_id: str) -> None:
     )
 
 
+COUNTS = {"TotalRecords": "total_records", "AcceptedRecords": "accepted_records", "ErrorRecords": "error_records"}
+LINE_FIELDS = ("EntityNo", "EntityId", "Error", "Status")
+
+
+def summary(answer: Any) -> dict[str, Any]:
+    """What an import's answer tells about its document, in the standard response's own
+    fields: TotalRecords, AcceptedRecords, ErrorRecords and Lines (each line gets an id,
+    API Document Export's APIDocumentLineId)."""
+    if not isinstance(answer, dict):
+        return {}
+    found: dict[str, Any] = {
+        field: answer[name]
+        for name, field in COUNTS.items()
+        if isinstance(answer.get(name), int) and not isinstance(answer.get(name), bool)
+    }
+    lines = answer.get("Lines")
+    if isinstance(lines, list):
+        found["lines"] = [
+            {"APIDocumentLineId": str(uuid.uuid4()), **{k: line[k] for k in LINE_FIELDS if k in line}}
+            for line in lines
+            if isinstance(line, dict)
+        ]
+    return found
+
+
 def _succeeded(document: ApiDocument, result: Any, clock: float) -> dict[str, Any]:
     outcome: dict[str, Any] = {"status": Status.SUCCESSFUL, "status_code": 200}
     if isinstance(result, ExportResult):
@@ -161,6 +186,7 @@ def _succeeded(document: ApiDocument, result: Any, clock: float) -> dict[str, An
         outcome["status_code"] = result.status_code
     else:
         answer = result
+        outcome.update(summary(answer))
     outcome["response_body"] = json.dumps(answer)
     return outcome
 

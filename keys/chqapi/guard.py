@@ -289,6 +289,7 @@ def _bookkeep(
         return
     total, count = getattr(request, "api_document_counts", (None, None))
     services.api_call_record(
+        summary=getattr(request, "api_document_summary", None),
         request_type=kind,
         total_records=total,
         records_count=count,

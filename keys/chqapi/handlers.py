@@ -97,7 +97,7 @@ def item(document: ApiDocument) -> dict[str, Any]:
                 "RecCreated": chq_datetime(document.created_at),
                 "RecModified": chq_datetime(document.modified_at),
                 "StreamingDate": chq_datetime(document.modified_at),
-                **line,
+                **{k: line[k] for k in ("APIDocumentLineId", "EntityNo", "EntityId") if k in line},
             }
             for line in document.lines
         ]

@@ -51,6 +51,7 @@ def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bo
         return respond(request.api_document_id, request_type(direction, api_id), result, started_at, clock)
     if isinstance(result, HttpResponseBase):  # streaming answers too
         return result
+    request.api_document_summary = documents.summary(result)
     return JsonResponse(result)
 
 

@@ -73,7 +73,7 @@ def standard(document: ApiDocument) -> dict[str, Any]:
         "ErrorRecords": document.error_records,
         "ElapsedTime": timespan(elapsed_seconds(document)) if document.finished else None,
         "ErrorMessage": document.error_message or None,
-        "Lines": document.lines or None,
+        "Lines": [{k: v for k, v in line.items() if k != "APIDocumentLineId"} for line in document.lines] or None,
         "ApiType": document.request_type,
         "Source": document.source,
     }
