@@ -507,3 +507,32 @@ def test_streaming_memory_does_not_grow_with_the_row_count(reader):
     small, large = peak_reading(2000), peak_reading(8000)
     print(f"streamed read peak: {small} B for 2,000 rows, {large} B for 8,000 rows")
     assert large < small * 1.5, (small, large)
+
+
+IMMEDIATE = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+
+@pytest.mark.django_db(transaction=True)  # the document commits before a non-database queue gets its task
+def test_another_task_backend_is_given_the_task_after_the_document_commits(make_key, settings):
+    settings.TASKS = IMMEDIATE  # runs the task at once, when it is given it: the document must exist by then
+    key = make_key(allowed_for_all=True)
+    answer = post(f"{EXPORT}/async", key.value).json()
+    assert answer["Status"] == "InProcess"
+    assert post("/chqapi/status", key.value, answer["Id"]).json()["ApiDocument"]["Status"] == "Successful"
+
+
+def test_a_task_queue_that_does_not_answer_is_503_and_the_document_says_error(make_key, settings, monkeypatch):
+    from django_tasks.backends.immediate import ImmediateBackend
+
+    settings.TASKS = IMMEDIATE
+
+    def refused(*args, **kwargs):
+        raise ConnectionError("queue down")
+
+    monkeypatch.setattr(ImmediateBackend, "enqueue", refused)
+    key = make_key(allowed_for_all=True)
+    response = post(f"{EXPORT}/async", key.value)
+    assert response.status_code == 503
+    assert "could not be queued" in response.json()["Message"]
+    document = ApiDocument.objects.get()
+    assert (document.status, document.error_message) == (4, documents.QUEUE_DOWN)

@@ -63,13 +63,29 @@ def _text(value: Any) -> str:
     return storable(value if isinstance(value, str) else json.dumps(value), None)
 
 
+QUEUE_DOWN = "The work could not be queued: the task queue did not answer. Send the request again."
+
+
+def _queue_shares_the_database() -> bool:
+    """The database backend queues in the database's own transaction; any other (RQ, a
+    broker) must be given the task only after the document has committed, or its worker
+    could look for the document before it exists."""
+    from django_tasks_db.backend import DatabaseBackend
+
+    from .tasks import run_document
+
+    return isinstance(run_document.get_backend(), DatabaseBackend)
+
+
 def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
-    """Store an asynchronous call's document InQueue and queue its work, in one transaction."""
+    """Store an asynchronous call's document InQueue and queue its work (in one
+    transaction when the queue is the database)."""
     from .tasks import run_document  # tasks imports this module
 
     decision = call.decision
     now = timezone.now()
     source = call.body.get("Source", "")
+    together = _queue_shares_the_database()
     try:
         with transaction.atomic():
             document = ApiDocument.objects.create(
@@ -94,10 +110,20 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
                 # Kept whole, whatever KEYS_LOG_BODY_LIMIT says: the worker needs all of it.
                 request_body=_text(request.body),
             )
-            run_document.enqueue(str(document.document_id))
+            if together:
+                run_document.enqueue(str(document.document_id))
     except IntegrityError:
         raise ApiError(409, DUPLICATE) from None
     request.api_document_stored = True  # the guard's bookkeeping must not store it again
+    if not together:
+        try:
+            run_document.enqueue(str(document.document_id))
+        except Exception:
+            log.exception("API document %s: the task queue refused it", document.document_id)
+            ApiDocument.objects.filter(pk=document.pk).update(
+                status=Status.ERROR, status_code=503, error_message=QUEUE_DOWN, modified_at=timezone.now()
+            )
+            raise ApiError(503, QUEUE_DOWN) from None
     return document
 
 
