@@ -201,10 +201,21 @@ KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
 KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
 # Modules that register /chqapi/ handlers (keys.chqapi.guard.register), imported at start-up.
 KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
-# Asynchronous API documents run in a task worker (`manage.py db_worker`) through
-# Django's tasks API (the django-tasks backport). The database backend is the
-# default; TASKS_BACKEND names another (such as django_tasks_rq.RQBackend).
-TASKS = {"default": {"BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")}}
+# Asynchronous API documents run in a task worker through Django's tasks API (the
+# django-tasks backport). The default keeps the queue in the database (worker:
+# `manage.py db_worker`). TASKS_BACKEND=rq keeps it in Redis (TASKS_REDIS_URL,
+# default REDIS_URL; worker: `manage.py rqworker default --job-class django_tasks_rq.Job`).
+TASKS_BACKEND = env.str("TASKS_BACKEND", default="database")
+if TASKS_BACKEND == "rq":
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    RQ_QUEUES = {"default": {"URL": env.str("TASKS_REDIS_URL", default=env.str("REDIS_URL", default=""))}}
+    if not RQ_QUEUES["default"]["URL"]:
+        raise ImproperlyConfigured("TASKS_BACKEND=rq needs TASKS_REDIS_URL (or REDIS_URL): the Redis the queue lives in.")
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+elif TASKS_BACKEND == "database":
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+else:
+    raise ImproperlyConfigured(f"TASKS_BACKEND is {TASKS_BACKEND!r}; use database (the default) or rq.")
 # A document whose work started this many seconds ago and has not finished (its
 # worker was killed, say) is reported as Error, never InProcess for ever.
 KEYS_ASYNC_TIMEOUT_SECONDS = env.int("KEYS_ASYNC_TIMEOUT_SECONDS", default=600)

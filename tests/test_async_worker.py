@@ -5,6 +5,7 @@ and then says Error once the timeout has passed; a document queued while no
 worker runs is carried out by the next one to start."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,17 +27,34 @@ def wait_for(condition, seconds=30.0):
     raise AssertionError("gave up waiting")
 
 
-@pytest.fixture
-def setup(tmp_path):
+WORKERS = {
+    "database": ["db_worker", "--interval", "0.1", "--no-startup-delay"],
+    # SimpleWorker runs the job in the worker process itself (no forked work horse), so
+    # killing the worker kills the work, as with the database worker.
+    "rq": ["rqworker", "default", "--job-class", "django_tasks_rq.Job", "--worker-class", "rq.worker.SimpleWorker"],
+}
+
+
+@pytest.fixture(params=list(WORKERS))
+def setup(request, tmp_path):
+    backend = request.param
+    env = {"TASKS_BACKEND": backend}
+    if backend == "rq":
+        if not os.environ.get("REDIS_TEST_URL"):
+            pytest.skip("needs a Redis server: set REDIS_TEST_URL (CI's .ci/run starts one and sets it)")
+        import redis
+
+        redis.Redis.from_url(os.environ["REDIS_TEST_URL"]).flushdb()  # no queued jobs of an earlier run
+        env["TASKS_REDIS_URL"] = os.environ["REDIS_TEST_URL"]
     gates = tmp_path / "gates"
     gates.mkdir()
-    env = {"KEYS_HANDLER_MODULES": "tests.gated_handler", "GATED_HANDLER_DIR": str(gates)}
+    env |= {"KEYS_HANDLER_MODULES": "tests.gated_handler", "GATED_HANDLER_DIR": str(gates)}
     server = servers.start(tmp_path, workers=2, extra_env=env | {"KEYS_ASYNC_TIMEOUT_SECONDS": str(TIMEOUT)})
     workers: list[subprocess.Popen] = []
 
     def start_worker() -> subprocess.Popen:
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay"],
+            [sys.executable, "manage.py", *WORKERS[backend]],
             cwd=servers.ROOT,
             env=server.env,
             stdout=subprocess.DEVNULL,
