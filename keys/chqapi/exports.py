@@ -41,7 +41,8 @@ class ExportResult:
 
 def _head(document_id: uuid.UUID, request_type: str, result: ExportResult, started: Any) -> dict[str, Any]:
     return {
-        "ApiDocumentId": str(document_id),
+        # Upper case, as the reference's envelopes write it (GUIDs compare without regard to case).
+        "ApiDocumentId": str(document_id).upper(),
         "Status": "Successful",
         "ApiRequestType": request_type,
         "TotalRecords": result.total,
