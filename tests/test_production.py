@@ -52,6 +52,25 @@ def test_an_encryption_key_that_is_not_a_fernet_key_is_a_clear_startup_error(key
     assert "KEYS_ENCRYPTION_KEYS: key 2 is not a Fernet key" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TASKS_BACKEND": "celery"}, "TASKS_BACKEND is 'celery'; use database (the default) or rq."),
+        ({"TASKS_BACKEND": "rq", "TASKS_REDIS_URL": ""}, "TASKS_BACKEND=rq needs TASKS_REDIS_URL"),
+    ],
+)
+def test_a_task_backend_that_cannot_work_is_a_clear_startup_error(env, message):
+    result = manage("check", **(PRODUCTION | env))
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_rq_task_backend_passes_the_deploy_checks():
+    env = PRODUCTION | {"TASKS_BACKEND": "rq", "TASKS_REDIS_URL": "redis://127.0.0.1:6399/0"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_collectstatic_gives_hashed_compressed_files(tmp_path):
     env = PRODUCTION | {"STATIC_ROOT": str(tmp_path)}
     assert manage("collectstatic", "--no-input", "-v", "0", **env).returncode == 0
