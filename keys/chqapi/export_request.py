@@ -10,6 +10,7 @@ read. Operators are matched without regard to case, spaces or underscores, so
 
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,15 @@ def _list(raw: Any, path: str, errors: dict[str, list[str]]) -> list:
     return raw
 
 
+def _objects(raw: Any, path: str, errors: dict[str, list[str]], fields: str) -> Iterator[tuple[str, dict]]:
+    """(path, item) for each object of a request's array; anything else is an error at its path."""
+    for n, item in enumerate(_list(raw, path, errors)):
+        if isinstance(item, dict):
+            yield f"{path}[{n}]", item
+        else:
+            errors[f"{path}[{n}]"] = [f"Must be an object with {fields}."]
+
+
 def parse(body: Any, *, filters: dict[str, set[str]], sorts: set[str]) -> ExportRequest:
     """Read the export request against one API's filters (field -> operators) and sort fields."""
     errors: dict[str, list[str]] = {}
@@ -129,11 +139,7 @@ def parse(body: Any, *, filters: dict[str, set[str]], sorts: set[str]) -> Export
     sorts_by_name = {name.lower(): name for name in sorts}
     result = ExportRequest()
 
-    for n, item in enumerate(_list(request.get("Filters"), f"{path}.Filters", errors)):
-        here = f"{path}.Filters[{n}]"
-        if not isinstance(item, dict):
-            errors[here] = ["Must be an object with Field, Operator and Value."]
-            continue
+    for here, item in _objects(request.get("Filters"), f"{path}.Filters", errors, "Field, Operator and Value"):
         name = fields_by_name.get(str(item.get("Field", "")).lower())
         if name is None:
             known = ", ".join(filters) or "none"
@@ -148,11 +154,9 @@ def parse(body: Any, *, filters: dict[str, set[str]], sorts: set[str]) -> Export
             continue
         result.filters.append(Filter(name, operator, item.get("Value"), f"{here}.Value"))
 
-    for n, item in enumerate(_list(request.get("SortDescriptions"), f"{path}.SortDescriptions", errors)):
-        here = f"{path}.SortDescriptions[{n}]"
-        if not isinstance(item, dict):
-            errors[here] = ["Must be an object with Name and Direction."]
-            continue
+    for here, item in _objects(
+        request.get("SortDescriptions"), f"{path}.SortDescriptions", errors, "Name and Direction"
+    ):
         name = sorts_by_name.get(str(item.get("Name", "")).lower())
         if name is None:
             known = ", ".join(sorted(sorts)) or "none"
@@ -167,11 +171,11 @@ def parse(body: Any, *, filters: dict[str, set[str]], sorts: set[str]) -> Export
             continue
         result.sorts.append(Sort(name, direction))
 
-    for n, item in enumerate(_list(request.get("Settings"), f"{path}.Settings", errors)):
-        if not isinstance(item, dict) or not isinstance(item.get("Key"), str):
-            errors[f"{path}.Settings[{n}]"] = ["Must be an object with Key and Value."]
-            continue
-        result.settings[item["Key"]] = item.get("Value")
+    for here, item in _objects(request.get("Settings"), f"{path}.Settings", errors, "Key and Value"):
+        if isinstance(item.get("Key"), str):
+            result.settings[item["Key"]] = item.get("Value")
+        else:
+            errors[f"{here}.Key"] = ["Must be the name of a setting."]
 
     result.top = _whole(request.get("Top"), f"{path}.Top", errors)
     result.skip = _whole(request.get("Skip"), f"{path}.Skip", errors) or 0
