@@ -125,3 +125,16 @@ def make_key(db):
         return api_key_create(grants=[g if isinstance(g, GrantSpec) else GrantSpec(g) for g in grants], **fields)
 
     return make
+
+
+@pytest.fixture
+def connections_kept():
+    """As Django's test Client does: a request must not close the test's connection (and transaction)."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)

@@ -222,3 +222,15 @@ def stock(request):
 
 
 urlpatterns = [path("stock", stock)]
+
+
+def test_a_streamed_answer_closed_before_its_first_chunk_is_still_recorded(logged_key, monkeypatch, connections_kept):
+    from django.http import StreamingHttpResponse
+
+    monkeypatch.setitem(
+        api._handlers, ("export", "apidocument"), api.Registration(lambda call: StreamingHttpResponse(iter([b"{}"])))
+    )
+    response = post(EXPORT, logged_key.value)
+    response.close()  # the client left: the server closes the response without reading it
+    log = ApiDocument.objects.get()
+    assert (log.status_code, log.response_body) == (200, "")

@@ -33,19 +33,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture
-def connections_kept():
-    """As Django's test Client does: a request must not close the test's connection (and transaction)."""
-    from django.core import signals
-    from django.db import close_old_connections
-
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
 def key(db, make_key):
     return make_key(allowed_for_all=True, logged_for_all=True, description="schemathesis")
 

@@ -372,7 +372,7 @@ def guarded_call(
         response["ApiDocumentId"] = str(request.api_document_id)
     if response.streaming:
         # Recorded when the last chunk has gone (or the client left), with what was sent.
-        response.streaming_content = _recorded_when_sent(
+        response.streaming_content = _RecordedWhenSent(
             response.streaming_content,
             settings.KEYS_LOG_BODY_LIMIT + 1 if decision.logged else 0,
             lambda sent: _finish(request, decision, response, started, kind, sent),
@@ -382,16 +382,29 @@ def guarded_call(
     return response
 
 
-def _recorded_when_sent(chunks, keep: int, record: Callable[[bytes], None]):
-    """Pass a streamed answer through, keeping its first `keep` bytes for the document."""
-    kept = bytearray()
-    try:
-        for chunk in chunks:
-            if len(kept) < keep:
-                kept += chunk[: keep - len(kept)]
-            yield chunk
-    finally:
-        record(bytes(kept))
+class _RecordedWhenSent:
+    """A streamed answer passed through, its first `keep` bytes kept for the document, and
+    recorded once: when the last chunk has gone, or when the response is closed (Django
+    calls close() on it, even when the client left before the first chunk)."""
+
+    def __init__(self, chunks, keep: int, record: Callable[[bytes], None]):
+        self.chunks, self.keep, self.record = chunks, keep, record
+        self.kept = bytearray()
+        self.recorded = False
+
+    def __iter__(self):
+        try:
+            for chunk in self.chunks:
+                if len(self.kept) < self.keep:
+                    self.kept += chunk[: self.keep - len(self.kept)]
+                yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.recorded:
+            self.recorded = True
+            self.record(bytes(self.kept))
 
 
 def api_key_authenticated(view: Callable) -> Callable:
