@@ -277,10 +277,21 @@ class EvidenceMixin(IntegrationRightsMixin):
 class ApiDocumentAdmin(EvidenceMixin, admin.ModelAdmin):
     """Read-only: logs are evidence. Old ones go with `manage.py purge_api_logs`."""
 
-    list_display = ("created_at", "api_type_name", "key_summary", "status_code", "duration_ms", "client_address")
+    list_display = (
+        "created_at",
+        "api_type_name",
+        "key_summary",
+        "status",
+        "is_async",
+        "status_code",
+        "duration_ms",
+        "client_address",
+    )
     list_filter = (
         ("key", admin.RelatedOnlyFieldListFilter),
         ("api_type", admin.RelatedOnlyFieldListFilter),
+        "status",
+        "is_async",
         "status_code",
     )
     date_hierarchy = "created_at"
@@ -296,9 +307,22 @@ class ApiDocumentAdmin(EvidenceMixin, admin.ModelAdmin):
         "method",
         "path",
         "source",
+        "request_type",
+        "is_async",
+        "status",
         "status_code",
+        "error_message",
+        "started_at",
+        "ended_at",
+        "modified_at",
         "duration_ms",
+        "total_records",
+        "records_count",
+        "accepted_records",
+        "error_records",
+        "lines",
         "client_address",
+        "keep_content",
         "truncated",
         "request",
         "response",

@@ -27,6 +27,7 @@ def log(make_key):
         key=key,
         key_last4="abcd",
         api_type_name="Inventory Export",
+        request_type="inventory-export",
         method="POST",
         path="/chqapi/export/inventory",
         status_code=200,
@@ -192,6 +193,8 @@ def test_call_logs_are_read_only_and_readable(client, staff, log):
     html = client.get(reverse("admin:keys_apidocument_change", args=[log.pk])).content.decode()
     assert "&quot;Source&quot;: &quot;ERP&quot;" in html
     assert 'name="status_code"' not in html
+    assert "Successful" in html  # the document's status and CHQ's name for its type
+    assert "inventory-export" in html
     response = client.post(reverse("admin:keys_apidocument_delete", args=[log.pk]), {"post": "yes"})
     assert response.status_code == 403
     assert ApiDocument.objects.filter(pk=log.pk).exists()
