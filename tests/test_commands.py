@@ -279,6 +279,16 @@ def test_purge_in_batches(make_key):
     assert ApiDocument.objects.count() == 300
 
 
+def test_purge_keeps_documents_still_queued_or_running(make_key):
+    key = make_key()
+    make_logs(key, 4, datetime(2026, 1, 1, tzinfo=UTC))
+    waiting = list(ApiDocument.objects.order_by("id")[:2])
+    ApiDocument.objects.filter(pk=waiting[0].pk).update(status=ApiDocument.Status.IN_QUEUE, is_async=True)
+    ApiDocument.objects.filter(pk=waiting[1].pk).update(status=ApiDocument.Status.IN_PROCESS, is_async=True)
+    assert "Deleted 2 stored call(s)" in run("purge_api_logs", "--before", "2026-02-01")
+    assert set(ApiDocument.objects.values_list("pk", flat=True)) == {d.pk for d in waiting}
+
+
 def test_purge_bad_date_deletes_nothing(make_key):
     make_logs(make_key(), 5, datetime(2020, 1, 1, tzinfo=UTC))
     with pytest.raises(CommandError, match="is not a date"):

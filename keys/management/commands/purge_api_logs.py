@@ -11,7 +11,8 @@ BATCH = 1000
 class Command(BaseCommand):
     help = (
         "Delete stored API calls from before a day (site time zone), in batches of 1,000 so that the table "
-        "is never locked for long. Each batch is its own transaction; an interrupted purge can be run again."
+        "is never locked for long. Each batch is its own transaction; an interrupted purge can be run again. "
+        "Asynchronous documents still queued or running are kept."
     )
 
     def add_arguments(self, parser):
@@ -21,7 +22,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         before = start_of_day(cli.parse_date(options["before"], "--before"))
-        logs = ApiDocument.objects.filter(created_at__lt=before)
+        # A document still queued or running is kept: its caller will ask for its result.
+        finished = [ApiDocument.Status.SUCCESSFUL, ApiDocument.Status.ERROR]
+        logs = ApiDocument.objects.filter(created_at__lt=before, status__in=finished)
         if options["key"]:
             logs = logs.filter(key=cli.key_by_value(options["key"]))
         total = logs.count()
