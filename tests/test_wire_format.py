@@ -513,7 +513,7 @@ IMMEDIATE = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBa
 
 
 @pytest.mark.django_db(transaction=True)  # the document commits before a non-database queue gets its task
-def test_another_task_backend_is_given_the_task_after_the_document_commits(make_key, settings):
+def test_another_task_backend_is_given_the_task_after_the_document_commits(migrated_data, make_key, settings):
     settings.TASKS = IMMEDIATE  # runs the task at once, when it is given it: the document must exist by then
     key = make_key(allowed_for_all=True)
     answer = post(f"{EXPORT}/async", key.value).json()
