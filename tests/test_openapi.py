@@ -88,6 +88,10 @@ def test_the_installations_document_groups_types_as_chq_does():
     assert "not served" in location["summary"]
     assert "200" in operations["/chqapi/export/apidocument"]["responses"]
     assert "/chqapi/export/apidocument/async" in operations
+    # Swagger's "Try it out" sends the example: a fixed ApiDocumentId in it would be taken (409) the second time.
+    example = operations["/chqapi/export/apidocument"]["requestBody"]["content"]["application/json"]["example"]
+    assert example["Data"]["Request"]["Filters"][0]["Value"] == "location-export"
+    assert "ApiDocumentId" not in example["Data"]
 
 
 @pytest.mark.django_db

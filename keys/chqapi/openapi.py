@@ -30,6 +30,18 @@ GROUPS = [
     "Settings",
     "Snapshot",
 ]
+# API Document Export's Request Example #1 (without its ApiDocumentId, which would be taken the second time).
+EXAMPLE_REQUEST = {
+    "Source": "Integrator",
+    "Data": {
+        "Request": {
+            "Filters": [{"Field": "ApiType", "Operator": "Equal", "Value": "location-export"}],
+            "SortDescriptions": [{"Direction": "Ascending", "Name": "RecModified"}],
+            "Top": 10,
+            "Skip": 0,
+        }
+    },
+}
 STATUS_NAMES = ["InQueue", "Validation", "InProcess", "Successful", "Error"]
 OPERATOR_NAMES = ["Equal", "Notequal", "Greaterthan", "Greaterthanorequal", "Lessthan", "Lessthanorequal", "Contains"]
 
@@ -280,7 +292,10 @@ def _operation(api_type: dict, *, is_async: bool) -> dict[str, Any]:
         "tags": [api_type.get("swagger_group") or COMMON],
         "summary": summary,
         "operationId": f"{direction}-{api_id}{'-async' if is_async else ''}".replace("/", "-"),
-        "requestBody": {"required": False, "content": {"application/json": {"schema": request}}},
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": request, "example": EXAMPLE_REQUEST if own else {"Data": {}}}},
+        },
         "responses": responses,
     }
 
