@@ -92,7 +92,8 @@ def test_malformed_json_is_400_after_the_key_check(api, make_key):
     key = make_key(allowed_for_all=True)
     response = call(api, "/chqapi/export/apidocument", key.value, raw="{not json")
     assert response.status_code == 400
-    assert response.json()["Message"].startswith("The request body is not valid JSON")
+    assert response.json()["Message"] == "The request is invalid."
+    assert response.json()["ModelState"]["apiRequest"][0].startswith("The request body is not valid JSON")
     assert call(api, "/chqapi/export/apidocument", None, raw="{not json").status_code == 401
 
 

@@ -84,8 +84,10 @@ def test_key_header_length_edge():
 def test_bodies_that_are_not_a_json_object(make_key, raw, message):
     key = make_key(allowed_for_all=True, logged_for_all=True)
     response = post("/chqapi/export/apidocument", key.value, raw)
-    assert (response.status_code, response.json()["Message"]) == (400, message)
-    assert ApiDocument.objects.get().status_code == 400
+    assert (response.status_code, response.json()["ModelState"]) == (400, {"apiRequest": [message]})
+    document = ApiDocument.objects.get()
+    assert (document.status_code, document.status) == (400, ApiDocument.Status.ERROR)
+    assert document.error_message == f"The request is invalid. apiRequest: {message}"
 
 
 def test_whitespace_body_is_an_empty_request(make_key):

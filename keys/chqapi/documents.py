@@ -35,7 +35,7 @@ from ..text import storable
 from .export_request import InvalidRequest
 from .exports import ExportResult, envelope
 from .guard import ApiCall, ApiError, registration_for
-from .wire import INVALID_REQUEST, json_response, request_type, standard
+from .wire import INVALID_REQUEST, invalid_message, json_response, request_type, standard
 
 log = logging.getLogger("keys.api")
 Status = ApiDocument.Status
@@ -161,10 +161,8 @@ def run(document_id: str) -> None:
         call = ApiCall(None, direction, api_id, body, decision, True, document.document_id)
         outcome = _succeeded(document, registration.handler(call), clock)
     except InvalidRequest as exc:
-        messages = [f"{path}: {' '.join(texts)}" for path, texts in exc.model_state.items()]
-        outcome = _failed(
-            400, f"{INVALID_REQUEST} {' '.join(messages)}", {"Message": INVALID_REQUEST, "ModelState": exc.model_state}
-        )
+        answer = {"Message": INVALID_REQUEST, "ModelState": exc.model_state}
+        outcome = _failed(400, invalid_message(exc.model_state), answer)
     except ApiError as exc:
         outcome = _failed(exc.status, exc.message, {"Message": exc.message})
     except Exception:

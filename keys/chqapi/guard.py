@@ -30,7 +30,8 @@ from .. import freshness, services, shared, usage
 from ..access import Decision, Reason, authenticate, decide
 from ..clients import client_address
 from ..text import printable
-from .wire import json_response
+from .export_request import InvalidRequest
+from .wire import invalid, invalid_message, json_response
 
 security_log = logging.getLogger("keys.security")
 error_log = logging.getLogger("keys.api")
@@ -221,9 +222,9 @@ def parse_body(request: HttpRequest) -> dict[str, Any]:
     if not hasattr(request, "_api_body"):
         try:
             request._api_body = _parse(request.body)
-        except ApiError as exc:
+        except InvalidRequest as exc:
             request._api_body = exc
-    if isinstance(request._api_body, ApiError):
+    if isinstance(request._api_body, InvalidRequest):
         raise request._api_body
     return request._api_body
 
@@ -233,28 +234,33 @@ def parse_json(request: HttpRequest) -> Any:
     return _parse(request.body, object_only=False)
 
 
+def _unreadable(message: str) -> InvalidRequest:
+    # CHQ answers a body it cannot read as any invalid request: ModelState at "apiRequest".
+    return InvalidRequest({"apiRequest": [message]})
+
+
 def _parse(body: bytes, object_only: bool = True) -> Any:
     if not body.strip():
         return {}
     try:
         data = json.loads(body)
     except UnicodeDecodeError:
-        raise ApiError(400, "The request body is not UTF-8 text.") from None
+        raise _unreadable("The request body is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:
-        raise ApiError(400, f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
+        raise _unreadable(f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
     except RecursionError:
-        raise ApiError(400, "The request body's JSON is nested too deeply.") from None
+        raise _unreadable("The request body's JSON is nested too deeply.") from None
     except ValueError:  # an integer with more digits than Python converts (int_max_str_digits)
-        raise ApiError(400, "The request body holds a number too long to read.") from None
+        raise _unreadable("The request body holds a number too long to read.") from None
     if object_only and not isinstance(data, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
+        raise _unreadable("The request body must be a JSON object.")
     return data
 
 
 def _source(request: HttpRequest) -> str:
     try:
         source = parse_body(request).get("Source", "")
-    except ApiError:
+    except InvalidRequest:
         return ""
     # Anything json.loads gave back, json.dumps can write again; the stored copy is cut to its column.
     return source if isinstance(source, str) else json.dumps(source)
@@ -271,11 +277,13 @@ def _finish(
 
 
 def _error_message(response: HttpResponse) -> str:
+    """A failed call's document says why: the answer's Message, and each ModelState entry."""
     if response.status_code < 400 or response.streaming:
         return ""
     try:
-        return str(json.loads(response.content).get("Message", ""))
-    except (ValueError, AttributeError):
+        answer = json.loads(response.content)
+        return invalid_message(answer["ModelState"]) if "ModelState" in answer else str(answer.get("Message", ""))
+    except (ValueError, AttributeError, KeyError, TypeError):
         return ""
 
 
@@ -360,6 +368,8 @@ def guarded_call(
     kind = f"{type_id}-{direction}"  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
     try:
         response = view(request, *args, **kwargs)
+    except InvalidRequest as exc:
+        response = invalid(exc.model_state)
     except ApiError as exc:
         response = error_response(exc.status, exc.message)
     except DatabaseError:
@@ -434,6 +444,8 @@ def authenticated_call(request: HttpRequest, view: Callable, args: tuple, kwargs
     request.api_decision = decision
     try:
         return view(request, *args, **kwargs)
+    except InvalidRequest as exc:
+        return invalid(exc.model_state)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
     except DatabaseError:

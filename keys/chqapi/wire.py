@@ -89,6 +89,12 @@ def json_response(data: Any, status: int = 200) -> HttpResponse:
     return response
 
 
+def invalid_message(model_state: dict[str, list[str]]) -> str:
+    """An invalid request in one line, for a document's error message."""
+    details = " ".join(f"{path}: {' '.join(texts)}" for path, texts in model_state.items())
+    return f"{INVALID_REQUEST} {details}"
+
+
 def invalid(model_state: dict[str, list[str]]) -> HttpResponse:
     """400 in the shape of the reference's API Document Export Response Example #2."""
     return json_response({"Message": INVALID_REQUEST, "ModelState": model_state}, status=400)
