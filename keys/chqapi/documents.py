@@ -1,10 +1,12 @@
 """The life of an API document, and what status and getdata answer about one.
 
 Asynchronous calls (an export at .../async, an import registered as
-asynchronous) are written as a document InQueue in the same transaction that
-queues their task (keys/chqapi/tasks.py), so a queued document survives any
-restart: the task row and the document commit together or not at all. The
-task worker moves it to InProcess, runs the handler and stores the result as
+asynchronous) are written as a document InQueue and their task is queued
+(keys/chqapi/tasks.py): with the database backend in the same transaction, so
+the task row and the document commit together or not at all and a queued
+document survives any restart; with any other backend once the document has
+committed, and a queue that refuses it leaves the document Error. The task
+worker moves it to InProcess, runs the handler and stores the result as
 Successful or Error. A document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS
 after it started (its worker was killed, say) is marked Error with a message
 saying so the next time anyone asks about it; it is not run again, since the
@@ -47,7 +49,7 @@ NOT_FOUND = (
 )
 TIMED_OUT = (
     "The work did not finish within {seconds} seconds of starting; its worker may have stopped. "
-    "Nothing was changed by this document; send the request again."
+    "It will not be run again: send the request again (for an import, check first what it changed)."
 )
 
 
