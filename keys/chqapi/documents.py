@@ -235,6 +235,8 @@ def expire(document: ApiDocument | None = None) -> int:
         if document.status != Status.IN_PROCESS or document.started_at is None:
             return 0
         stale = stale.filter(pk=document.pk)
+    elif not stale.exists():  # the usual case: a read, not a write that would wait for SQLite's lock
+        return 0
     count = stale.update(
         status=Status.ERROR,
         status_code=504,

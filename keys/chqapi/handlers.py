@@ -7,6 +7,7 @@ from django.db.models import Q, QuerySet
 
 from ..models import ApiDocument, ApiType
 from ..text import printable, storable
+from . import documents
 from .export_request import Filter, InvalidRequest, parse
 from .exports import ExportResult
 from .guard import ApiCall, register
@@ -110,14 +111,16 @@ def item(document: ApiDocument) -> dict[str, Any]:
 def api_document_export(call: ApiCall) -> ExportResult:
     """The calling key's API documents: filtered, sorted, skipped and cut to Top."""
     request = parse(call.body, filters=FILTERS, sorts=set(SORTS))
-    documents = _filtered(ApiDocument.objects.filter(key_id=call.decision.key_id), request.filters)
+    documents.expire()  # a document whose worker died is listed as the Error it is
+
+    found = _filtered(ApiDocument.objects.filter(key_id=call.decision.key_id), request.filters)
     # Without a sort, in the order they were made: a stable order to page through with Skip.
     order = [f"-{SORTS[s.name]}" if s.descending else SORTS[s.name] for s in request.sorts] + ["id"]
-    page = documents.order_by(*order)
+    page = found.order_by(*order)
     page = page[request.skip : request.skip + request.top] if request.top is not None else page[request.skip :]
     return ExportResult(
         collection="ApiDocuments",
         request=request,
-        total=documents.count(),
+        total=found.count(),
         rows=(item(document) for document in page.iterator(chunk_size=500)),
     )

@@ -1,0 +1,336 @@
+"""API documents in detail (keys/chqapi/documents.py): what an async call stores,
+how the worker's run records its outcome, the timeout, the forms of a status or
+getdata request, and API Document Export's filter values. The reference's
+examples are in test_wire_format.py; real worker processes in test_async_worker.py."""
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from keys.chqapi import documents, guard
+from keys.models import ApiDocument, ApiType
+
+pytestmark = pytest.mark.django_db
+
+EXPORT = "/chqapi/export/apidocument"
+Status = ApiDocument.Status
+
+
+def post(path, key, body=None, raw=None, **extra):
+    data = raw if raw is not None else json.dumps(body if body is not None else {})
+    return Client().post(path, data, content_type="application/json", HTTP_APIKEY=str(key), **extra)
+
+
+def queue(key, body=None) -> str:
+    return post(f"{EXPORT}/async", key.value, body).json()["Id"]
+
+
+@pytest.fixture
+def key(make_key):
+    return make_key(allowed_for_all=True, description="integrator")
+
+
+def test_an_async_document_records_who_called_what_and_how(key):
+    body = json.dumps({"Source": "ERP", "Data": {"Request": {"Top": 1}}})
+    document_id = post(f"{EXPORT}/async", key.value, raw=body, REMOTE_ADDR="10.1.2.3").json()["Id"]
+    document = ApiDocument.objects.get()
+    own = ApiType.objects.get(direction="export", api_id="apidocument")
+    assert str(document.document_id) == document_id
+    assert (document.key_id, document.key_last4, document.key_description) == (
+        key.pk,
+        key.value.hex[-4:],
+        "integrator",
+    )
+    assert (document.api_type_id, document.api_type_name, document.request_type) == (
+        own.pk,
+        "API Document Export",
+        "apidocument-export",
+    )
+    assert (document.method, document.path, document.source) == ("POST", f"{EXPORT}/async", "ERP")
+    assert (document.is_async, document.status, document.status_code) == (True, Status.IN_QUEUE, 200)
+    assert (document.duration_ms, document.started_at, document.ended_at) == (0.0, None, None)
+    assert document.client_address == "10.1.2.3"
+    assert document.keep_content is False
+    assert document.request_body == body  # whole, for the worker
+    assert document.modified_at == document.created_at
+
+
+def test_an_async_source_that_is_not_text_is_stored_as_json(key):
+    queue(key, {"Source": {"system": "ERP"}})
+    assert ApiDocument.objects.get().source == '{"system": "ERP"}'
+
+
+def test_running_one_document_claims_only_that_one(key):
+    first, second = queue(key), queue(key)
+    documents.run(first)
+    assert ApiDocument.objects.get(document_id=second).status == Status.IN_QUEUE
+    done = ApiDocument.objects.get(document_id=first)
+    assert done.status == Status.SUCCESSFUL
+    assert done.created_at < done.started_at <= done.ended_at
+    assert done.modified_at == done.ended_at
+
+
+def test_a_successful_run_stores_its_counts_and_answer(key):
+    queue(key)
+    document_id = queue(key, {"Data": {"Request": {"Top": 1}}})
+    documents.run(document_id)
+    document = ApiDocument.objects.get(document_id=document_id)
+    # The key's two documents match; Top 1 sends one.
+    assert (document.status_code, document.total_records, document.records_count) == (200, 2, 1)
+    answer = json.loads(document.response_body)["ApiDocument"]
+    assert (answer["ApiDocumentId"], answer["RecordsCount"]) == (document_id.upper(), 1)
+    assert document.error_message == ""
+    assert document.duration_ms > 0
+
+
+def test_a_run_is_never_repeated(key, django_assert_num_queries):
+    document_id = queue(key)
+    documents.run(document_id)
+    with django_assert_num_queries(1):  # the claim finds nothing to claim, and stops
+        documents.run(document_id)
+
+
+@pytest.mark.parametrize(
+    ("failure", "status_code", "message"),
+    [
+        (guard.ApiError(418, "short and stout"), 418, "short and stout"),
+        (RuntimeError("boom"), 500, "The server failed while carrying out the call."),
+    ],
+)
+def test_a_failing_handler_leaves_an_error_document(key, monkeypatch, caplog, failure, status_code, message):
+    def failing(call):
+        raise failure
+
+    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(failing))
+    document_id = queue(key)
+    with caplog.at_level(logging.ERROR, logger="keys.api"):
+        documents.run(document_id)
+    document = ApiDocument.objects.get(document_id=document_id)
+    assert (document.status, document.status_code, document.error_message) == (Status.ERROR, status_code, message)
+    assert json.loads(document.response_body) == {"Message": message}
+    logged = [r for r in caplog.records if r.name == "keys.api"]
+    assert bool(logged) is (status_code == 500)
+    answer = post("/chqapi/status", key.value, document_id).json()
+    assert (answer["Status"], answer["ErrorMessage"]) == ("Error", message)
+
+
+def test_a_document_whose_type_is_no_longer_served_is_an_error(key, monkeypatch):
+    document_id = queue(key)
+    monkeypatch.delitem(guard._handlers, ("export", "apidocument"))
+    documents.run(document_id)
+    document = ApiDocument.objects.get(document_id=document_id)
+    assert (document.status, document.status_code) == (Status.ERROR, 501)
+    assert document.error_message == "This installation no longer serves apidocument-export."
+
+
+def test_an_invalid_async_request_stores_the_model_state(key):
+    document_id = queue(key, {"Data": {"Request": {"Top": -1}}})
+    documents.run(document_id)
+    document = ApiDocument.objects.get(document_id=document_id)
+    assert (document.status, document.status_code) == (Status.ERROR, 400)
+    assert document.error_message.startswith("The request is invalid. apiRequest.Data.Request.Top: ")
+    answer = json.loads(document.response_body)
+    assert answer["Message"] == "The request is invalid."
+    assert list(answer["ModelState"]) == ["apiRequest.Data.Request.Top"]
+
+
+# --- the timeout -------------------------------------------------------------------------------
+
+
+def _started(document_id, seconds_ago):
+    started = timezone.now() - timedelta(seconds=seconds_ago)
+    ApiDocument.objects.filter(document_id=document_id).update(status=Status.IN_PROCESS, started_at=started)
+
+
+def test_expiring_marks_only_documents_running_past_the_timeout(key, settings):
+    settings.KEYS_ASYNC_TIMEOUT_SECONDS = 60
+    stale, fresh, waiting = queue(key), queue(key), queue(key)
+    _started(stale, 61)
+    _started(fresh, 59)
+    assert documents.expire() == 1
+    statuses = dict(ApiDocument.objects.values_list("document_id", "status"))
+    assert statuses == {
+        uuid.UUID(stale): Status.ERROR,
+        uuid.UUID(fresh): Status.IN_PROCESS,
+        uuid.UUID(waiting): Status.IN_QUEUE,  # waiting for a worker is not running too long
+    }
+    expired = ApiDocument.objects.get(document_id=stale)
+    assert expired.status_code == 504
+    assert expired.error_message == documents.TIMED_OUT.format(seconds=60)
+    assert expired.ended_at == expired.modified_at
+    assert documents.expire() == 0
+
+
+def test_a_status_call_expires_only_the_document_it_asks_about(key, settings):
+    settings.KEYS_ASYNC_TIMEOUT_SECONDS = 60
+    asked, other = queue(key), queue(key)
+    _started(asked, 61)
+    _started(other, 61)
+    assert post("/chqapi/status", key.value, asked).json()["Status"] == "Error"
+    assert ApiDocument.objects.get(document_id=other).status == Status.IN_PROCESS
+
+
+def test_api_document_export_lists_a_timed_out_document_as_error(key, settings):
+    settings.KEYS_ASYNC_TIMEOUT_SECONDS = 60
+    document_id = queue(key)
+    _started(document_id, 61)
+    items = post(EXPORT, key.value).json()["ApiDocument"]["Response"]["ApiDocuments"]
+    assert [(i["APIDocumentId"], i["Status"]) for i in items] == [(document_id.upper(), 4)]
+
+
+# --- what status and getdata accept and answer -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda i: {"apidocumentid": i},
+        lambda i: {"DOCUMENTID": i},
+        lambda i: {"Id": i},  # the In Process answer sent back as it came
+        lambda i: {"Data": {"documentId": i}},
+        lambda i: f"  {i.upper()}  ",
+    ],
+)
+def test_more_forms_of_the_document_asked_about(key, body):
+    document_id = queue(key)
+    assert post("/chqapi/status", key.value, body(document_id)).json()["Id"] == document_id
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"ApiDocumentId": 5}, {"ApiDocumentId": "nope"}, {"Data": "x"}, {"Other": "x"}, [1], 5, "nope"],
+)
+def test_a_request_naming_no_document_is_400(key, body):
+    response = post("/chqapi/status", key.value, body)
+    assert response.status_code == 400
+    assert response.json()["Message"] == "The request is invalid."
+    assert list(response.json()["ModelState"]) == ["apiRequest.ApiDocumentId"]
+
+
+def test_getdata_answers_every_field_and_a_logged_document_keeps_its_content(make_key):
+    key = make_key(allowed_for_all=True, logged_for_all=True)
+    document_id = queue(key, {"Source": "ERP", "Data": {"Request": {"Top": 1}}})
+    documents.run(document_id)
+    for _ in range(2):
+        data = post("/chqapi/getdata", key.value, document_id).json()
+        assert set(data) == {"ApiDocumentId", "Status", "ApiType", "Source", "Request", "Response", "Truncated"}
+        assert (data["ApiDocumentId"], data["Status"], data["ApiType"], data["Source"]) == (
+            document_id,
+            "Successful",
+            "apidocument-export",
+            "ERP",
+        )
+        assert data["Truncated"] is False
+        assert data["Request"] == {"Source": "ERP", "Data": {"Request": {"Top": 1}}}
+        assert data["Response"]["ApiDocument"]["Status"] == "Successful"
+    document = ApiDocument.objects.get(document_id=document_id)
+    assert document.request_body
+    assert document.response_body
+
+
+def test_getdata_delivers_an_unlogged_documents_content_once(key):
+    document_id = queue(key)
+    documents.run(document_id)
+    first = post("/chqapi/getdata", key.value, document_id)
+    assert first.status_code == 200
+    assert first.json()["Response"]["ApiDocument"]["ApiDocumentId"] == document_id.upper()
+    document = ApiDocument.objects.get(document_id=document_id)
+    assert (document.request_body, document.response_body) == ("", "")
+    gone = post("/chqapi/getdata", key.value, document_id)
+    assert gone.status_code == 410
+    assert gone.json()["Message"] == documents.GONE
+    # The document itself stays, without its content.
+    assert post("/chqapi/status", key.value, document_id).json()["Status"] == "Successful"
+
+
+def test_getdata_of_a_stored_body_cut_at_the_limit_gives_the_text(make_key):
+    key = make_key(allowed_for_all=True, logged_for_all=True)
+    document_id = post(EXPORT, key.value)["ApiDocumentId"]
+    ApiDocument.objects.filter(document_id=document_id).update(response_body='{"cut', truncated=True)
+    data = post("/chqapi/getdata", key.value, document_id).json()
+    assert (data["Response"], data["Truncated"]) == ('{"cut', True)
+
+
+def test_status_of_an_error_document_keeps_no_content_it_was_not_asked_to(key):
+    document_id = queue(key, {"Data": {"Request": {"Top": -1}}})
+    documents.run(document_id)
+    post("/chqapi/status", key.value, document_id)
+    document = ApiDocument.objects.get(document_id=document_id)
+    assert (document.request_body, document.response_body) == ("", "")
+
+
+# --- API Document Export's filter values -----------------------------------------------------
+
+
+@pytest.fixture
+def mixed(key):
+    """Two successful, one failed, one queued document, with different sources."""
+    for source in ("alpha", "beta"):
+        documents.run(queue(key, {"Source": source}))
+    documents.run(queue(key, {"Source": "gamma", "Data": {"Request": {"Top": -1}}}))
+    queue(key, {"Source": "delta"})
+    return key
+
+
+def _count(key, field, operator, value):
+    request = {"Filters": [{"Field": field, "Operator": operator, "Value": value}]}
+    response = post(EXPORT, key.value, {"Data": {"Request": request}})
+    assert response.status_code == 200, response.content
+    return response.json()["ApiDocument"]["TotalRecords"]
+
+
+@pytest.mark.parametrize(
+    ("field", "operator", "value", "expected"),
+    [
+        ("Status", "Equal", 3, 2),
+        ("Status", "Equal", "successful", 2),
+        ("Status", "Contains", " 0 , 4 ", 2),
+        ("Status", "Contains", "InQueue,Error", 2),
+        ("Status", "Notequal", "3", 2),
+        ("Source", "Equal", " alpha ", 1),
+        ("Source", "Equal", "alpha,beta", 0),  # Equal takes one value: the comma is part of it
+        ("Source", "Contains", "alpha,beta", 2),
+        ("Source", "Notequal", "alpha", 3),
+        ("ApiType", "Contains", "apidocument-export,location-export", 4),
+        ("ApiType", "Equal", "API Document Export", 4),
+    ],
+)
+def test_filter_values(mixed, field, operator, value, expected):
+    assert _count(mixed, field, operator, value) == expected
+
+
+def test_api_type_filter_by_numeric_ids_in_a_list(mixed):
+    own = ApiType.objects.get(direction="export", api_id="apidocument")
+    other = ApiType.objects.get(direction="export", api_id="location")
+    assert _count(mixed, "ApiType", "Contains", f"{other.pk},{own.pk}") == 4
+    assert _count(mixed, "ApiType", "Equal", str(other.pk)) == 0
+
+
+def test_api_type_filter_by_a_types_new_name_finds_documents_made_before_the_rename(mixed):
+    ApiType.objects.filter(direction="export", api_id="apidocument").update(name="Documents Export")
+    assert _count(mixed, "ApiType", "Equal", "documents export") == 4
+    assert _count(mixed, "ApiType", "Equal", "API Document Export") == 4  # the name they were made under
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("Status", "7", "'7' is not a status"),
+        ("Status", "Done", "'Done' is not a status"),
+        ("Status", True, "is not a value for Status"),
+        ("Source", ["a"], "is not a value for Source"),
+        ("Source", None, "is not a value for Source"),
+        ("ApiType", "a,,b", "ApiType: an empty value"),
+    ],
+)
+def test_bad_filter_values_are_400_at_their_path(key, field, value, says):
+    request = {"Filters": [{"Field": field, "Operator": "Contains", "Value": value}]}
+    response = post(EXPORT, key.value, {"Data": {"Request": request}})
+    assert response.status_code == 400
+    [message] = response.json()["ModelState"]["apiRequest.Data.Request.Filters[0].Value"]
+    assert says in message
