@@ -334,3 +334,72 @@ def test_bad_filter_values_are_400_at_their_path(key, field, value, says):
     assert response.status_code == 400
     [message] = response.json()["ModelState"]["apiRequest.Data.Request.Filters[0].Value"]
     assert says in message
+
+
+# --- the answer's edges ----------------------------------------------------------------------
+
+
+def _documents(key, count, **fields):
+    ApiDocument.objects.bulk_create(
+        ApiDocument(
+            key_id=key.pk, key_last4="0000", api_type_name="x", request_type="location-export", method="POST",
+            path="/", status_code=200, duration_ms=1.0, **fields,
+        )
+        for _ in range(count)
+    )  # fmt: skip
+
+
+def test_up_to_the_limit_an_answer_is_whole_and_beyond_it_streamed(key):
+    from keys.chqapi.exports import STREAM_ABOVE
+
+    _documents(key, STREAM_ABOVE)
+    whole = post(EXPORT, key.value)
+    assert not whole.streaming
+    assert whole.json()["ApiDocument"]["RecordsCount"] == STREAM_ABOVE
+    _documents(key, 1)
+    streamed = post(EXPORT, key.value)
+    assert streamed.streaming
+    assert streamed["Content-Type"] == "application/json"
+    assert streamed["X-Records-Count"] == str(STREAM_ABOVE + 1)
+    answer = json.loads(b"".join(streamed.streaming_content))["ApiDocument"]
+    assert answer["ApiDocumentId"] == streamed["ApiDocumentId"].upper()
+    assert (answer["Status"], answer["ApiRequestType"]) == ("Successful", "apidocument-export")
+    assert answer["StartDateTime"] <= answer["EndDateTime"]
+    assert answer["ElapsedTime"].startswith("00:00:")  # seconds, not the clock's whole reading
+
+
+def test_an_items_progress_and_the_elapsed_time_of_only_a_finished_document(key):
+    _documents(key, 1, progress=0.5, status=Status.IN_PROCESS, started_at=timezone.now())
+    [item] = post(EXPORT, key.value, {"Data": {"Request": {"Top": 1}}}).json()["ApiDocument"]["Response"][
+        "ApiDocuments"
+    ]
+    assert (item["Progress"], item["Status"]) == (0.5, 2)
+    assert "ElapsedTime" not in item  # still running: no elapsed time yet
+    assert "ParentAPIDocumentId" not in item
+
+
+def test_document_lines_carry_their_documents_dates(key):
+    line = {"APIDocumentLineId": str(uuid.uuid4()), "EntityNo": "7", "EntityId": str(uuid.uuid4())}
+    _documents(key, 1, lines=[line])
+    [item] = post(EXPORT, key.value).json()["ApiDocument"]["Response"]["ApiDocuments"]
+    [shown] = item["ApiDocumentLines"]
+    assert shown == {
+        "RecCreated": item["RecCreated"],
+        "RecModified": item["RecModified"],
+        "StreamingDate": item["RecModified"],
+        **line,
+    }
+
+
+@pytest.mark.parametrize(("top", "sent"), [("1", 1), (" 2 ", 2), (2**31 - 1, 3)])
+def test_top_as_digits_and_up_to_the_largest(key, top, sent):
+    _documents(key, 3)
+    answer = post(EXPORT, key.value, {"Data": {"Request": {"Top": top}}}).json()["ApiDocument"]
+    assert answer["RecordsCount"] == sent
+
+
+@pytest.mark.parametrize("top", [2**31, -1, 1.5, "x1", True, "²"])
+def test_top_out_of_range_says_what_it_got(key, top):
+    response = post(EXPORT, key.value, {"Data": {"Request": {"Top": top}}})
+    [message] = response.json()["ModelState"]["apiRequest.Data.Request.Top"]
+    assert message == f"{str(top)!r} is not a whole number from 0 to {2**31 - 1}."

@@ -91,7 +91,7 @@ def item(document: ApiDocument) -> dict[str, Any]:
         "ElapsedTime": timespan(elapsed_seconds(document)) if document.finished else None,
         "IsSynchronously": not document.is_async,
         "Status": document.status,
-        "ParentAPIDocumentId": None,
+        # ParentAPIDocumentId: no document here has a parent, so it is always left out.
         "UseApiVersion": API_VERSION,
         "ApiDocumentLines": [
             {
