@@ -138,3 +138,19 @@ def connections_kept():
     yield
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
+
+
+def stored_documents(key, count: int, **fields) -> None:
+    """`count` finished API documents of `key`, written at once (for paging and streaming tests)."""
+    from keys.models import ApiDocument
+
+    defaults = {
+        "key_last4": "0000",
+        "api_type_name": "x",
+        "request_type": "location-export",
+        "method": "POST",
+        "path": "/",
+        "status_code": 200,
+        "duration_ms": 1.0,
+    }
+    ApiDocument.objects.bulk_create(ApiDocument(key_id=key.pk, **(defaults | fields)) for _ in range(count))

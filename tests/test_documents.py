@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from keys.chqapi import documents, guard
 from keys.models import ApiDocument, ApiType
+from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.django_db
 
@@ -339,24 +340,14 @@ def test_bad_filter_values_are_400_at_their_path(key, field, value, says):
 # --- the answer's edges ----------------------------------------------------------------------
 
 
-def _documents(key, count, **fields):
-    ApiDocument.objects.bulk_create(
-        ApiDocument(
-            key_id=key.pk, key_last4="0000", api_type_name="x", request_type="location-export", method="POST",
-            path="/", status_code=200, duration_ms=1.0, **fields,
-        )
-        for _ in range(count)
-    )  # fmt: skip
-
-
 def test_up_to_the_limit_an_answer_is_whole_and_beyond_it_streamed(key):
     from keys.chqapi.exports import STREAM_ABOVE
 
-    _documents(key, STREAM_ABOVE)
+    stored_documents(key, STREAM_ABOVE)
     whole = post(EXPORT, key.value)
     assert not whole.streaming
     assert whole.json()["ApiDocument"]["RecordsCount"] == STREAM_ABOVE
-    _documents(key, 1)
+    stored_documents(key, 1)
     streamed = post(EXPORT, key.value)
     assert streamed.streaming
     assert streamed["Content-Type"] == "application/json"
@@ -369,7 +360,7 @@ def test_up_to_the_limit_an_answer_is_whole_and_beyond_it_streamed(key):
 
 
 def test_an_items_progress_and_the_elapsed_time_of_only_a_finished_document(key):
-    _documents(key, 1, progress=0.5, status=Status.IN_PROCESS, started_at=timezone.now())
+    stored_documents(key, 1, progress=0.5, status=Status.IN_PROCESS, started_at=timezone.now())
     [item] = post(EXPORT, key.value, {"Data": {"Request": {"Top": 1}}}).json()["ApiDocument"]["Response"][
         "ApiDocuments"
     ]
@@ -380,7 +371,7 @@ def test_an_items_progress_and_the_elapsed_time_of_only_a_finished_document(key)
 
 def test_document_lines_carry_their_documents_dates(key):
     line = {"APIDocumentLineId": str(uuid.uuid4()), "EntityNo": "7", "EntityId": str(uuid.uuid4())}
-    _documents(key, 1, lines=[line])
+    stored_documents(key, 1, lines=[line])
     [item] = post(EXPORT, key.value).json()["ApiDocument"]["Response"]["ApiDocuments"]
     [shown] = item["ApiDocumentLines"]
     assert shown == {
@@ -393,7 +384,7 @@ def test_document_lines_carry_their_documents_dates(key):
 
 @pytest.mark.parametrize(("top", "sent"), [("1", 1), (" 2 ", 2), (2**31 - 1, 3)])
 def test_top_as_digits_and_up_to_the_largest(key, top, sent):
-    _documents(key, 3)
+    stored_documents(key, 3)
     answer = post(EXPORT, key.value, {"Data": {"Request": {"Top": top}}}).json()["ApiDocument"]
     assert answer["RecordsCount"] == sent
 

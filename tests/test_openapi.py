@@ -43,20 +43,23 @@ def key(db, make_key):
     return make_key(allowed_for_all=True, logged_for_all=True, description="schemathesis")
 
 
+def call_and_validate(case, key, settings) -> None:
+    settings.KEYS_THROTTLE_REFUSALS = 0
+    case.call_and_validate(app=APP, headers={"ApiKey": str(key.value)}, checks=CHECKS)
+
+
 @pytest.mark.django_db
 @served.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_served_operation_answers_as_documented(case, key, settings, connections_kept):
-    settings.KEYS_THROTTLE_REFUSALS = 0
-    case.call_and_validate(app=APP, headers={"ApiKey": str(key.value)}, checks=CHECKS)
+    call_and_validate(case, key, settings)
 
 
 @pytest.mark.django_db
 @unserved.parametrize()
 @settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_unserved_operation_answers_as_documented(case, key, settings, connections_kept):
-    settings.KEYS_THROTTLE_REFUSALS = 0
-    case.call_and_validate(app=APP, headers={"ApiKey": str(key.value)}, checks=CHECKS)
+    call_and_validate(case, key, settings)
 
 
 @pytest.mark.django_db

@@ -15,6 +15,7 @@ from keys.chqapi import documents
 from keys.chqapi.export_request import ExportRequest
 from keys.chqapi.wire import chq_datetime, timespan
 from keys.models import ApiDocument
+from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.django_db
 
@@ -264,21 +265,7 @@ def test_invalid_requests_name_their_path(reader, request_part, path):
 def test_top_omitted_streams_every_row_in_bounded_memory(reader, settings):
     from keys.chqapi import exports
 
-    key_id = reader.pk
-    ApiDocument.objects.bulk_create(
-        ApiDocument(
-            key_id=key_id,
-            key_last4="0000",
-            api_type_name="x",
-            request_type="location-export",
-            method="POST",
-            path="/",
-            status_code=200,
-            duration_ms=1.0,
-            source=f"r{n}",
-        )
-        for n in range(exports.STREAM_ABOVE + 5)
-    )
+    stored_documents(reader, exports.STREAM_ABOVE + 5)
     response = export(reader.value)
     assert response.streaming
     answer = json.loads(b"".join(response.streaming_content))["ApiDocument"]
@@ -489,13 +476,7 @@ def test_streaming_memory_does_not_grow_with_the_row_count(reader):
 
     def peak_reading(rows: int) -> int:
         ApiDocument.objects.all().delete()
-        ApiDocument.objects.bulk_create(
-            ApiDocument(
-                key_id=reader.pk, key_last4="0000", api_type_name="x", request_type="location-export",
-                method="POST", path="/", status_code=200, duration_ms=1.0, source="s" * 100,
-            )
-            for _ in range(rows)
-        )  # fmt: skip
+        stored_documents(reader, rows, source="s" * 100)
         response = export(reader.value)
         assert response.streaming
         tracemalloc.start()
