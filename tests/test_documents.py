@@ -394,3 +394,78 @@ def test_top_out_of_range_says_what_it_got(key, top):
     response = post(EXPORT, key.value, {"Data": {"Request": {"Top": top}}})
     [message] = response.json()["ModelState"]["apiRequest.Data.Request.Top"]
     assert message == f"{str(top)!r} is not a whole number from 0 to {2**31 - 1}."
+
+
+# --- what the worker gives a handler -----------------------------------------------------------
+
+
+def test_the_worker_gives_the_handler_the_call_as_it_came(make_key, monkeypatch):
+    key = make_key(allowed_for_all=True, logged_for_all=True, description="integrator")
+    seen = {}
+
+    def recording(call):
+        document = ApiDocument.objects.get(document_id=call.document_id)
+        seen.update(call=call, status=document.status, started=document.started_at, modified=document.modified_at)
+        return {"ok": True}
+
+    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(recording))
+    document_id = queue(key, {"Source": "ERP", "Data": {"Request": {}}})
+    documents.run(document_id)
+    call = seen["call"]
+    own = ApiType.objects.get(direction="export", api_id="apidocument")
+    assert (call.request, call.direction, call.api_id, call.is_async) == (None, "export", "apidocument", True)
+    assert (str(call.document_id), call.body) == (document_id, {"Source": "ERP", "Data": {"Request": {}}})
+    decision = call.decision
+    assert (decision.allowed, decision.reason, decision.logged) == (True, "allowed", True)
+    assert (decision.key_id, decision.api_type_id) == (key.pk, own.pk)
+    assert (decision.key_description, decision.api_type_name) == ("integrator", "API Document Export")
+    # While it runs, the document says so, since when.
+    assert seen["status"] == Status.IN_PROCESS
+    assert seen["started"] == seen["modified"]
+    assert seen["started"] is not None
+
+
+def test_a_document_without_a_source_stores_an_empty_source(key):
+    queue(key, {"Data": {}})
+    assert ApiDocument.objects.get().source == ""
+
+
+def test_an_id_taken_between_the_check_and_the_write_is_409(key, monkeypatch):
+    document_id = str(uuid.uuid4())
+    queue(key, {"Data": {"ApiDocumentId": document_id}})
+    monkeypatch.setattr(documents, "ensure_new", lambda document_id: None)  # another call won the race
+    response = post(f"{EXPORT}/async", key.value, {"Data": {"ApiDocumentId": document_id}})
+    assert response.status_code == 409
+    assert response.json()["Message"] == documents.DUPLICATE
+    assert ApiDocument.objects.count() == 1
+
+
+def test_a_logged_async_call_is_written_once_by_its_start(make_key, monkeypatch):
+    from keys import services
+
+    def not_again(**fields):
+        raise AssertionError("the guard's bookkeeping stored the async document again")
+
+    monkeypatch.setattr(services, "api_call_record", not_again)
+    key = make_key(allowed_for_all=True, logged_for_all=True)
+    queue(key)
+    document = ApiDocument.objects.get()
+    assert document.keep_content is True
+
+
+def test_a_refused_task_leaves_a_503_error_document(key, settings, monkeypatch, caplog):
+    from django_tasks.backends.immediate import ImmediateBackend
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+    def refused(*args, **kwargs):
+        raise ConnectionError("queue down")
+
+    monkeypatch.setattr(ImmediateBackend, "enqueue", refused)
+    with caplog.at_level(logging.ERROR, logger="keys.api"):
+        assert post(f"{EXPORT}/async", key.value).status_code == 503
+    document = ApiDocument.objects.get()
+    assert (document.status, document.status_code) == (Status.ERROR, 503)
+    assert document.modified_at > document.created_at
+    [record] = [r for r in caplog.records if r.name == "keys.api"]
+    assert record.getMessage() == f"API document {document.document_id}: the task queue refused it"
