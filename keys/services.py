@@ -23,7 +23,7 @@ from .audit import Actor
 from .chqapi import writer
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .signals import decisions_changed
-from .text import storable
+from .text import storable_text
 
 security_log = logging.getLogger("keys.security")
 
@@ -443,12 +443,6 @@ def _field_limit(name: str) -> int | None:
     return ApiDocument._meta.get_field(name).max_length
 
 
-def _text(value: bytes | str, limit: int | None = None) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    return storable(value, limit)
-
-
 def api_call_record(
     *,
     document_id: uuid.UUID,
@@ -477,7 +471,7 @@ def api_call_record(
     storable here; keys/chqapi/writer.py stores the row exactly once.
     """
     limit = settings.KEYS_LOG_BODY_LIMIT
-    request_text, response_text = _text(request_body), _text(response_body)
+    request_text, response_text = storable_text(request_body), storable_text(response_body)
     now = timezone.now()
     begun = (now - timedelta(milliseconds=duration_ms)).isoformat()
     row = {
@@ -486,19 +480,19 @@ def api_call_record(
         "modified_at": now.isoformat(),
         "started_at": begun,
         "ended_at": now.isoformat(),
-        "request_type": _text(request_type, _field_limit("request_type")),
+        "request_type": storable_text(request_type, _field_limit("request_type")),
         "status": ApiDocument.Status.SUCCESSFUL if 200 <= status_code < 300 else ApiDocument.Status.ERROR,
         "total_records": total_records,
         "records_count": records_count,
-        "error_message": _text(error_message, 2000),
+        "error_message": storable_text(error_message, 2000),
         "key_id": key_id,
-        "key_last4": _text(key_last4, 4),
-        "key_description": _text(key_description, _field_limit("key_description")),
+        "key_last4": storable_text(key_last4, 4),
+        "key_description": storable_text(key_description, _field_limit("key_description")),
         "api_type_id": api_type_id,
-        "api_type_name": _text(api_type_name or path, _field_limit("api_type_name")),
-        "method": _text(method, _field_limit("method")),
-        "path": _text(path, _field_limit("path")),
-        "source": _text(source, _field_limit("source")),
+        "api_type_name": storable_text(api_type_name or path, _field_limit("api_type_name")),
+        "method": storable_text(method, _field_limit("method")),
+        "path": storable_text(path, _field_limit("path")),
+        "source": storable_text(source, _field_limit("source")),
         "status_code": status_code,
         "duration_ms": duration_ms,
         "client_address": client_address,

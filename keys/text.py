@@ -20,6 +20,13 @@ def storable(text: str, limit: int | None = None) -> str:
     return text[:limit] if limit is not None else text
 
 
+def storable_text(value: bytes | str, limit: int | None = None) -> str:
+    """A caller's bytes (decoded as UTF-8, bad bytes replaced) or text, made storable."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return storable(value, limit)
+
+
 def printable(text: object, limit: int = 300) -> str:
     """`text` for a log line: control characters escaped (\\n, \\x1b, ...), cut to `limit`."""
     text = str(text)[:limit]

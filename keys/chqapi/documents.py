@@ -33,10 +33,10 @@ from django.utils import timezone
 from ..access import Decision, Reason
 from ..clients import client_address
 from ..models import ApiDocument
-from ..text import storable
+from ..text import storable, storable_text
 from .export_request import InvalidRequest
 from .exports import ExportResult, envelope
-from .guard import ApiCall, ApiError, registration_for
+from .guard import ApiCall, ApiError, registration_for, source_of
 from .wire import INVALID_REQUEST, invalid_message, json_response, request_type, standard
 
 log = logging.getLogger("keys.api")
@@ -57,12 +57,6 @@ def ensure_new(document_id: uuid.UUID) -> None:
     """409 when a caller's own ApiDocumentId is taken (any key's: the id names one document)."""
     if ApiDocument.objects.filter(document_id=document_id).exists():
         raise ApiError(409, DUPLICATE)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return storable(value if isinstance(value, str) else json.dumps(value), None)
 
 
 QUEUE_DOWN = "The work could not be queued: the task queue did not answer. Send the request again."
@@ -86,7 +80,6 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
 
     decision = call.decision
     now = timezone.now()
-    source = call.body.get("Source", "")
     together = _queue_shares_the_database()
     try:
         with transaction.atomic():
@@ -102,7 +95,7 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
                 request_type=request_type(call.direction, call.api_id)[:160],
                 method=request.method,
                 path=storable(request.path, 500),
-                source=storable(source if isinstance(source, str) else json.dumps(source), 200),
+                source=storable(source_of(request), 200),
                 is_async=True,
                 status=Status.IN_QUEUE,
                 status_code=200,
@@ -110,7 +103,7 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
                 client_address=client_address(request),
                 keep_content=decision.logged,
                 # Kept whole, whatever KEYS_LOG_BODY_LIMIT says: the worker needs all of it.
-                request_body=_text(request.body),
+                request_body=storable_text(request.body),
             )
             if together:
                 run_document.enqueue(str(document.document_id))

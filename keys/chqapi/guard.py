@@ -257,7 +257,8 @@ def _parse(body: bytes, object_only: bool = True) -> Any:
     return data
 
 
-def _source(request: HttpRequest) -> str:
+def source_of(request: HttpRequest) -> str:
+    """The body's `Source` as text (JSON for anything else), "" when the body cannot be read."""
     try:
         source = parse_body(request).get("Source", "")
     except InvalidRequest:
@@ -310,7 +311,7 @@ def _bookkeep(
         api_type_name=decision.api_type_name,
         method=request.method,
         path=request.path,
-        source=_source(request),
+        source=source_of(request),
         status_code=response.status_code,
         duration_ms=(time.perf_counter() - started) * 1000,
         client_address=client_address(request),
