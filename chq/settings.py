@@ -31,6 +31,7 @@ if not SECRET_KEY:
             "`make run` writes one for development), or set DEBUG=true for local use."
         )
 
+
 def _required_secret(name: str, development_value, *, parse=env.str):
     """A secret production must be given; a fixed, public stand-in only with DEBUG on."""
     value = parse(name, default=None)
@@ -96,13 +97,6 @@ MIDDLEWARE = [
     "keys.chqapi.errors.ApiErrorsMiddleware",
     # Last, as django-axes asks: it answers a locked-out login after the view has run.
     "axes.middleware.AxesMiddleware",
-]
-
-# The middleware of /chqapi/ calls (chq/wsgi.py): security headers (nosniff,
-# HSTS, referrer policy) and JSON errors; nothing an API answer does not need.
-API_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "keys.chqapi.errors.ApiErrorsMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [

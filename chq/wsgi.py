@@ -1,41 +1,21 @@
 """WSGI entry point: two Django handlers behind one application.
 
-/chqapi/ calls are answered by programs, never shown in a browser: they need
-no session, CSRF cookie, messages, login lockout, htmx, static files or content
-security policy, and every such middleware is work per call. They get a
-handler with API_MIDDLEWARE (security headers and JSON errors only); every
-other path gets the full MIDDLEWARE. Same settings, URLs and database.
+/chqapi/ calls go to the API's own handler (keys/chqapi/wsgi.py): security
+headers and JSON errors around the view, and nothing else an API answer does
+not need. Every other path gets the site's full MIDDLEWARE. Same settings and
+database.
 """
 
 import os
 
-from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chq.settings")
 site = get_wsgi_application()  # also sets Django up
 
-from django.conf import settings  # noqa: E402
+from keys.chqapi.wsgi import ApiHandler  # noqa: E402  (needs Django set up)
 
-
-class ApiWSGIHandler(WSGIHandler):
-    """A WSGIHandler whose middleware chain is settings.API_MIDDLEWARE, resolving
-    against the API's routes alone (chq/api_urls.py), not the whole site's."""
-
-    def get_response(self, request):
-        request.urlconf = "chq.api_urls"
-        return super().get_response(request)
-
-    def load_middleware(self, is_async=False):
-        full = settings.MIDDLEWARE
-        settings.MIDDLEWARE = settings.API_MIDDLEWARE
-        try:
-            super().load_middleware(is_async)
-        finally:
-            settings.MIDDLEWARE = full
-
-
-api = ApiWSGIHandler()
+api = ApiHandler()
 API_PREFIX = "/chqapi/"
 
 

@@ -52,24 +52,28 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return html_server_error(request)
 
 
+def exception_response(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The JSON answer for an exception an API view raised: 503 while the database
+    cannot be reached, else 500; the failure is logged, the answer says no more."""
+    if isinstance(exception, DatabaseError):
+        log.error("API %s: the database failed: %s", printable(request.path), exception.__class__.__name__)
+        return unavailable()
+    log.error("API %s failed", printable(request.path), exc_info=exception)
+    return error_response(500, "The server failed while carrying out the call.")
+
+
 class ApiErrorsMiddleware:
-    """Turns an exception raised on the way to or from an API view into the API's JSON error."""
+    """On the site's middleware chain (the test client's, and any server that does not use
+    chq/wsgi.py): the API's JSON errors for /chqapi/ paths. keys/chqapi/wsgi.py does the same
+    without a middleware."""
 
     def __init__(self, get_response: Callable):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        # What CommonMiddleware would add; the lean API chain (chq/wsgi.py) does not run it.
-        if not response.streaming and not response.has_header("Content-Length"):
-            response.headers["Content-Length"] = str(len(response.content))
-        return response
+        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith(API_PREFIX):
             return None
-        if isinstance(exception, DatabaseError):
-            log.error("API %s: the database failed: %s", printable(request.path), exception.__class__.__name__)
-            return unavailable()
-        log.error("API %s failed", printable(request.path), exc_info=exception)
-        return error_response(500, "The server failed while carrying out the call.")
+        return exception_response(request, exception)

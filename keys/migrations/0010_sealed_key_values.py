@@ -4,7 +4,6 @@ Reads the secrets from settings (KEYS_LOOKUP_SECRET, KEYS_ENCRYPTION_KEYS), so s
 them before migrating; the migration reverses (decrypting) with the same secrets.
 """
 
-
 from django.db import migrations, models
 
 from keys import sealing

@@ -1,0 +1,152 @@
+"""The lean handler that answers /chqapi/ calls in production (keys/chqapi/wsgi.py),
+called in process through chq/wsgi.py's application as gunicorn calls it: the
+same security headers and JSON answers as the site's full middleware chain."""
+
+import io
+import json
+
+import pytest
+from django.core import signals
+from django.db import DatabaseError
+from django.test import override_settings
+
+from chq.wsgi import application
+from keys.chqapi import guard
+from keys.chqapi import wsgi as api_wsgi
+from keys.chqapi.wsgi import ApiHandler
+
+pytestmark = pytest.mark.usefixtures("connections_kept")
+
+
+def call(
+    path: str, key: str = "", body: bytes = b"{}", method: str = "POST", app=application, **environ
+) -> tuple[int, dict, bytes]:
+    """One WSGI call; (status, headers, body). A test that changes the security settings passes
+    a handler made after the change (a handler reads them once, when it is made, as Django's does)."""
+    base = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_APIKEY": key,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+    }
+    started = []
+    result = app(base | environ, lambda status, headers, *a: started.append((status, headers)))
+    try:
+        content = b"".join(result)
+    finally:
+        result.close()
+    status, headers = started[0]
+    return int(status.split()[0]), dict(headers), content
+
+
+@pytest.fixture
+def allowed_key(make_key, inventory_export):
+    return str(make_key(grants=[inventory_export.pk]).value)
+
+
+def test_an_allowed_call_gets_the_sites_security_headers_and_no_cookie(client, allowed_key, settings):
+    status, headers, content = call("/chqapi/export/inventory", allowed_key)
+    assert status == 501
+    assert json.loads(content)["Message"].startswith("Your API key may call ")
+    site = client.post("/chqapi/export/inventory", b"{}", content_type="application/json", HTTP_APIKEY=allowed_key)
+    for name in ("X-Content-Type-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy", "Content-Type"):
+        assert headers[name] == site[name], name
+    assert headers["Content-Length"] == str(len(content))
+    assert "Set-Cookie" not in headers
+    assert "Content-Security-Policy" not in headers  # nothing here renders a page
+
+
+def test_hsts_is_sent_over_https(allowed_key, settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    _, headers, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler(), **{"wsgi.url_scheme": "https"})
+    assert headers["Strict-Transport-Security"].startswith("max-age=3600")
+
+
+def test_plain_http_is_redirected_when_https_is_required(allowed_key, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    status, headers, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler())
+    assert status == 301
+    assert headers["Location"] == "https://127.0.0.1/chqapi/export/inventory"
+
+
+def test_a_disallowed_host_is_a_400_not_a_500(allowed_key, settings):
+    settings.SECURE_SSL_REDIRECT = True  # the redirect is what reads the host
+    settings.ALLOWED_HOSTS = ["chq.example"]
+    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler(), HTTP_HOST="evil.example")
+    assert status == 400
+
+
+def test_every_route_is_served_and_the_rest_is_a_json_404_or_405(allowed_key):
+    status, _, content = call("/chqapi/nowhere", allowed_key)
+    assert status == 404
+    assert "no such API route" in json.loads(content)["Message"]
+    status, headers, content = call("/chqapi/export/inventory", allowed_key, method="GET")
+    assert status == 405
+    assert headers["Allow"] == "POST"
+    assert json.loads(content)["Message"]
+    status, _, content = call("/chqapi/status", allowed_key, json.dumps({"ApiDocumentId": "x"}).encode())
+    assert status == 400
+    assert json.loads(content)["ModelState"]
+
+
+def test_a_failing_view_answers_json_and_the_database_failing_answers_503(allowed_key, monkeypatch, caplog):
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(guard, "guarded_call", explode)
+    status, _, content = call("/chqapi/export/inventory", allowed_key)
+    assert (status, json.loads(content)) == (500, {"Message": "The server failed while carrying out the call."})
+    assert "boom" not in content.decode()
+
+    def database_down(*args, **kwargs):
+        raise DatabaseError("unreachable")
+
+    monkeypatch.setattr(guard, "guarded_call", database_down)
+    status, headers, content = call("/chqapi/export/inventory", allowed_key)
+    assert status == 503
+    assert headers["Retry-After"]
+    assert "unreachable" not in content.decode()
+
+
+def test_the_request_signals_still_keep_connections_healthy(allowed_key):
+    seen = []
+
+    def started(**kwargs):
+        seen.append("started")
+
+    def finished(**kwargs):
+        seen.append("finished")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        call("/chqapi/export/inventory", allowed_key)
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    assert seen == ["started", "finished"]
+
+
+def test_remembered_routes_are_bounded_and_right(allowed_key):
+    api_wsgi.resolve.cache_clear()
+    for n in range(3):
+        call(f"/chqapi/export/made-up-{n}", allowed_key)
+    call("/chqapi/export/inventory/async", allowed_key)
+    assert api_wsgi.resolve("/chqapi/export/inventory/async").url_name == "chqapi-export-async"
+    assert api_wsgi.resolve("/chqapi/export/echo/EcommQty").kwargs == {"api_id": "echo/EcommQty"}
+    assert api_wsgi.resolve.cache_info().maxsize == api_wsgi.RESOLVED_PATHS
+
+
+@override_settings(KEYS_DECISION_CACHE=True)
+def test_a_warm_allowed_call_makes_no_query_through_the_handler(allowed_key, django_assert_num_queries):
+    call("/chqapi/export/inventory", allowed_key)
+    with django_assert_num_queries(0):
+        status, _, _ = call("/chqapi/export/inventory", allowed_key)
+    assert status == 501
