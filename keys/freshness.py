@@ -44,6 +44,7 @@ class MappedFile:
         self.name, self.size = name, size
         self._lock = threading.Lock()
         self._mapped: tuple[object, str, mmap.mmap] | None = None
+        self._fd: tuple[int, str, int] | None = None
 
     def _map(self) -> tuple[str, mmap.mmap]:
         folder = settings.KEYS_SHARED_STATE_DIR
@@ -67,15 +68,28 @@ class MappedFile:
     def memory(self) -> mmap.mmap:
         return self._map()[1]
 
+    def _lock_fd(self, path: str) -> int:
+        """This process's own descriptor of the file, kept open: opening and closing it for
+        every lock was most of a refused call's counting (bench/profile_call.py). Opened
+        again in a forked child, whose inherited descriptor would share the parent's lock."""
+        held = self._fd
+        if held is not None and held[0] == os.getpid() and held[1] == path:
+            return held[2]
+        with self._lock:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            self._fd = (os.getpid(), path, fd)
+            return fd
+
     @contextmanager
     def locked(self) -> Iterator[mmap.mmap]:
         path, memory = self._map()
-        fd = os.open(path, os.O_RDWR)
-        try:
+        fd = self._lock_fd(path)
+        with self._lock:  # flock does not exclude this process's other threads, which share the descriptor
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield memory
-        finally:
-            os.close(fd)  # closing releases the lock
+            try:
+                yield memory
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class FileMarker:

@@ -17,6 +17,7 @@ a probe run is full the entry closest to expiry gives way. The file lives in
 the page cache: a power cut resets throttling, nothing else.
 """
 
+import functools
 import hashlib
 import math
 import mmap
@@ -40,6 +41,8 @@ def uses_cache() -> bool:
     return settings.KEYS_SHARED_COUNTERS == "cache"
 
 
+# Hashing a name costs more than probing the table; the same few names come on every call.
+@functools.lru_cache(maxsize=SLOTS)
 def _hash(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") or 1
 

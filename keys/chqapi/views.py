@@ -5,7 +5,8 @@ CHQ's wire format (keys/chqapi/wire.py)."""
 import time
 import uuid
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 
@@ -52,7 +53,8 @@ def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bo
     if isinstance(result, HttpResponseBase):  # streaming answers too
         return result
     request.api_document_summary = documents.summary(result)
-    return JsonResponse(result)
+    # A handler's own dict may hold dates, decimals or UUIDs: Django's encoder writes them.
+    return json_response(result, encoder=DjangoJSONEncoder)
 
 
 @post_only

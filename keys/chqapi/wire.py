@@ -79,9 +79,10 @@ def standard(document: ApiDocument) -> dict[str, Any]:
     }
 
 
-def json_response(data: Any, status: int = 200) -> HttpResponse:
+def json_response(data: Any, status: int = 200, encoder: type[json.JSONEncoder] | None = None) -> HttpResponse:
     # json.dumps directly: JsonResponse's DjangoJSONEncoder is slower, and these are plain values.
-    response = HttpResponse(json.dumps(data), content_type="application/json", status=status)
+    # Bytes, not text: HttpResponse encodes text by a settings lookup per response (3 µs of a call's ~100).
+    response = HttpResponse(json.dumps(data, cls=encoder).encode(), content_type="application/json", status=status)
     if status >= 400:
         # A deliberate answer: keys.security records refusals (without the key), and failures are
         # logged where they happen; django.request need not build a log record for each.
