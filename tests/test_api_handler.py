@@ -4,10 +4,11 @@ same security headers and JSON answers as the site's full middleware chain."""
 
 import io
 import json
+from unittest import mock
 
 import pytest
 from django.core import signals
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections
 from django.test import override_settings
 
 from chq.wsgi import application
@@ -115,14 +116,38 @@ def test_a_failing_view_answers_json_and_the_database_failing_answers_503(allowe
     assert "unreachable" not in content.decode()
 
 
-def test_the_request_signals_still_keep_connections_healthy(allowed_key):
+@pytest.fixture
+def started_as_in_production():
+    """request_started with Django's receivers only, as in production; the test's connection is
+    kept open by taking close_old_connections off request_finished (as the test client does)."""
+    signals.request_started.connect(close_old_connections)
+    yield
+    signals.request_started.disconnect(close_old_connections)
+
+
+def test_request_started_work_is_done_directly_while_only_djangos_receivers_listen(
+    allowed_key, started_as_in_production, monkeypatch
+):
+    closed = []
+    monkeypatch.setattr(api_wsgi, "close_old_connections", lambda: closed.append(1))
+    with mock.patch.object(signals.request_started, "send") as sent:
+        status, _, _ = call("/chqapi/export/inventory", allowed_key)
+    assert status == 501
+    assert closed == [1]  # what close_old_connections, the receiver, would have done
+    sent.assert_not_called()
+
+
+def test_any_other_receiver_gets_the_signal_and_request_finished_is_always_sent(
+    allowed_key, started_as_in_production, monkeypatch
+):
+    monkeypatch.setattr(api_wsgi, "close_old_connections", lambda: None)  # the test's connection stays
     seen = []
 
-    def started(**kwargs):
-        seen.append("started")
+    def started(sender, environ, **kwargs):
+        seen.append(("started", environ["PATH_INFO"]))
 
     def finished(**kwargs):
-        seen.append("finished")
+        seen.append(("finished", None))
 
     signals.request_started.connect(started)
     signals.request_finished.connect(finished)
@@ -131,7 +156,21 @@ def test_the_request_signals_still_keep_connections_healthy(allowed_key):
     finally:
         signals.request_started.disconnect(started)
         signals.request_finished.disconnect(finished)
-    assert seen == ["started", "finished"]
+    assert seen == [("started", "/chqapi/export/inventory"), ("finished", None)]
+    with mock.patch.object(signals.request_started, "send") as sent:
+        call("/chqapi/export/inventory", allowed_key)  # back to Django's receivers alone
+    sent.assert_not_called()
+
+
+def test_a_refused_calls_body_is_never_read(allowed_key):
+    class Unreadable(io.RawIOBase):
+        def readinto(self, buffer):
+            raise AssertionError("the body of a refused call was read")
+
+    status, _, _ = call("/chqapi/export/inventory", "not-a-key", **{"wsgi.input": Unreadable()})
+    assert status == 401
+    status, _, _ = call("/chqapi/export/inventory", allowed_key, body=b'{"Source": "x"}')
+    assert status == 501
 
 
 def test_remembered_routes_are_bounded_and_right(allowed_key):

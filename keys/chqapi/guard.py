@@ -142,7 +142,7 @@ def _count_refusal(request: HttpRequest, reason: Reason) -> None:
 
 def too_large(request: HttpRequest) -> HttpResponse | None:
     """413 for a body over KEYS_MAX_BODY_BYTES, decided from Content-Length before any other work;
-    411 for a chunked body, whose length is not known before it is read."""
+    411 for a chunked body, whose length is not known before it is read. Reads no body."""
     limit = settings.KEYS_MAX_BODY_BYTES
     raw_length = request.META.get("CONTENT_LENGTH") or ""
     if not raw_length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -156,10 +156,17 @@ def too_large(request: HttpRequest) -> HttpResponse | None:
         return error_response(400, "The Content-Length header is not a number.")
     if length > limit:
         return error_response(413, f"The request body is larger than {limit} bytes.")
+    return None
+
+
+def unread(request: HttpRequest) -> HttpResponse | None:
+    """Read the body of an accepted call, before its handler runs, so the handler never
+    meets a half-read body. A refused call's body is never read: reading it was work
+    for nothing, and refused traffic must stay cheap."""
     try:
-        request.body  # noqa: B018  (read now, inside the limit, so the handler never meets a half-read body)
-    except RequestDataTooBig:
-        return error_response(413, f"The request body is larger than {limit} bytes.")
+        request.body  # noqa: B018
+    except RequestDataTooBig:  # Django's own DATA_UPLOAD_MAX_MEMORY_SIZE, when it is the smaller limit
+        return error_response(413, f"The request body is larger than {settings.KEYS_MAX_BODY_BYTES} bytes.")
     return None
 
 
@@ -361,6 +368,8 @@ def guarded_call(
         return unavailable()
     if not decision.allowed:
         return refusal(request, decision, f"{direction}/{type_id}")
+    if early := unread(request):
+        return early
     request.api_decision = decision
     # Only a stored call needs an id to be found by (uuid4 reads the OS's random source).
     request.api_document_id = uuid.uuid4() if decision.logged else None
@@ -442,6 +451,8 @@ def authenticated_call(request: HttpRequest, view: Callable, args: tuple, kwargs
         return unavailable()
     if not decision.allowed:
         return refusal(request, decision, request.path)
+    if early := unread(request):
+        return early
     request.api_decision = decision
     try:
         return view(request, *args, **kwargs)
