@@ -9,8 +9,17 @@ client is safe to share (it takes a connection from its pool per command), so
 one per pool is enough.
 """
 
+import logging
+import os
+import threading
+import time
+
+import redis
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+
+log = logging.getLogger("keys.security")
 
 
 class ReusedClientRedisCacheClient(RedisCacheClient):
@@ -27,9 +36,63 @@ class ReusedClientRedisCacheClient(RedisCacheClient):
 
 
 class RedisCache(DjangoRedisCache):
+    # Keys whose reads a process may hold (TrackedReads): the decisions' change marker and
+    # the throttle's blocks, read by every guarded call.
+    TRACKED_PREFIXES = ("keys:decision:", "keys:throttle:block:")
+
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = ReusedClientRedisCacheClient
+        self._tracked: TrackedReads | None = None
+
+    # Writes through this process drop its own copy at once: Redis's push to this process's
+    # tracking connection may land a moment after the write's reply.
+    def _forget(self, names, version=None) -> None:
+        if self._tracked is not None:
+            self._tracked.forget([self.make_and_validate_key(name, version=version) for name in names])
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        super().set(key, value, timeout, version)
+        self._forget([key], version)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        added = super().add(key, value, timeout, version)
+        self._forget([key], version)
+        return added
+
+    def incr(self, key, delta=1, version=None):
+        value = super().incr(key, delta, version)
+        self._forget([key], version)
+        return value
+
+    def delete(self, key, version=None):
+        deleted = super().delete(key, version)
+        self._forget([key], version)
+        return deleted
+
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        failed = super().set_many(data, timeout, version)
+        self._forget(list(data), version)
+        return failed
+
+    def delete_many(self, keys, version=None):
+        super().delete_many(keys, version)
+        self._forget(list(keys), version)
+
+    def clear(self):
+        super().clear()
+        if self._tracked is not None:
+            self._tracked.forget(None)
+
+    def get_many_tracked(self, names: list[str]) -> dict[str, object]:
+        """get_many(), answered from this process's copies while Redis says they are current."""
+        if self._tracked is None:
+            prefixes = [self.make_key(prefix) for prefix in self.TRACKED_PREFIXES]
+            # The primary's pool, where every write lands (and so every push starts).
+            self._tracked = TrackedReads(self._cache._get_connection_pool(write=True), prefixes)
+        keys = {self.make_and_validate_key(name): name for name in names}
+        found = self._tracked.get_many(list(keys), self._cache.get_many)
+        return {keys[key]: value for key, value in found.items()}
 
     def incr_counters(self, counters: list[tuple[str, int | None]]) -> list[int]:
         """Add one to each counter, one round trip for all of them (a pipeline of INCR
@@ -54,3 +117,107 @@ class RedisCache(DjangoRedisCache):
                 pipeline.expire(key, window)
             pipeline.execute()
         return [int(v) for v in values]
+
+
+# --- reads kept by Redis's invalidation pushes -------------------------------------------
+
+
+class TrackedReads:
+    """This process's copy of a few Redis keys, right for as long as Redis says so.
+
+    A guarded call reads the decision's change marker (and whether its client is
+    blocked) before anything else; in Redis that was one round trip per call, the
+    largest part of a warm allowed call (bench/verify.py). Redis's server-assisted
+    client-side caching removes it: one connection per process, in RESP3, asks
+    Redis for CLIENT TRACKING in broadcast mode on the key prefixes it copies, and
+    Redis pushes an "invalidate" on that same connection whenever such a key is
+    written, deleted or flushed, by any client on any host. Each read first takes
+    whatever pushes have arrived (a poll of the socket, no round trip) and forgets
+    those keys; a key it does not hold is read from Redis, then held.
+
+    Why this is never stale: Redis queues the push to every tracking connection
+    while it carries out the write, before the writer gets its reply, so the push
+    is on its way before the change is reported done; a value read before a push
+    arrives is dropped when it does. Tracking is turned on before any value is read.
+    If the connection fails, or tracking cannot be turned on (an old Redis, an ACL
+    that refuses CLIENT), every copy is dropped and reads go to Redis each time
+    until a new connection is tracking again.
+    """
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, pool, prefixes: list[str]):
+        self.pool, self.prefixes = pool, prefixes
+        self.lock = threading.Lock()
+        self.values: dict[str, object] = {}
+        self.connection = None
+        self.pid = None
+        self.retry_at = 0.0
+
+    def _track(self) -> bool:
+        """A tracking connection for this process; False while none can be had."""
+        if self.connection is not None and self.pid == os.getpid():
+            return True
+        self.values.clear()
+        self.connection = None  # a parent's connection after a fork is not this process's
+        if time.monotonic() < self.retry_at:
+            return False
+        connection = self.pool.connection_class(**{**self.pool.connection_kwargs, "protocol": 3})
+        try:
+            connection.connect()
+            connection._parser.set_invalidation_push_handler(self._invalidated)
+            arguments = ["CLIENT", "TRACKING", "on", "BCAST"]
+            for prefix in self.prefixes:
+                arguments += ["PREFIX", prefix]
+            connection.send_command(*arguments)
+            if connection.read_response() not in (b"OK", "OK"):
+                raise redis.RedisError("CLIENT TRACKING was refused")
+        except (redis.RedisError, OSError) as exc:
+            connection.disconnect()
+            self.retry_at = time.monotonic() + 5
+            log.warning("Redis client-side tracking unavailable (%s); reading from Redis on every call", exc)
+            return False
+        self.connection, self.pid = connection, os.getpid()
+        return True
+
+    def _invalidated(self, push) -> None:
+        keys = push[1]
+        if keys is None:  # FLUSHDB / FLUSHALL
+            self.values.clear()
+            return
+        for key in keys:
+            self.values.pop(key.decode() if isinstance(key, bytes) else key, None)
+
+    def forget(self, keys: list[str] | None) -> None:
+        """Drop these copies (None: all)."""
+        with self.lock:
+            if keys is None:
+                self.values.clear()
+            for key in keys or ():
+                self.values.pop(key, None)
+
+    def _drain(self) -> bool:
+        """Take every push that has arrived; False (and every copy dropped) if the connection failed."""
+        try:
+            while self.connection.can_read(0):
+                self.connection.read_response(push_request=True)
+            return True
+        except (redis.RedisError, OSError):
+            self.connection.disconnect()
+            self.connection = None
+            self.values.clear()
+            return False
+
+    def get_many(self, keys: list[str], read) -> dict[str, object]:
+        """The values of `keys` (full Redis key names); `read(missing)` reads those not held."""
+        with self.lock:
+            if not (self._track() and self._drain()):
+                return read(keys)
+            missing = [k for k in keys if k not in self.values]
+            if missing:
+                found = read(missing)
+                if len(self.values) + len(missing) > self.MAX_KEYS:
+                    self.values.clear()
+                for key in missing:
+                    self.values[key] = found.get(key)
+            return {k: self.values[k] for k in keys if self.values[k] is not None}

@@ -116,7 +116,8 @@ def uses_cache() -> bool:
 def current() -> int:
     """The marker now."""
     if uses_cache():
-        version = cache.get(CACHE_KEY)
+        # chq.cache.RedisCache holds the marker while Redis's pushes say it has not changed.
+        version = getattr(cache, "get_many_tracked", cache.get_many)([CACHE_KEY]).get(CACHE_KEY)
         if version is None:
             cache.add(CACHE_KEY, 1, timeout=None)
             version = cache.get(CACHE_KEY, 1)

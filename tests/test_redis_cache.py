@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from django.test import override_settings
@@ -148,3 +150,169 @@ def test_counters_count_in_one_round_trip_and_expire_with_their_window(redis_cac
             assert shared.incr([("windowed", 1)]) == [1]  # the window passed: counting starts again
     finally:
         del client.pipeline
+
+
+# --- reads held between Redis's invalidation pushes (chq.cache.TrackedReads) -------------
+
+MARKER = "keys:decision:version"
+
+
+def command_calls(name: str) -> int:
+    import redis
+
+    stats = redis.Redis.from_url(REDIS_URL).info("commandstats")
+    return stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+
+
+def other_client():
+    """Another Redis client, as another process or host would write."""
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL)
+
+
+def test_held_reads_make_no_round_trip_and_see_a_write_by_any_client(redis_cache):
+    from django.core.cache import cache
+
+    cache.set(MARKER, 7)
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 7}
+    before = command_calls("mget")
+    for _ in range(50):
+        assert cache.get_many_tracked([MARKER]) == {MARKER: 7}
+    assert command_calls("mget") == before  # held: not one read went to Redis
+    other_client().incr(cache.make_key(MARKER))  # the INCR's reply came after the push was sent
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 8}
+    other_client().delete(cache.make_key(MARKER))
+    assert cache.get_many_tracked([MARKER]) == {}
+
+
+def test_an_absent_key_is_held_as_absent_until_it_is_written(redis_cache):
+    from django.core.cache import cache
+
+    block = "keys:throttle:block:10.0.0.1"
+    assert cache.get_many_tracked([block]) == {}
+    before = command_calls("mget")
+    assert cache.get_many_tracked([block]) == {}
+    assert command_calls("mget") == before
+    other_client().set(cache.make_key(block), cache._cache._serializer.dumps(1e12))
+    assert cache.get_many_tracked([block]) == {block: 1e12}
+
+
+def test_this_processs_own_write_is_seen_at_once(redis_cache):
+    from django.core.cache import cache
+
+    cache.set(MARKER, 1)
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 1}
+    for write, expected in [
+        (lambda: cache.incr(MARKER), 2),
+        (lambda: cache.set(MARKER, 5), 5),
+        (lambda: cache.set_many({MARKER: 6}), 6),
+    ]:
+        write()
+        assert cache.get_many_tracked([MARKER]) == {MARKER: expected}
+    cache.delete(MARKER)
+    assert cache.get_many_tracked([MARKER]) == {}
+    assert cache.add(MARKER, 9)
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 9}
+
+
+def test_a_flush_drops_every_copy(redis_cache):
+    from django.core.cache import cache
+
+    cache.set(MARKER, 3)
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 3}
+    other_client().flushdb()
+    assert cache.get_many_tracked([MARKER]) == {}
+
+
+def test_a_lost_tracking_connection_drops_every_copy_and_tracking_comes_back(redis_cache):
+    from django.core.cache import cache
+
+    cache.set(MARKER, 1)
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 1}
+    tracked = cache._tracked
+    tracking_id = tracked.connection.client_id if hasattr(tracked.connection, "client_id") else None
+    killer = other_client()
+    for client in killer.client_list():
+        if "flags" in client and "t" in client["flags"] and (tracking_id is None or client["id"] == str(tracking_id)):
+            killer.client_kill_filter(_id=client["id"])
+    killer.incr(cache.make_key(MARKER))  # while no push could reach this process
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 2}  # not the held 1
+    assert tracked.connection is None  # fell back to reading Redis
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 2}  # tracking again, from a new connection
+    assert tracked.connection is not None
+    before = command_calls("mget")
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 2}
+    assert command_calls("mget") == before
+
+
+def test_without_tracking_every_read_goes_to_redis(redis_cache, caplog):
+    import redis
+    from django.core.cache import cache
+
+    from chq.cache import TrackedReads
+
+    cache.set(MARKER, 4)
+    with mock.patch.object(TrackedReads, "_track", return_value=False):
+        before = command_calls("mget")
+        assert cache.get_many_tracked([MARKER]) == {MARKER: 4}
+        assert cache.get_many_tracked([MARKER]) == {MARKER: 4}
+        assert command_calls("mget") == before + 2
+
+    class Refusing(redis.Connection):  # a Redis that will not track (too old, or an ACL refusing CLIENT)
+        def connect(self):
+            raise redis.ConnectionError("refused")
+
+    pool = cache._cache._get_connection_pool(write=True)
+    fresh = TrackedReads(SimpleNamespace(connection_class=Refusing, connection_kwargs=pool.connection_kwargs), ["x:"])
+    with caplog.at_level("WARNING"):
+        assert fresh.get_many([cache.make_key(MARKER)], cache._cache.get_many) == {cache.make_key(MARKER): 4}
+    assert "tracking unavailable" in caplog.text
+
+
+def test_a_forked_child_tracks_on_its_own_connection(redis_cache):
+    from django.core.cache import cache
+
+    cache.set(MARKER, 1)
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 1}
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            held = cache.get_many_tracked([MARKER])  # not the parent's copy: read again, on its own connection
+            other_client().incr(cache.make_key(MARKER))
+            seen = cache.get_many_tracked([MARKER])
+            own = cache._tracked.pid == os.getpid()
+            os.write(writer, f"{held[MARKER]} {seen[MARKER]} {own}".encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(reader, 100).decode() == "1 2 True"
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 2}  # the parent got its push too
+
+
+def test_a_real_server_on_redis_obeys_a_command_at_the_next_call_and_reads_nothing_when_warm(tmp_path):
+    """gunicorn with 2 workers on Redis: warm allowed calls make no Redis read at all, and a
+    deactivation through a command in another process is obeyed by every next call."""
+    from tests import servers
+
+    other_client().flushdb()
+    server = servers.start(tmp_path, workers=2, extra_env={"CACHE_URL": REDIS_URL, "KEYS_THROTTLE_REFUSALS": "1000"})
+    try:
+        value = server.manage("create_api_key", "--description", "tracked", "--all", "--quiet")
+
+        def calls(n=16):
+            return {server.post("/chqapi/export/inventory", b"{}", {"ApiKey": value})[0] for _ in range(n)}
+
+        assert calls() == {501}  # both workers have read and hold the marker
+        reads = command_calls("mget") + command_calls("get")
+        assert calls(40) == {501}
+        assert command_calls("mget") + command_calls("get") == reads
+        server.manage("update_api_key", value, "--deactivate")
+        assert calls() == {401}
+        server.manage("update_api_key", value, "--activate")
+        assert calls() == {501}
+        server.manage("remove_api_key", value, "--yes")
+        assert calls() == {401}
+    finally:
+        server.stop()

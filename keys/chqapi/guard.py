@@ -103,13 +103,17 @@ def shared_state(request: HttpRequest) -> tuple[float | None, int | None]:
     """Until when the client is blocked (None: it is not), and the change marker when it
     lives beside the throttle's counts in the shared cache (None: decide() reads it).
 
-    With Redis both are read in one round trip (MGET) instead of two: on a warm call
-    these are the only network round trips, so this halves them. The marker is read
-    before any key state, as keys/access.py requires."""
+    With Redis both are read together (one MGET when not held; chq.cache.TrackedReads
+    holds them between changes, so a warm call makes no round trip). The marker is
+    read before any key state, as keys/access.py requires."""
     block = _block_key(throttle_subject(client_address(request))) if settings.KEYS_THROTTLE_REFUSALS else None
     if shared.uses_cache() and freshness.uses_cache():
-        found = cache.get_many([freshness.CACHE_KEY, block] if block else [freshness.CACHE_KEY])
-        return found.get(block), found.get(freshness.CACHE_KEY)
+        # chq.cache.RedisCache answers from this process's copies while Redis's pushes say they are current.
+        read = getattr(cache, "get_many_tracked", cache.get_many)
+        found = read([freshness.CACHE_KEY, block] if block else [freshness.CACHE_KEY])
+        until = found.get(block)
+        # A held copy can outlive the block: Redis does not always push when a key expires.
+        return (until if until is not None and until > time.time() else None), found.get(freshness.CACHE_KEY)
     return (shared.marked(block) if block else None), None
 
 
