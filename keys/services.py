@@ -1,6 +1,7 @@
 """Every change to keys and the API-type catalog goes through these functions,
 whichever door it comes in by (pane, admin, command)."""
 
+import functools
 import json
 import logging
 import math
@@ -439,6 +440,7 @@ def integration_groups_ensure(*, group_model=None, permission_model=None) -> Non
 # --- API calls ------------------------------------------------------------------
 
 
+@functools.cache
 def _field_limit(name: str) -> int | None:
     return ApiDocument._meta.get_field(name).max_length
 
@@ -473,13 +475,13 @@ def api_call_record(
     limit = settings.KEYS_LOG_BODY_LIMIT
     request_text, response_text = storable_text(request_body), storable_text(response_body)
     now = timezone.now()
-    begun = (now - timedelta(milliseconds=duration_ms)).isoformat()
     row = {
         "document_id": str(document_id),
-        "created_at": now.isoformat(),
-        "modified_at": now.isoformat(),
-        "started_at": begun,
-        "ended_at": now.isoformat(),
+        # Moments as datetimes: the writer converts each distinct one once (the journal writes them as text).
+        "created_at": now,
+        "modified_at": now,
+        "started_at": now - timedelta(milliseconds=duration_ms),
+        "ended_at": now,
         "request_type": storable_text(request_type, _field_limit("request_type")),
         "status": ApiDocument.Status.SUCCESSFUL if 200 <= status_code < 300 else ApiDocument.Status.ERROR,
         "total_records": total_records,

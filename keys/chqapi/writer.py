@@ -83,10 +83,17 @@ def _params(row: dict, db: BaseDatabaseWrapper) -> list:
     created = row.get("created_at") or timezone.now()
     # A row journaled or spooled before a field existed gets the field's default.
     defaults = {"created_at": created, "modified_at": row.get("modified_at") or created}
-    return [
-        convert(row[name] if name in row else defaults[name] if name in defaults else field.get_default(), db)
-        for name, field, convert in _CONVERTERS
-    ]
+    params = []
+    moments: dict[Any, Any] = {}  # a call's created, modified and ended moments are one: converted once
+    for name, field, convert in _CONVERTERS:
+        value = row[name] if name in row else defaults[name] if name in defaults else field.get_default()
+        if name in _DATES and value is not None:
+            if value not in moments:
+                moments[value] = convert(value, db)
+            params.append(moments[value])
+        else:
+            params.append(convert(value, db))
+    return params
 
 
 def insert(rows: list[dict]) -> None:
@@ -135,6 +142,10 @@ def submit(row: dict) -> None:
 # --- the batched writer ----------------------------------------------------------------
 
 
+# One encoder for every line (json.dumps with arguments builds a new one per call); moments as text.
+_JOURNAL_ENCODER = json.JSONEncoder(default=str, ensure_ascii=True)
+
+
 def journal_dir() -> Path:
     return Path(settings.KEYS_SHARED_STATE_DIR) / "journal"
 
@@ -165,7 +176,7 @@ class BatchedWriter:
         return fd, path
 
     def append(self, row: dict) -> None:
-        line = (json.dumps(row, default=str, ensure_ascii=True) + "\n").encode("ascii")
+        line = (_JOURNAL_ENCODER.encode(row) + "\n").encode("ascii")
         with self.lock:
             os.write(self.fd, line)
             self.pending.append(row)
