@@ -191,8 +191,11 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
     cache = env.get("CACHE_URL", "none").split(":")[0]
     print(f"gunicorn {WORKERS} sync workers per server; wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s a row, {ROUNDS} rounds")
     print(f"product: database {database}, shared cache {cache}; medians of the rounds")
-    bare, drf = rows[0], rows[1]
-    header = f"{'row':<32}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'vs bare':>9}{'vs drf':>8}  statuses (all rounds)"
+    bare, drf, drf_default = rows[0], rows[1], rows[-1]
+    header = (
+        f"{'row':<32}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'vs bare':>9}{'vs drf':>8}{'vs drf*':>9}"
+        "  statuses (all rounds)"
+    )
     print(header)
     out = {"setup": {"database": database, "cache": cache, "workers": WORKERS, "seconds": SECONDS}, "rows": []}
     for row in rows:
@@ -204,7 +207,8 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
         ok = row.valid and bare.valid
         vs_bare = f"{rps / bare.median('rps'):.2f}x" if ok else "INVALID"
         vs_drf = f"{rps / drf.median('rps'):.2f}x" if ok and drf.valid else "-"
-        print(f"{row.name:<32}{rps:>8.0f}{p50:>8.2f}{p99:>8.2f}{vs_bare:>9}{vs_drf:>8}  {statuses}")
+        vs_default = f"{rps / drf_default.median('rps'):.2f}x" if ok and drf_default.valid else "-"
+        print(f"{row.name:<32}{rps:>8.0f}{p50:>8.2f}{p99:>8.2f}{vs_bare:>9}{vs_drf:>8}{vs_default:>9}  {statuses}")
         out["rows"].append(
             {
                 "row": row.name,
@@ -214,10 +218,13 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
                 "p50_ms": p50,
                 "p99_ms": p99,
                 "vs_bare": rps / bare.median("rps") if ok else None,
+                "vs_drf": rps / drf.median("rps") if ok and drf.valid else None,
+                "vs_drf_default": rps / drf_default.median("rps") if ok and drf_default.valid else None,
                 "statuses": statuses,
                 "rounds": row.rounds,
             }
         )
+    print("vs drf: DRF + drf-api-key on persistent connections, as here; vs drf*: as installed (CONN_MAX_AGE=0)")
     logged = rows[3]
     answered = sum(r["statuses"].get("200", 0) for r in logged.rounds)
     # wrk stops each row with up to one call per connection sent but its answer unread: the
