@@ -186,6 +186,21 @@ def test_held_reads_make_no_round_trip_and_see_a_write_by_any_client(redis_cache
     assert cache.get_many_tracked([MARKER]) == {}
 
 
+def test_no_held_read_is_stale_right_after_another_clients_write(redis_cache):
+    """The race that matters: another client's write has returned, and this process reads at
+    once. Redis queued the push before it replied, so the held copy is always dropped."""
+    from django.core.cache import cache
+
+    cache.set(MARKER, 0)
+    assert cache.get_many_tracked([MARKER]) == {MARKER: 0}
+    writer, key = other_client(), cache.make_key(MARKER)
+    stale = 0
+    for _ in range(5000):
+        value = writer.incr(key)
+        stale += cache.get_many_tracked([MARKER]) != {MARKER: value}
+    assert stale == 0
+
+
 def test_an_absent_key_is_held_as_absent_until_it_is_written(redis_cache):
     from django.core.cache import cache
 
