@@ -24,8 +24,6 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.cache import cache
@@ -80,16 +78,34 @@ class MappedFile:
             self._fd = (os.getpid(), path, fd)
             return fd
 
-    @contextmanager
-    def locked(self) -> Iterator[mmap.mmap]:
+    def locked(self) -> "_Locked":
+        """`with file.locked() as memory:` the mapped memory, this process's threads and every
+        other process kept out. A class, not @contextmanager: a refused call takes this lock,
+        and the generator's machinery cost more than the two flock calls."""
         path, memory = self._map()
-        fd = self._lock_fd(path)
-        with self._lock:  # flock does not exclude this process's other threads, which share the descriptor
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield memory
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        return _Locked(self._lock, self._lock_fd(path), memory)
+
+
+class _Locked:
+    __slots__ = ("fd", "memory", "thread_lock")
+
+    def __init__(self, thread_lock: threading.Lock, fd: int, memory: mmap.mmap) -> None:
+        self.thread_lock, self.fd, self.memory = thread_lock, fd, memory
+
+    def __enter__(self) -> mmap.mmap:
+        self.thread_lock.acquire()  # flock does not exclude this process's other threads, which share the descriptor
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.thread_lock.release()
+            raise
+        return self.memory
+
+    def __exit__(self, *exc) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.thread_lock.release()
 
 
 class FileMarker:

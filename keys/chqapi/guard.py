@@ -31,7 +31,7 @@ from ..access import Decision, Reason, authenticate, decide
 from ..clients import client_address
 from ..text import printable
 from .export_request import InvalidRequest
-from .wire import invalid, invalid_message, json_response
+from .wire import invalid, invalid_message, message_response
 
 security_log = logging.getLogger("keys.security")
 error_log = logging.getLogger("keys.api")
@@ -67,8 +67,7 @@ def unavailable() -> HttpResponse:
 
 
 def error_response(status: int, message: str) -> HttpResponse:
-    # CHQ's error answer is `{"Message": ...}` (the reference's Response Example 5).
-    response = json_response({"Message": message}, status=status)
+    response = message_response(message, status)
     if status == 401:
         response["WWW-Authenticate"] = f'{HEADER} realm="chqapi"'
     return response
@@ -99,6 +98,15 @@ def _block_key(subject: str) -> str:
     return f"keys:throttle:block:{subject}"
 
 
+def _subject(request: HttpRequest) -> str:
+    """The throttle's subject for this request, worked out once (the block check, the count
+    and the log line of a refusal all ask)."""
+    subject = getattr(request, "_throttle_subject", None)
+    if subject is None:
+        subject = request._throttle_subject = throttle_subject(client_address(request))
+    return subject
+
+
 def shared_state(request: HttpRequest) -> tuple[float | None, int | None]:
     """Until when the client is blocked (None: it is not), and the change marker when it
     lives beside the throttle's counts in the shared cache (None: decide() reads it).
@@ -106,7 +114,7 @@ def shared_state(request: HttpRequest) -> tuple[float | None, int | None]:
     With Redis both are read together (one MGET when not held; chq.cache.TrackedReads
     holds them between changes, so a warm call makes no round trip). The marker is
     read before any key state, as keys/access.py requires."""
-    block = _block_key(throttle_subject(client_address(request))) if settings.KEYS_THROTTLE_REFUSALS else None
+    block = _block_key(_subject(request)) if settings.KEYS_THROTTLE_REFUSALS else None
     if shared.uses_cache() and freshness.uses_cache():
         # chq.cache.RedisCache answers from this process's copies while Redis's pushes say they are current.
         read = getattr(cache, "get_many_tracked", cache.get_many)
@@ -133,7 +141,7 @@ def _count_refusal(request: HttpRequest, reason: Reason) -> None:
     (keys/shared.py), so more workers do not mean more guesses."""
     limit = settings.KEYS_THROTTLE_REFUSALS
     names: list[tuple[str, int | None]] = [(f"keys:refused:{reason.name.lower()}", None)]
-    subject = throttle_subject(client_address(request))
+    subject = _subject(request)
     if limit and reason in KEY_REFUSALS:
         names.append((f"keys:throttle:refused:{subject}", settings.KEYS_THROTTLE_WINDOW))
     counts = shared.incr(names)
@@ -199,8 +207,7 @@ _refusals_logged: dict[tuple[str, Reason], tuple[float, int]] = {}
 def _log_refusal(request: HttpRequest, reason: Reason) -> None:
     if not security_log.isEnabledFor(logging.INFO):
         return
-    address = client_address(request)
-    key = (throttle_subject(address), reason)
+    key = (_subject(request), reason)
     now = time.monotonic()
     last, unlogged = _refusals_logged.get(key, (-math.inf, 0))
     if now - last < REFUSAL_LOG_SECONDS:
@@ -214,7 +221,7 @@ def _log_refusal(request: HttpRequest, reason: Reason) -> None:
         reason.value,
         printable(request.method, 20),
         printable(request.path),
-        printable(address),
+        printable(client_address(request)),
         f" (and {unlogged} more like it from there in the {REFUSAL_LOG_SECONDS:g} s before, not written)"
         if unlogged
         else "",

@@ -15,6 +15,7 @@ reference leaves open is made once:
 """
 
 import datetime as dt
+import functools
 import json
 from typing import Any
 
@@ -82,7 +83,23 @@ def standard(document: ApiDocument) -> dict[str, Any]:
 def json_response(data: Any, status: int = 200, encoder: type[json.JSONEncoder] | None = None) -> HttpResponse:
     # json.dumps directly: JsonResponse's DjangoJSONEncoder is slower, and these are plain values.
     # Bytes, not text: HttpResponse encodes text by a settings lookup per response (3 µs of a call's ~100).
-    response = HttpResponse(json.dumps(data, cls=encoder).encode(), content_type="application/json", status=status)
+    return _json_bytes(json.dumps(data, cls=encoder).encode(), status)
+
+
+@functools.lru_cache(maxsize=256)
+def _message_body(message: str) -> bytes:
+    return json.dumps({"Message": message}).encode()
+
+
+def message_response(message: str, status: int) -> HttpResponse:
+    """CHQ's error answer `{"Message": ...}` (the reference's Response Example 5). The same few
+    messages answer most refusals, so their JSON is made once (a bounded cache: some carry the
+    caller's path)."""
+    return _json_bytes(_message_body(message), status)
+
+
+def _json_bytes(body: bytes, status: int) -> HttpResponse:
+    response = HttpResponse(body, content_type="application/json", status=status)
     if status >= 400:
         # A deliberate answer: keys.security records refusals (without the key), and failures are
         # logged where they happen; django.request need not build a log record for each.
