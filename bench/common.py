@@ -23,10 +23,10 @@ def manage(env: dict, *args: str) -> str:
     ).stdout
 
 
-def wsgi_post(application, path: str, key: str, body: bytes) -> str:
-    """POST `body` to a WSGI application in process (no sockets), as wrk's calls arrive; its status line."""
-    environ = {
-        "REQUEST_METHOD": "POST",
+def wsgi_environ(path: str, key: str, body: bytes, method: str = "POST") -> dict:
+    """A WSGI environ for a call as wrk's (and an integrator's) arrive: JSON body, ApiKey header."""
+    return {
+        "REQUEST_METHOD": method,
         "PATH_INFO": path,
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
@@ -38,8 +38,12 @@ def wsgi_post(application, path: str, key: str, body: bytes) -> str:
         "wsgi.input": io.BytesIO(body),
         "wsgi.url_scheme": "http",
     }
+
+
+def wsgi_post(application, path: str, key: str, body: bytes) -> str:
+    """POST `body` to a WSGI application in process (no sockets); its status line."""
     status = []
-    result = application(environ, lambda s, h, *a: status.append(s))
+    result = application(wsgi_environ(path, key, body), lambda s, h, *a: status.append(s))
     b"".join(result)
     result.close()
     return status[0]

@@ -11,6 +11,7 @@ from django.core import signals
 from django.db import DatabaseError, close_old_connections
 from django.test import override_settings
 
+from bench.common import wsgi_environ
 from chq.wsgi import application
 from keys.chqapi import guard
 from keys.chqapi import wsgi as api_wsgi
@@ -24,19 +25,7 @@ def call(
 ) -> tuple[int, dict, bytes]:
     """One WSGI call; (status, headers, body). A test that changes the security settings passes
     a handler made after the change (a handler reads them once, when it is made, as Django's does)."""
-    base = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "HTTP_APIKEY": key,
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-    }
+    base = wsgi_environ(path, key, body, method)
     started = []
     result = app(base | environ, lambda status, headers, *a: started.append((status, headers)))
     try:
