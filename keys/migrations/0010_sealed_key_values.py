@@ -4,6 +4,7 @@ Reads the secrets from settings (KEYS_LOOKUP_SECRET, KEYS_ENCRYPTION_KEYS), so s
 them before migrating; the migration reverses (decrypting) with the same secrets.
 """
 
+
 from django.db import migrations, models
 
 from keys import sealing

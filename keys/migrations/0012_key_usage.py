@@ -5,42 +5,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("keys", "0011_forget_clear_values"),
+        ('keys', '0011_forget_clear_values'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="KeyUsage",
+            name='KeyUsage',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("day", models.DateField()),
-                ("succeeded", models.PositiveBigIntegerField(default=0, verbose_name="2xx")),
-                ("client_errors", models.PositiveBigIntegerField(default=0, verbose_name="4xx")),
-                ("server_errors", models.PositiveBigIntegerField(default=0, verbose_name="5xx")),
-                ("not_allowed", models.PositiveBigIntegerField(default=0, verbose_name="refused: not allowed (403)")),
-                (
-                    "inactive",
-                    models.PositiveBigIntegerField(default=0, verbose_name="refused: inactive or expired (401)"),
-                ),
-                (
-                    "api_type",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="keys.apitype"),
-                ),
-                (
-                    "key",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="usage", to="keys.apikey"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('day', models.DateField()),
+                ('succeeded', models.PositiveBigIntegerField(default=0, verbose_name='2xx')),
+                ('client_errors', models.PositiveBigIntegerField(default=0, verbose_name='4xx')),
+                ('server_errors', models.PositiveBigIntegerField(default=0, verbose_name='5xx')),
+                ('not_allowed', models.PositiveBigIntegerField(default=0, verbose_name='refused: not allowed (403)')),
+                ('inactive', models.PositiveBigIntegerField(default=0, verbose_name='refused: inactive or expired (401)')),
+                ('api_type', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='keys.apitype')),
+                ('key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage', to='keys.apikey')),
             ],
             options={
-                "verbose_name": "key usage",
-                "verbose_name_plural": "key usage",
-                "indexes": [models.Index(fields=["key", "day"], name="keys_keyusage_key_day_idx")],
-                "constraints": [
-                    models.UniqueConstraint(fields=("key", "api_type", "day"), name="keys_keyusage_key_type_day_uniq")
-                ],
+                'verbose_name': 'key usage',
+                'verbose_name_plural': 'key usage',
+                'indexes': [models.Index(fields=['key', 'day'], name='keys_keyusage_key_day_idx')],
+                'constraints': [models.UniqueConstraint(fields=('key', 'api_type', 'day'), name='keys_keyusage_key_type_day_uniq')],
             },
         ),
     ]

@@ -55,24 +55,14 @@ class Migration(migrations.Migration):
                 default=3,
             ),
         ),
-        migrations.AddField(
-            model_name="apidocument", name="started_at", field=models.DateTimeField(blank=True, null=True)
-        ),
-        migrations.AddField(
-            model_name="apidocument", name="ended_at", field=models.DateTimeField(blank=True, null=True)
-        ),
-        migrations.AddField(
-            model_name="apidocument", name="total_records", field=models.IntegerField(blank=True, null=True)
-        ),
-        migrations.AddField(
-            model_name="apidocument", name="records_count", field=models.IntegerField(blank=True, null=True)
-        ),
+        migrations.AddField(model_name="apidocument", name="started_at", field=models.DateTimeField(blank=True, null=True)),
+        migrations.AddField(model_name="apidocument", name="ended_at", field=models.DateTimeField(blank=True, null=True)),
+        migrations.AddField(model_name="apidocument", name="total_records", field=models.IntegerField(blank=True, null=True)),
+        migrations.AddField(model_name="apidocument", name="records_count", field=models.IntegerField(blank=True, null=True)),
         migrations.AddField(
             model_name="apidocument", name="accepted_records", field=models.IntegerField(blank=True, null=True)
         ),
-        migrations.AddField(
-            model_name="apidocument", name="error_records", field=models.IntegerField(blank=True, null=True)
-        ),
+        migrations.AddField(model_name="apidocument", name="error_records", field=models.IntegerField(blank=True, null=True)),
         migrations.AddField(model_name="apidocument", name="progress", field=models.FloatField(blank=True, null=True)),
         migrations.AddField(model_name="apidocument", name="error_message", field=models.TextField(blank=True)),
         migrations.AddField(
