@@ -159,7 +159,9 @@ class TrackedReads:
         if self.connection is not None and self.pid == os.getpid():
             return True
         self.values.clear()
-        self.connection = None  # a parent's connection after a fork is not this process's
+        if self.connection is not None:  # a parent's, after a fork: close this process's copy of it
+            self.connection.disconnect()  # (redis-py leaves the parent's socket open)
+        self.connection = None
         if time.monotonic() < self.retry_at:
             return False
         connection = self.pool.connection_class(**{**self.pool.connection_kwargs, "protocol": 3})
