@@ -1,0 +1,100 @@
+"""CPU per request of every process on the machine while wrk loads one row of
+bench/verify.py: where a logged call's cost goes, beside an allowed one's.
+
+Reads each process's user + system time from /proc before and after a wrk run
+(BENCH_SECONDS, default 4) and prints µs per answered request, per process
+name (gunicorn workers, postgres, redis-server, ...). The call-log writer's
+settings come from the environment, so the same run measures, for example,
+a writer that never flushes during the run (KEYS_CALL_LOG_FLUSH_MS=600000
+KEYS_CALL_LOG_BATCH=1000000000: the request's own work alone) or the direct
+writer (KEYS_CALL_LOG_WRITER=direct). DATABASE_URL / CACHE_URL: PostgreSQL
+and Redis, as in bench/verify.py. Linux only (/proc); needs wrk.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.verify import Row, manage, start, wrk
+from chq.dotenv import fresh_secrets
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks() -> dict[tuple[str, str], int]:
+    """(pid, name) → user + system clock ticks, for every process."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[(pid, name)] = int(fields[11]) + int(fields[12])
+    return found
+
+
+def main() -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="chq-cpu-"))
+    env = (
+        {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CACHE_URL")}
+        | fresh_secrets()
+        | {
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "chq.settings",
+            "DEBUG": "false",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "false",
+            "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{scratch / 'product.sqlite3'}"),
+            "KEYS_SHARED_STATE_DIR": str(scratch / "var"),
+            "STATIC_ROOT": str(scratch / "static"),
+            "KEYS_HANDLER_MODULES": "bench.echo_handler",
+        }
+    )
+    if os.environ.get("CACHE_URL"):
+        env["CACHE_URL"] = os.environ["CACHE_URL"]
+    manage(env, "migrate", "--no-input", "-v", "0")
+    manage(env, "collectstatic", "--no-input", "-v", "0")
+    code = """
+from keys.models import ApiType
+from keys.services import GrantSpec, api_key_create
+export = ApiType.objects.get(direction="export", api_id="inventory")
+imports = ApiType.objects.get(direction="import", api_id="inventory")
+plain = api_key_create(description="cpu plain", is_active=True, grants=[GrantSpec(export.pk)])
+logged = api_key_create(description="cpu logged", is_active=True, grants=[GrantSpec(imports.pk, logged=True)])
+print(plain.value, logged.value)
+"""
+    plain, logged = manage(env, "shell", "-c", code).split()[-2:]
+    process, url = start("product", "chq.wsgi", env, scratch)
+    try:
+        for row in (
+            Row("allowed", "product", "/chqapi/export/inventory", 501, {"ApiKey": plain}),
+            Row("logged", "product", "/chqapi/import/inventory", 200, {"ApiKey": logged}),
+        ):
+            wrk(url, row)  # warm
+            before = cpu_ticks()
+            result = wrk(url, row)
+            after = cpu_ticks()
+            if set(result["statuses"]) != {str(row.expect)}:
+                sys.exit(f"{row.name}: answers {result['statuses']}, not all {row.expect}")
+            per_name: dict[str, int] = {}
+            for (pid, name), ticks in after.items():
+                spent = ticks - before.get((pid, name), ticks)
+                if spent > 0:
+                    per_name[name] = per_name.get(name, 0) + spent
+            requests = result["requests"]
+            shares = sorted(per_name.items(), key=lambda item: -item[1])[:6]
+            print(
+                f"{row.name}: {result['rps']:.0f} req/s; CPU µs per request: "
+                + ", ".join(f"{name} {ticks / TICKS * 1e6 / requests:.0f}" for name, ticks in shares)
+            )
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()
