@@ -171,11 +171,6 @@ KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) 
 # A key that expires within this many days is flagged in the keys table.
 KEYS_EXPIRY_WARNING_DAYS = env.int("KEYS_EXPIRY_WARNING_DAYS", default=7)
 KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "file")
-# How logged calls are stored (keys/chqapi/writer.py): "batched" (journal file, then one
-# transaction per batch from a writer thread) or "direct" (one INSERT per call).
-KEYS_CALL_LOG_WRITER = env.str("KEYS_CALL_LOG_WRITER", default="batched")
-KEYS_CALL_LOG_FLUSH_MS = env.int("KEYS_CALL_LOG_FLUSH_MS", default=50)
-KEYS_CALL_LOG_BATCH = env.int("KEYS_CALL_LOG_BATCH", default=200)
 # Retry-After of a 503 answer while the database cannot be reached.
 KEYS_RETRY_AFTER_SECONDS = env.int("KEYS_RETRY_AFTER_SECONDS", default=5)
 # Each worker keeps the key states it has read (zero queries on a warm call) and

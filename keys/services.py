@@ -445,7 +445,7 @@ def _field_limit(name: str) -> int | None:
     return ApiDocument._meta.get_field(name).max_length
 
 
-def api_call_record(
+def _api_document_row(
     *,
     document_id: uuid.UUID,
     key_id: int,
@@ -466,18 +466,14 @@ def api_call_record(
     records_count: int | None = None,
     error_message: str = "",
     summary: dict[str, Any] | None = None,
-) -> None:
-    """Store one logged call: the only database write a verified call makes.
-
-    Never raises: the caller has its answer already. Every text is made
-    storable here; keys/chqapi/writer.py stores the row exactly once.
-    """
+) -> dict[str, Any]:
+    """A logged call's document as the row keys/chqapi/writer.py writes: every text made storable."""
     limit = settings.KEYS_LOG_BODY_LIMIT
     request_text, response_text = storable_text(request_body), storable_text(response_body)
     now = timezone.now()
     row = {
         "document_id": str(document_id),
-        # Moments as datetimes: the writer converts each distinct one once (the journal writes them as text).
+        # Moments as datetimes: the writer converts each distinct one once (the spool writes them as text).
         "created_at": now,
         "modified_at": now,
         "started_at": now - timedelta(milliseconds=duration_ms),
@@ -504,7 +500,24 @@ def api_call_record(
         # An import's own counts and lines (keys/chqapi/documents.py summary()).
         **(summary or {}),
     }
-    writer.submit(row)
+    return row
+
+
+def api_call_record(**fields: Any) -> None:
+    """Store one logged call: the only database write a verified call makes, committed
+    before its answer is sent (keys/chqapi/writer.py stores it exactly once).
+
+    Never raises: what the database refuses waits in the spool. Takes the fields of
+    `_api_document_row`.
+    """
+    writer.store(_api_document_row(**fields))
+
+
+def api_document_reserve(**fields: Any) -> None:
+    """Take a caller's ApiDocumentId before its handler runs: its document stored InProcess,
+    completed by api_call_record. Raises keys.chqapi.writer.Taken when the id is taken."""
+    row = _api_document_row(status_code=202, duration_ms=0.0, response_body=b"", **fields)
+    writer.reserve(row | {"ended_at": None, "status": ApiDocument.Status.IN_PROCESS})
 
 
 _touched: dict[tuple[str, int], float] = {}

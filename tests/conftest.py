@@ -38,8 +38,6 @@ def _own_state_files(settings, tmp_path):
     """Shared counters and the call-log spool live in files; each test gets its own."""
     settings.KEYS_SHARED_STATE_DIR = tmp_path / "var"
     settings.KEYS_SPOOL_DIR = tmp_path / "var" / "spool"
-    # Most tests read a logged call right after making it; the batched writer has its own tests.
-    settings.KEYS_CALL_LOG_WRITER = "direct"
 
 
 @pytest.fixture(autouse=True)
@@ -154,3 +152,12 @@ def stored_documents(key, count: int, **fields) -> None:
         "duration_ms": 1.0,
     }
     ApiDocument.objects.bulk_create(ApiDocument(key_id=key.pk, **(defaults | fields)) for _ in range(count))
+
+
+@pytest.fixture
+def scratch_postgres():
+    """A database of its own on the PostgreSQL server CI starts (both CI runs set POSTGRES_TEST_URL)."""
+    from tests.servers import scratch_postgres_database
+
+    with scratch_postgres_database() as url:
+        yield url

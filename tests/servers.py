@@ -11,8 +11,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from chq.dotenv import fresh_secrets
 
@@ -99,3 +104,29 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
             time.sleep(0.2)
     server.stop()
     raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+
+
+@contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """A database of its own on the PostgreSQL server CI starts (both CI runs set
+    POSTGRES_TEST_URL); its URL, dropped afterwards."""
+    url = os.environ.get("POSTGRES_TEST_URL")
+    if not url:
+        pytest.skip("needs a PostgreSQL server: set POSTGRES_TEST_URL (CI's .ci/run starts one and sets it)")
+    import psycopg
+
+    name = f"chq_scratch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        # Plain DROP: PostgreSQL itself stops an autovacuum worker busy in the new database,
+        # which WITH (FORCE) may not (the worker belongs to the superuser, not to this role).
+        with psycopg.connect(url, autocommit=True) as admin:
+            for attempt in range(10):
+                try:
+                    admin.execute(f"DROP DATABASE IF EXISTS {name}")
+                    break
+                except psycopg.errors.ObjectInUse:
+                    time.sleep(0.5 * (attempt + 1))

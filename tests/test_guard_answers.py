@@ -236,4 +236,5 @@ def test_a_streamed_answer_closed_before_its_first_chunk_is_still_recorded(logge
     response = post(EXPORT, logged_key.value)
     response.close()  # the client left: the server closes the response without reading it
     log = ApiDocument.objects.get()
-    assert (log.status_code, log.response_body) == (200, "")
+    assert (log.status_code, log.status, log.response_body) == (499, ApiDocument.Status.ERROR, "")
+    assert log.error_message == "The client closed the connection after 0 bytes of the answer."

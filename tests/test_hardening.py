@@ -41,11 +41,12 @@ def logged_key(make_key):
 
 
 @contextmanager
-def refuse_writes_to(table: str, error=OperationalError):
-    """Make the database refuse every INSERT into `table`, as a full disk or a lost server would."""
+def refuse_writes_to(table: str, error=OperationalError, statement: str = "INSERT INTO"):
+    """Make the database refuse every INSERT into `table` (or each statement holding
+    `statement`), as a full disk or a lost server would."""
 
     def wrapper(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith("INSERT") and table in sql:
+        if statement in sql.upper() and table in sql:
             raise error("injected failure")
         return execute(sql, params, many, context)
 
@@ -125,6 +126,35 @@ def test_database_refusing_the_log_row_keeps_the_answer_and_the_row(logged_key, 
     # Idempotent: a second replay stores nothing twice.
     call_command("replay_api_call_spool", stdout=io.StringIO())
     assert ApiDocument.objects.count() == 1
+
+
+def test_a_reserved_document_whose_finished_row_is_refused_is_completed_by_the_replay(logged_key):
+    document_id = str(uuid.uuid4())
+    with refuse_writes_to("keys_apidocument", statement="DO UPDATE"):
+        response = post(EXPORT, logged_key.value, {"Source": "ERP", "Data": {"ApiDocumentId": document_id}})
+        assert response.status_code == 200
+        reserved = ApiDocument.objects.get()  # taken before the handler ran, still InProcess
+        assert (str(reserved.document_id), reserved.status) == (document_id, ApiDocument.Status.IN_PROCESS)
+        # The id stays taken while its finished row waits in the spool.
+        assert post(EXPORT, logged_key.value, {"Data": {"ApiDocumentId": document_id}}).status_code == 409
+    assert spool.pending() == 2  # the finished row, and the 409's own document
+    call_command("replay_api_call_spool", stdout=io.StringIO())
+    done = ApiDocument.objects.get(document_id=document_id)
+    assert (done.status, done.status_code, done.source) == (ApiDocument.Status.SUCCESSFUL, 200, "ERP")
+    assert ApiDocument.objects.filter(status_code=409).count() == 1
+    call_command("replay_api_call_spool", stdout=io.StringIO())  # nothing twice
+    assert ApiDocument.objects.count() == 2
+
+
+def test_a_database_refusing_the_reservation_is_503_before_the_handler_runs(logged_key, monkeypatch):
+    from keys.chqapi import guard
+
+    ran = []
+    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(ran.append))
+    with refuse_writes_to("keys_apidocument"):
+        response = post(EXPORT, logged_key.value, {"Data": {"ApiDocumentId": str(uuid.uuid4())}})
+    assert response.status_code == 503
+    assert ran == []
 
 
 def test_replay_that_still_fails_keeps_the_rows_and_says_so(logged_key):

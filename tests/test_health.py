@@ -13,7 +13,6 @@ def test_healthy(client):
         "database": "ok",
         "cache": "ok",
         "spooled_calls": 0,
-        "journaled_calls": 0,
     }
 
 

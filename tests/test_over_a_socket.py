@@ -94,10 +94,10 @@ def test_api_answers_skip_the_browser_middleware_but_keep_security_headers(serve
         assert "default-src 'self'" in page.headers["Content-Security-Policy"]
 
 
-def test_logged_calls_survive_killed_workers_and_are_stored_once(tmp_path):
-    """The batched writer's journal: 30 logged calls answered, every worker killed with
-    SIGKILL before storing them, then the replay command stores each exactly once."""
-    crashing = servers.start(tmp_path, workers=2, extra_env={"KEYS_CALL_LOG_FLUSH_MS": "600000"})
+def test_logged_calls_are_stored_before_their_answers_so_killed_workers_lose_none(tmp_path):
+    """30 logged calls answered, then the master and every worker killed with SIGKILL at
+    once: each answered call's document is in the database already, nothing to replay."""
+    crashing = servers.start(tmp_path, workers=2)
     try:
         value = crashing.manage("create_api_key", "--description", "crash", "--all", "--logged", "--quiet")
         answers = [crashing.post("/chqapi/export/apidocument", b"{}", {"ApiKey": value}) for _ in range(30)]
@@ -105,9 +105,6 @@ def test_logged_calls_survive_killed_workers_and_are_stored_once(tmp_path):
         ids = {headers["ApiDocumentId"] for _, _, headers in answers}
     finally:
         crashing.crash()
-    count = "from keys.models import ApiDocument; print(ApiDocument.objects.count())"
-    assert crashing.manage("shell", "-v", "0", "-c", count) == "0"
-    assert "30 call(s) stored from journals" in crashing.manage("replay_api_call_spool")
     stored = crashing.manage(
         "shell",
         "-v",
@@ -116,5 +113,61 @@ def test_logged_calls_survive_killed_workers_and_are_stored_once(tmp_path):
         "from keys.models import ApiDocument; print(*ApiDocument.objects.values_list('document_id', flat=True))",
     )
     assert {str(uuid.UUID(d)) for d in stored.split()} == ids
-    assert "0 call(s) stored from journals" not in crashing.manage("replay_api_call_spool")  # nothing left to store
-    assert crashing.manage("shell", "-v", "0", "-c", count) == "30"
+    assert "0 spooled call(s) stored; 0 still waiting" in crashing.manage("replay_api_call_spool")
+
+
+def test_a_streamed_export_cut_by_a_database_failure_is_an_error_document(tmp_path):
+    """PostgreSQL ends the worker's connection while a 30,000-document export streams
+    (pg_terminate_backend: what a server restart does to it): the caller gets no complete
+    answer, and the export's own document says Error and how far it got, not Successful."""
+    import socket
+    import time
+
+    with servers.scratch_postgres_database() as url:
+        running = servers.start(tmp_path, workers=1, extra_env={"DATABASE_URL": url})
+        try:
+            value = running.manage("create_api_key", "--description", "stream", "--all", "--logged", "--quiet")
+            running.manage(
+                "shell",
+                "-v",
+                "0",
+                "-c",
+                "from keys.models import ApiKey; from tests.conftest import stored_documents; "
+                "[stored_documents(k, 30000, source='x' * 200) for k in ApiKey.objects.all()]",
+            )
+            address = urllib.parse.urlsplit(running.url)
+            body = json.dumps({"Data": {"Request": {"Top": 30000}}}).encode()
+            with socket.socket() as sock:
+                # A small window, set before connecting: the server must wait for the reader.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(30)
+                sock.connect((address.hostname, address.port))
+                head = (
+                    f"POST /chqapi/export/apidocument HTTP/1.1\r\nHost: 127.0.0.1\r\nApiKey: {value}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                )
+                sock.sendall(head.encode() + body)
+                received = sock.recv(4096)
+                assert b" 200 " in received.split(b"\r\n", 1)[0]
+                time.sleep(0.5)
+                import psycopg
+
+                with psycopg.connect(url, autocommit=True) as admin:  # the fault: the server ends its session
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                while chunk := sock.recv(65536):
+                    received += chunk
+            assert not received.endswith(b"0\r\n\r\n")  # no last chunk: the caller knows it is cut
+            outcome = running.manage(
+                "shell",
+                "-v",
+                "0",
+                "-c",
+                "from keys.models import ApiDocument; d = ApiDocument.objects.get(request_type='apidocument-export'); "
+                "print(d.get_status_display(), d.status_code, d.error_message)",
+            )
+        finally:
+            running.stop()
+    assert outcome.startswith("Error 500 The answer broke off after "), outcome

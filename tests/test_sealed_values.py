@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -165,31 +164,6 @@ def test_values_from_before_the_upgrade_are_sealed_and_the_file_forgets_them(tmp
     _manage(env, "migrate", "--no-input", "-v", "0")
     assert_no_value_in((tmp_path / "db.sqlite3").read_bytes(), values)
     assert _manage(env, "check_api_key", str(values[1]), "--type", "export:inventory").startswith("allowed")
-
-
-@pytest.fixture
-def scratch_postgres():
-    """A database of its own on the PostgreSQL server CI starts (both CI runs set POSTGRES_TEST_URL)."""
-    url = os.environ.get("POSTGRES_TEST_URL")
-    if not url:
-        pytest.skip("needs a PostgreSQL server: set POSTGRES_TEST_URL (CI's .ci/run starts one and sets it)")
-    import psycopg
-
-    name = f"chq_dump_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        # Plain DROP: PostgreSQL itself stops an autovacuum worker busy in the new database,
-        # which WITH (FORCE) may not (the worker belongs to the superuser, not to this role).
-        with psycopg.connect(url, autocommit=True) as admin:
-            for attempt in range(10):
-                try:
-                    admin.execute(f"DROP DATABASE IF EXISTS {name}")
-                    break
-                except psycopg.errors.ObjectInUse:
-                    time.sleep(0.5 * (attempt + 1))
 
 
 def test_pg_dump_holds_no_key_value(tmp_path, scratch_postgres):

@@ -36,13 +36,12 @@ from ..models import ApiDocument
 from ..text import storable, storable_text
 from .export_request import InvalidRequest
 from .exports import ExportResult, envelope
-from .guard import ApiCall, ApiError, registration_for, source_of
+from .guard import DUPLICATE, ApiCall, ApiError, registration_for, reserve, source_of
 from .wire import INVALID_REQUEST, invalid_message, json_response, request_type, standard
 
 log = logging.getLogger("keys.api")
 Status = ApiDocument.Status
 
-DUPLICATE = "An API document with this ApiDocumentId exists already; send a new GUID, or none to have one made."
 NOT_FOUND = (
     "This API key has no API document with that id. Synchronous calls are kept as documents only while logging "
     "is on for their API type; asynchronous ones always are."
@@ -53,9 +52,14 @@ TIMED_OUT = (
 )
 
 
-def ensure_new(document_id: uuid.UUID) -> None:
-    """409 when a caller's own ApiDocumentId is taken (any key's: the id names one document)."""
-    if ApiDocument.objects.filter(document_id=document_id).exists():
+def take(request: HttpRequest, document_id: uuid.UUID) -> None:
+    """A sync call's own ApiDocumentId, before its handler runs: 409 when any key's document
+    has it. A logged call reserves it (its document stored InProcess, so a racing call with
+    the same id is refused by the unique index); an unlogged call stores no document, so
+    only a document stored already can have taken it."""
+    if request.api_decision.logged:
+        reserve(request, document_id)
+    elif ApiDocument.objects.filter(document_id=document_id).exists():
         raise ApiError(409, DUPLICATE)
 
 

@@ -30,6 +30,7 @@ from .. import freshness, services, shared, usage
 from ..access import Decision, Reason, authenticate, decide
 from ..clients import client_address
 from ..text import printable
+from . import writer
 from .export_request import InvalidRequest
 from .wire import invalid, invalid_message, message_response
 
@@ -286,11 +287,17 @@ def source_of(request: HttpRequest) -> str:
 
 
 def _finish(
-    request: HttpRequest, decision: Decision, response: HttpResponse, started: float, kind: str, sent: bytes | None
+    request: HttpRequest,
+    decision: Decision,
+    response: HttpResponse,
+    started: float,
+    kind: str,
+    sent: bytes | None,
+    cut_short: tuple[int, str] | None = None,
 ) -> None:
     """Bookkeeping after the answer is made: it can never change the answer."""
     try:
-        _bookkeep(request, decision, response, started, kind, sent)
+        _bookkeep(request, decision, response, started, kind, sent, cut_short)
     except Exception:  # api_call_record spools what it cannot store; anything else is a bug to report
         security_log.exception("bookkeeping of API call %s failed", request.api_document_id)
 
@@ -306,34 +313,63 @@ def _error_message(response: HttpResponse) -> str:
         return ""
 
 
+def _document_fields(request: HttpRequest, decision: Decision, document_id: uuid.UUID, kind: str) -> dict[str, Any]:
+    """What a logged call's document says of the call itself, whatever its outcome."""
+    return {
+        "document_id": document_id,
+        "request_type": kind,
+        "key_id": decision.key_id,
+        "key_last4": request.api_key_last4,
+        "key_description": decision.key_description,
+        "api_type_id": decision.api_type_id,
+        "api_type_name": decision.api_type_name,
+        "method": request.method,
+        "path": request.path,
+        "source": source_of(request),
+        "client_address": client_address(request),
+        "request_body": request.body,
+    }
+
+
+def reserve(request: HttpRequest, document_id: uuid.UUID) -> None:
+    """Take the caller's own ApiDocumentId for this logged call before its handler runs
+    (keys/chqapi/writer.py); ApiError 409 when any document has it already."""
+    decision = request.api_decision
+    try:
+        services.api_document_reserve(**_document_fields(request, decision, document_id, request.api_request_type))
+    except writer.Taken:
+        raise ApiError(409, DUPLICATE) from None
+
+
+DUPLICATE = "An API document with this ApiDocumentId exists already; send a new GUID, or none to have one made."
+
+
 def _bookkeep(
-    request: HttpRequest, decision: Decision, response: HttpResponse, started: float, kind: str, sent: bytes | None
+    request: HttpRequest,
+    decision: Decision,
+    response: HttpResponse,
+    started: float,
+    kind: str,
+    sent: bytes | None,
+    cut_short: tuple[int, str] | None,
 ) -> None:
-    usage.count(decision.key_id, decision.api_type_id, usage.column_for(response.status_code))
+    status_code, error_message = response.status_code, _error_message(response)
+    if cut_short is not None:  # a streamed answer that did not reach its end is no success
+        status_code, error_message = cut_short
+    usage.count(decision.key_id, decision.api_type_id, usage.column_for(status_code))
     services.api_key_touch(key_id=decision.key_id, grant_id=decision.grant_id)
     # An asynchronous call's document is written when it is queued (keys/chqapi/documents.py).
     if not decision.logged or getattr(request, "api_document_stored", False):
         return
     total, count = getattr(request, "api_document_counts", (None, None))
     services.api_call_record(
+        **_document_fields(request, decision, request.api_document_id, kind),
         summary=getattr(request, "api_document_summary", None),
-        request_type=kind,
         total_records=total,
         records_count=count,
-        error_message=_error_message(response),
-        document_id=request.api_document_id,
-        key_id=decision.key_id,
-        key_last4=request.api_key_last4,
-        key_description=decision.key_description,
-        api_type_id=decision.api_type_id,
-        api_type_name=decision.api_type_name,
-        method=request.method,
-        path=request.path,
-        source=source_of(request),
-        status_code=response.status_code,
+        error_message=error_message,
+        status_code=status_code,
         duration_ms=(time.perf_counter() - started) * 1000,
-        client_address=client_address(request),
-        request_body=request.body,
         response_body=response.content if sent is None else sent,
     )
 
@@ -386,7 +422,7 @@ def guarded_call(
     request.api_document_id = uuid.uuid4() if decision.logged else None
     request.api_key_last4 = raw_key.strip().strip("{}").replace("-", "")[-4:].lower()
     started = time.perf_counter()
-    kind = f"{type_id}-{direction}"  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
+    kind = request.api_request_type = f"{type_id}-{direction}"  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
     try:
         response = view(request, *args, **kwargs)
     except InvalidRequest as exc:
@@ -402,40 +438,63 @@ def guarded_call(
     if request.api_document_id is not None:
         response["ApiDocumentId"] = str(request.api_document_id)
     if response.streaming:
-        # Recorded when the last chunk has gone (or the client left), with what was sent.
+        # Recorded before the last chunk goes (or when the stream breaks or the client leaves).
         response.streaming_content = _RecordedWhenSent(
             response.streaming_content,
             settings.KEYS_LOG_BODY_LIMIT + 1 if decision.logged else 0,
-            lambda sent: _finish(request, decision, response, started, kind, sent),
+            lambda sent, cut_short: _finish(request, decision, response, started, kind, sent, cut_short),
         )
     else:
         _finish(request, decision, response, started, kind, None)
     return response
 
 
+# A streamed answer the client stopped reading (nginx's name for it: the client closed the request).
+CLIENT_LEFT = 499
+
+
 class _RecordedWhenSent:
     """A streamed answer passed through, its first `keep` bytes kept for the document, and
-    recorded once: when the last chunk has gone, or when the response is closed (Django
-    calls close() on it, even when the client left before the first chunk)."""
+    recorded once. The last chunk is held back until the document is stored, so the
+    document is committed before the answer's last byte leaves (read your writes). A
+    stream that breaks (the database stopped mid-export) is recorded as an Error saying
+    how far it got, and the error goes on to the server, which cuts the connection, so
+    the caller sees no complete answer either; a client that leaves is recorded when
+    Django closes the response (it always does), as an Error too."""
 
-    def __init__(self, chunks, keep: int, record: Callable[[bytes], None]):
+    def __init__(self, chunks, keep: int, record: Callable[[bytes, tuple[int, str] | None], None]):
         self.chunks, self.keep, self.record = chunks, keep, record
         self.kept = bytearray()
+        self.sent = 0
         self.recorded = False
 
     def __iter__(self):
+        held = None
         try:
             for chunk in self.chunks:
+                if held is not None:
+                    yield held
+                    self.sent += len(held)
                 if len(self.kept) < self.keep:
                     self.kept += chunk[: self.keep - len(self.kept)]
-                yield chunk
-        finally:
-            self.close()
+                held = chunk
+        except Exception as exc:
+            error_log.exception("API call: the streamed answer broke after %s bytes", self.sent)
+            broke = f"The answer broke off after {self.sent} bytes ({exc.__class__.__name__}); send the request again."
+            self._record((500, broke))
+            raise
+        self._record(None)
+        if held is not None:
+            yield held
+            self.sent += len(held)
 
-    def close(self) -> None:
+    def _record(self, cut_short: tuple[int, str] | None) -> None:
         if not self.recorded:
             self.recorded = True
-            self.record(bytes(self.kept))
+            self.record(bytes(self.kept), cut_short)
+
+    def close(self) -> None:
+        self._record((CLIENT_LEFT, f"The client closed the connection after {self.sent} bytes of the answer."))
 
 
 def api_key_authenticated(view: Callable) -> Callable:

@@ -36,13 +36,17 @@ def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bo
     try:
         body = parse_body(request)
         given = export_request.document_id(body)
-        if given is not None:
-            documents.ensure_new(given)
-        # Every accepted call is a document with an id the caller gets back, stored or not.
-        request.api_document_id = given or request.api_document_id or uuid.uuid4()
-        call = ApiCall(request, direction, api_id, body, request.api_decision, is_async, request.api_document_id)
+        # Every accepted call is a document with an id the caller gets back, stored or not. The
+        # request carries the id only once it is this call's: a 409's own record must not take it.
+        document_id = given or request.api_document_id or uuid.uuid4()
+        call = ApiCall(request, direction, api_id, body, request.api_decision, is_async, document_id)
         if is_async or registration.asynchronous:
-            return json_response(standard(documents.start(request, call)))
+            document = documents.start(request, call)  # 409 when the id is taken
+            request.api_document_id = document_id
+            return json_response(standard(document))
+        if given is not None:
+            documents.take(request, given)  # 409 when the id is taken; the handler has not run
+        request.api_document_id = document_id
         started_at, clock = timezone.now(), time.perf_counter()
         result = registration.handler(call)
     except InvalidRequest as exc:

@@ -1,19 +1,16 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from keys.chqapi import spool, writer
+from keys.chqapi import spool
 
 
 class Command(BaseCommand):
     help = (
         "Store the logged API calls that the database refused when they were made (kept durably in "
-        "KEYS_SPOOL_DIR) and those left in the journals of worker processes that stopped. "
+        "KEYS_SPOOL_DIR). "
         "Safe to run at any time: a call is never stored twice."
     )
 
     def handle(self, *args, **options):
-        recovered = writer.recover()
-        if recovered:
-            self.stdout.write(f"{recovered} call(s) stored from journals of stopped processes.")
         stored, waiting = spool.replay()
         self.stdout.write(self.style.SUCCESS(f"{stored} spooled call(s) stored; {waiting} still waiting."))
         if waiting:
