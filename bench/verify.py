@@ -131,9 +131,10 @@ inv_export = ApiType.objects.get(direction="export", api_id="inventory")
 inv_import = ApiType.objects.get(direction="import", api_id="inventory")
 plain = api_key_create(description="bench plain", is_active=True, grants=[GrantSpec(inv_export.pk)])
 logged = api_key_create(description="bench logged", is_active=True, grants=[GrantSpec(inv_import.pk, logged=True)])
-print(plain.value, logged.value)
+unlogged = api_key_create(description="bench unlogged", is_active=True, grants=[GrantSpec(inv_import.pk)])
+print(plain.value, logged.value, unlogged.value)
 """
-    plain, logged = manage(product_env, "shell", "-c", code).split()[-2:]
+    plain, logged, unlogged = manage(product_env, "shell", "-c", code).split()[-3:]
     drf_key = subprocess.run(
         [PYTHON, "-m", "bench.baselines.drf_api_key", "setup"],
         cwd=ROOT,
@@ -156,6 +157,8 @@ print(plain.value, logged.value)
         Row("DRF + drf-api-key HasAPIKey", "drf", "/", 200, {"Authorization": f"Api-Key {drf_key}"}),
         Row("allowed, not logged (501)", "product", "/chqapi/export/inventory", 501, {"ApiKey": plain}),
         Row("allowed and logged (200)", "product", "/chqapi/import/inventory", 200, {"ApiKey": logged}),
+        # The same path and handler with a key whose type is not logged: what logging itself costs.
+        Row("  same call, not logged (200)", "product", "/chqapi/import/inventory", 200, {"ApiKey": unlogged}),
         Row(
             "refused: unknown key (401)",
             "product",
@@ -225,7 +228,11 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
             }
         )
     print("vs drf: DRF + drf-api-key on persistent connections, as here; vs drf*: as installed (CONN_MAX_AGE=0)")
-    logged = rows[3]
+    logged, unlogged = rows[3], rows[4]
+    if logged.valid and unlogged.valid:
+        cost = logged.median("rps") / unlogged.median("rps")
+        out["logged_vs_same_call_unlogged"] = cost
+        print(f"logged vs the same call unlogged: {cost:.2f}x")
     answered = sum(r["statuses"].get("200", 0) for r in logged.rounds)
     # wrk stops each row with up to one call per connection sent but its answer unread: the
     # server carried those out and stored them. Any fewer stored than answered is a loss.

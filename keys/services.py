@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, sealing, shared
+from . import audit, sealing, shared, usage
 from .audit import Actor
 from .chqapi import writer
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
@@ -543,12 +543,13 @@ def _first_touch(kind: str, pk: int, interval: int) -> bool:
 
 
 def api_key_touch(*, key_id: int, grant_id: int | None) -> None:
-    """Record "last used" at most once per KEYS_LAST_USED_INTERVAL per key and per grant."""
+    """Record "last used" at most once per KEYS_LAST_USED_INTERVAL per key and per grant.
+    Written by keys/usage.py's flush, never in the call: the answer must not wait for it."""
     interval = settings.KEYS_LAST_USED_INTERVAL
     try:
         if _first_touch("key", key_id, interval):
-            ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+            usage.touch("key", key_id, timezone.now())
         if grant_id and _first_touch("grant", grant_id, interval):
-            ApiKeyGrant.objects.filter(pk=grant_id).update(last_used_at=timezone.now())
+            usage.touch("grant", grant_id, timezone.now())
     except Exception as exc:  # "last used" is a hint; it must never change a call's answer
         security_log.warning("last used not recorded for key %s: %s", key_id, exc.__class__.__name__)

@@ -1,4 +1,5 @@
-"""Counting every call per key, API type and day, without a database write per call.
+"""Counting every call per key, API type and day, and "last used", without a database
+write in any call.
 
 The guard calls `count()` for each answered call and each refusal of a known key
 (403 not allowed, 401 inactive or expired). Counts add up in this process's memory
@@ -14,6 +15,11 @@ memory for the next one, so an outage delays counts instead of losing them.
 Calls to an API type that does not exist, and refusals of unknown keys, have no
 key and type to count under; the `keys.security` log and the refusal counters
 cover those.
+
+"Last used" of keys and grants (keys/services.py api_key_touch decides when a
+call's moment is worth writing) waits here too and is written by the same
+flush: a call never waits for that write, which would block up to SQLite's busy
+timeout while another process holds the write lock.
 """
 
 import atexit
@@ -80,6 +86,7 @@ class Tally:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.counts: Counter = Counter()
+        self.touched: dict[tuple[str, int], datetime] = {}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="keys-usage-flusher", daemon=True)
         self.thread.start()
@@ -89,32 +96,50 @@ class Tally:
         with self.lock:
             self.counts[(key_id, api_type_id, today(), column)] += 1
 
+    def touch(self, kind: str, pk: int, moment: datetime) -> None:
+        with self.lock:
+            self.touched[(kind, pk)] = moment
+
     def _run(self) -> None:
         while not self.stopping.wait(settings.KEYS_USAGE_FLUSH_SECONDS):
             self.flush()
         connection.close()  # this thread's own connection
 
     def flush(self) -> int:
-        """Store the counts so far; returns how many (key, type, day) rows were written."""
+        """Store the counts and "last used" moments so far; returns how many (key, type, day)
+        rows were written."""
         with self.lock:
             counts, self.counts = self.counts, Counter()
-        if not counts:
-            return 0
+            touched, self.touched = self.touched, {}
+        stored = 0
         try:
-            return store(counts)
-        except Exception as exc:  # the database is down: keep the counts for the next flush
+            if touched:
+                store_touched(touched)
+            if counts:
+                stored = store(counts)
+        except Exception as exc:  # the database is down: keep what waits for the next flush
             log.error("usage counts: not stored (%s); kept for the next try", exc.__class__.__name__)
             with self.lock:
                 self.counts.update(counts)
-            return 0
+                self.touched = touched | self.touched
         finally:
             if threading.current_thread() is self.thread:
                 connection.close_if_unusable_or_obsolete()
+        return stored
 
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=30)
         self.flush()
+
+
+def store_touched(touched: dict[tuple[str, int], datetime]) -> None:
+    """Write "last used" moments; a key or grant removed meanwhile matches no row."""
+    from .models import ApiKeyGrant
+
+    models = {"key": ApiKey, "grant": ApiKeyGrant}
+    for (kind, pk), moment in touched.items():
+        models[kind].objects.filter(pk=pk).update(last_used_at=moment)
 
 
 def _rows(counts: Counter) -> dict[tuple[int, int, date], list[int]]:
@@ -182,6 +207,11 @@ def count(key_id: int | None, api_type_id: int | None, column: str) -> None:
         tally().add(key_id, api_type_id, column)
 
 
+def touch(kind: str, pk: int, moment: datetime) -> None:
+    """Remember that a key ("key") or grant ("grant") was used at `moment`, for the next flush."""
+    tally().touch(kind, pk, moment)
+
+
 def flush() -> int:
     """Store this process's counts now (tests; a page that must show them at once)."""
     if _tally is not None and _tally.pid == os.getpid():
@@ -194,6 +224,7 @@ def discard() -> None:
     if _tally is not None and _tally.pid == os.getpid():
         with _tally.lock:
             _tally.counts.clear()
+            _tally.touched.clear()
 
 
 def stop() -> None:

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
+from keys import usage
 from keys.models import ApiDocument, ApiKey, ApiKeyGrant
 from keys.services import KEY_FIELDS, GrantSpec, api_key_change, api_key_remove, api_key_update
 
@@ -177,15 +178,18 @@ def test_last_used_is_written_at_most_once_a_minute(api, make_key, inventory_exp
     start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     with time_machine.travel(start, tick=False):
         call(api, "/chqapi/export/inventory", key.value)
+    usage.flush()  # "last used" is written by the usage flush, never in the call
     key.refresh_from_db()
     assert key.last_used_at == start
     assert ApiKeyGrant.objects.get().last_used_at == start
     with time_machine.travel(start + timedelta(seconds=30), tick=False), django_assert_num_queries(0):
         call(api, "/chqapi/export/inventory", key.value)  # a warm decision, and no write
+    assert usage.tally().touched == {}  # nothing new for the flush to write either
     key.refresh_from_db()
     assert key.last_used_at == start
     with time_machine.travel(start + timedelta(seconds=61), tick=False):
         call(api, "/chqapi/export/inventory", key.value)
+    usage.flush()
     key.refresh_from_db()
     assert key.last_used_at == start + timedelta(seconds=61)
 

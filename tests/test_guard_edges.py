@@ -150,18 +150,43 @@ def test_api_type_not_allowed_names_the_type_and_is_403(make_key, customer_impor
 
 
 def test_last_used_with_a_shared_cache_is_written_once_among_processes(settings, make_key, django_assert_num_queries):
-    from keys import services
+    from keys import services, usage
 
     settings.KEYS_SHARED_COUNTERS = "cache"  # as with Redis: the cache decides among processes
     key = make_key(allowed_for_all=True)
     with django_assert_num_queries(1):
         services.api_key_touch(key_id=key.pk, grant_id=None)
+        usage.flush()  # written by the usage flush, not in the call
     services._touched.clear()  # another process: its own memory is empty, the shared cache is not
     with django_assert_num_queries(0):
         services.api_key_touch(key_id=key.pk, grant_id=None)
+        usage.flush()  # written by the usage flush, not in the call
     settings.KEYS_SHARED_COUNTERS = "file"  # no shared cache: each process writes once an interval
     services._touched.clear()
     with django_assert_num_queries(1):
         services.api_key_touch(key_id=key.pk, grant_id=None)
+        usage.flush()  # written by the usage flush, not in the call
     with django_assert_num_queries(0):
         services.api_key_touch(key_id=key.pk, grant_id=None)
+        usage.flush()  # written by the usage flush, not in the call
+
+
+def test_a_first_call_of_a_key_writes_nothing_in_the_call(make_key):
+    """ "Last used" waits for the usage flush: a call must never wait for a write lock
+    another process holds (SQLite's busy timeout would hold its answer up to 5 s)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from keys import usage
+
+    key = make_key(allowed_for_all=True)
+    with CaptureQueriesContext(connection) as queries:
+        response = Client().post(
+            "/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
+        )
+    assert response.status_code == 501
+    writes = [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
+    assert writes == []
+    usage.flush()
+    key.refresh_from_db()
+    assert key.last_used_at is not None
