@@ -3,12 +3,10 @@ bench/verify.py: where a logged call's cost goes, beside an allowed one's.
 
 Reads each process's user + system time from /proc before and after a wrk run
 (BENCH_SECONDS, default 4) and prints µs per answered request, per process
-name (gunicorn workers, postgres, redis-server, ...). The call-log writer's
-settings come from the environment, so the same run measures, for example,
-a writer that never flushes during the run (KEYS_CALL_LOG_FLUSH_MS=600000
-KEYS_CALL_LOG_BATCH=1000000000: the request's own work alone) or the direct
-writer (KEYS_CALL_LOG_WRITER=direct). DATABASE_URL / CACHE_URL: PostgreSQL
-and Redis, as in bench/verify.py. Linux only (/proc); needs wrk.
+name (gunicorn workers, postgres, redis-server, ...): a logged call's document
+is written in the request (keys/chqapi/writer.py), so the workers' own CPU is
+the whole of it on SQLite. DATABASE_URL / CACHE_URL: PostgreSQL and Redis, as
+in bench/verify.py. Linux only (/proc); needs wrk.
 """
 
 import os

@@ -1,11 +1,17 @@
 """What the management commands share: naming keys and API types on the
-command line, parsing dates, and a key as plain data for --json."""
+command line (a key value also from standard input, as `-`), parsing dates,
+a key as plain data for --json, Django's own spellings for not asking
+(`--no-input`) and for quiet output (`-v 0`), and asking before a loss."""
 
 import difflib
+import json
 import re
+import sys
+from argparse import ArgumentParser
 from datetime import date, datetime
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -18,7 +24,21 @@ from .services import GrantSpec
 TYPE_SPEC = re.compile(r"^(?P<name>.+?)(?::(?P<logged>logged)(?::(?P<date>[^:]*))?)?$")
 
 
+VALUE_HELP = "the key's value (GUID), or - to read it from standard input (kept out of ps and shell history)"
+
+
+def read_value(raw: str) -> str:
+    """A key value as given, or from standard input's first line when it is `-`."""
+    if raw != "-":
+        return raw
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise CommandError("Expected a key value on standard input (for -), but it was empty.")
+    return line
+
+
 def key_by_value(raw: str) -> ApiKey:
+    raw = read_value(raw)
     value = parse_key(raw)
     if value is None:
         raise CommandError(
@@ -116,3 +136,47 @@ def usage_data(report: selectors.UsageReport) -> dict:
             {"name": t.name, "calls": t.total, "counts": t.counts, "per_day": t.per_day} for t in report.types
         ],
     }
+
+
+# --- conventions every command shares -------------------------------------------------------
+
+
+def add_json(parser: ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+
+
+def add_no_input(parser: ArgumentParser) -> None:
+    """Django's --no-input (and --noinput), with this project's older --yes kept as an alias."""
+    parser.add_argument(
+        "--no-input",
+        "--noinput",
+        "--yes",
+        action="store_false",
+        dest="interactive",
+        help="do not ask for confirmation (needed when no terminal can answer)",
+    )
+
+
+def add_quiet(parser: ArgumentParser) -> None:
+    """--quiet, an alias of Django's -v 0: only what a script needs is printed."""
+    parser.add_argument("--quiet", action="store_const", const=0, dest="verbosity", help="the same as -v 0")
+
+
+def emit(command: BaseCommand, options: dict[str, Any], data: Any, text: str, *, quiet: str | None = None) -> None:
+    """Print `data` as JSON with --json, `quiet` with -v 0 (when given), `text` otherwise."""
+    if options.get("json"):
+        command.stdout.write(json.dumps(data, indent=2, default=str))
+    elif options.get("verbosity", 1) == 0:
+        if quiet is not None:
+            command.stdout.write(quiet)
+    else:
+        command.stdout.write(command.style.SUCCESS(text))
+
+
+def confirm(command: BaseCommand, options: dict[str, Any], question: str) -> bool:
+    """Ask `question` on a terminal; without one, refuse unless --no-input was given."""
+    if not options.get("interactive", True):
+        return True
+    if not sys.stdin.isatty():
+        raise CommandError("Not going ahead without confirmation: add --no-input when no terminal can answer.")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")

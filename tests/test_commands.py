@@ -201,7 +201,7 @@ def test_remove_with_yes_keeps_logs(make_key):
 
 def test_remove_without_terminal_refuses(make_key):
     key = make_key()
-    with mock.patch("sys.stdin.isatty", return_value=False), pytest.raises(CommandError, match="add --yes"):
+    with mock.patch("sys.stdin.isatty", return_value=False), pytest.raises(CommandError, match="add --no-input"):
         run("remove_api_key", str(key.value))
     assert ApiKey.objects.exists()
 
@@ -241,10 +241,115 @@ def test_check_refused_exits_1(make_key, setup, reason):
 
 
 def test_check_unknown_key_and_bad_input():
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         call_command("check_api_key", str(uuid.uuid4()), "--type", "Inventory Export", stdout=io.StringIO())
-    with pytest.raises(CommandError, match="is not a date and time"):
+    assert refused.value.code == 1  # an unknown key is a refusal: the decision was made
+    with pytest.raises(CommandError, match="is not a date and time") as bad:
         run("check_api_key", str(uuid.uuid4()), "--type", "Inventory Export", "--at", "soon")
+    assert bad.value.returncode == 2  # could not check
+    with pytest.raises(CommandError, match="Unknown API type") as unknown:
+        run("check_api_key", str(uuid.uuid4()), "--type", "Widgets Export")
+    assert unknown.value.returncode == 2
+
+
+@pytest.mark.django_db(transaction=True)  # another process reads the key: it must be committed
+def test_check_exit_codes_from_the_command_line(migrated_data, make_key):
+    """What a shell script sees: 0 allowed, 1 refused, 2 could not check (as grep)."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    url = (
+        f"sqlite:///{db['NAME']}"
+        if connection.vendor == "sqlite"
+        else f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    )
+    key = make_key(allowed_for_all=True)
+    env = os.environ | {"DATABASE_URL": url}
+
+    def code(*args: str, stdin: str | None = None) -> int:
+        return subprocess.run(
+            [sys.executable, "manage.py", "check_api_key", *args],
+            cwd=settings.BASE_DIR,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).returncode
+
+    assert code("-", "--type", "Inventory Export", stdin=f"{key.value}\n") == 0
+    assert code(str(uuid.uuid4()), "--type", "Inventory Export") == 1
+    assert code(str(key.value), "--type", "Widgets Export") == 2
+    assert code(str(key.value)) == 2  # --type missing: argparse's own error
+
+
+# --- what scripts need: JSON, Django's spellings, values from standard input ------------------
+
+
+def test_every_reporting_command_speaks_json(make_key, inventory_export):
+    created = json.loads(run("create_api_key", "--description", "json", "--type", "Inventory Export", "--json"))
+    assert (created["description"], [t["name"] for t in created["api_types"]]) == ("json", ["Inventory Export"])
+    value = created["value"]
+    updated = json.loads(run("update_api_key", value, "--description", "renamed", "--json"))
+    assert updated["description"] == "renamed"
+    checked = json.loads(run("check_api_key", value, "--type", "Inventory Export", "--json"))
+    assert (checked["allowed"], checked["logged"], checked["reason"]) == (True, False, "allowed")
+    rolled = json.loads(run("roll_api_key", value, "--grace", "1h", "--json"))
+    assert rolled["value"] != value
+    assert rolled["old_value_works_until"]
+    synced = json.loads(run("sync_api_types", "--dry-run", "--json"))
+    assert synced["dry_run"] is True
+    assert synced["added"] == []
+    assert synced["unchanged"] > 100
+    purged = json.loads(run("purge_api_logs", "--before", "2026-02-01", "--no-input", "--json"))
+    assert purged == {"dry_run": False, "before": "2026-02-01", "deleted": 0}
+    removed = json.loads(run("remove_api_key", rolled["value"], "--no-input", "--json"))
+    assert removed == {"removed": rolled["value"]}
+
+
+def test_quiet_is_verbosity_zero(make_key):
+    assert uuid.UUID(run("create_api_key", "--description", "v0", "-v", "0").strip())
+    assert uuid.UUID(run("create_api_key", "--description", "q", "--quiet").strip())
+
+
+@pytest.mark.parametrize("command", ["show_api_key", "update_api_key", "roll_api_key", "remove_api_key"])
+def test_a_key_value_can_come_from_standard_input(make_key, command):
+    key = make_key()
+    extra = {"update_api_key": ["--description", "from stdin"], "remove_api_key": ["--no-input"]}.get(command, [])
+    with mock.patch("sys.stdin", io.StringIO(f"{key.value}\n")):
+        run(command, "-", *extra)
+    if command == "remove_api_key":
+        assert not ApiKey.objects.exists()
+    elif command == "update_api_key":
+        assert ApiKey.objects.get().description == "from stdin"
+
+
+def test_an_empty_standard_input_is_a_clear_error():
+    with mock.patch("sys.stdin", io.StringIO("")), pytest.raises(CommandError, match="standard input"):
+        run("show_api_key", "-")
+
+
+def test_purge_says_what_it_will_delete_and_asks(make_key):
+    key = make_key()
+    make_logs(key, 3, datetime(2026, 1, 1, tzinfo=UTC))
+    with mock.patch("sys.stdin.isatty", return_value=False), pytest.raises(CommandError, match="add --no-input"):
+        run("purge_api_logs", "--before", "2026-02-01")
+    assert ApiDocument.objects.count() == 3
+    asked = []
+    with (
+        mock.patch("sys.stdin.isatty", return_value=True),
+        mock.patch("builtins.input", side_effect=lambda q: asked.append(q) or "n"),
+    ):
+        assert "Nothing deleted." in run("purge_api_logs", "--before", "2026-02-01")
+    assert asked == ["Delete 3 stored call(s) from before 2026-02-01? This cannot be undone. [y/N] "]
+    assert ApiDocument.objects.count() == 3
+    with mock.patch("sys.stdin.isatty", return_value=True), mock.patch("builtins.input", return_value="y"):
+        assert "Deleted 3 stored call(s)" in run("purge_api_logs", "--before", "2026-02-01")
 
 
 # --- purge -------------------------------------------------------------------------------
@@ -271,11 +376,11 @@ def test_purge_in_batches(make_key):
     with mock.patch(
         "keys.management.commands.purge_api_logs.ApiDocument.objects.filter", wraps=ApiDocument.objects.filter
     ) as f:
-        out = run("purge_api_logs", "--before", "2026-02-01", "--key", str(key.value))
+        out = run("purge_api_logs", "--before", "2026-02-01", "--key", str(key.value), "--no-input")
     assert "Deleted 2500 stored call(s)" in out
     assert f.call_count >= 3  # batches of 1,000: three deletes at least
     assert ApiDocument.objects.count() == 1000
-    run("purge_api_logs", "--before", "2026-02-01")
+    run("purge_api_logs", "--before", "2026-02-01", "--noinput")
     assert ApiDocument.objects.count() == 300
 
 
@@ -285,7 +390,7 @@ def test_purge_keeps_documents_still_queued_or_running(make_key):
     waiting = list(ApiDocument.objects.order_by("id")[:2])
     ApiDocument.objects.filter(pk=waiting[0].pk).update(status=ApiDocument.Status.IN_QUEUE, is_async=True)
     ApiDocument.objects.filter(pk=waiting[1].pk).update(status=ApiDocument.Status.IN_PROCESS, is_async=True)
-    assert "Deleted 2 stored call(s)" in run("purge_api_logs", "--before", "2026-02-01")
+    assert "Deleted 2 stored call(s)" in run("purge_api_logs", "--before", "2026-02-01", "--yes")
     assert set(ApiDocument.objects.values_list("pk", flat=True)) == {d.pk for d in waiting}
 
 

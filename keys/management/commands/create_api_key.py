@@ -27,7 +27,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--type", action="append", default=[], metavar="API-TYPE[:logged[:DATE]]", help="a selected API type"
         )
-        parser.add_argument("--quiet", action="store_true", help="print only the value (for scripts)")
+        cli.add_quiet(parser)  # print only the value (for scripts)
+        cli.add_json(parser)
 
     def handle(self, *args, **options):
         if options["logged"] and not options["all"]:
@@ -49,7 +50,10 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
-        if options["quiet"]:
-            self.stdout.write(str(key.value))
-        else:
-            self.stdout.write(self.style.SUCCESS(f"Created API key {key.value} ({key.description})."))
+        cli.emit(
+            self,
+            options,
+            cli.key_data(key),
+            f"Created API key {key.value} ({key.description}).",
+            quiet=str(key.value),
+        )

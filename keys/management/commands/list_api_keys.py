@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from keys import cli
 from keys.models import ApiKey
 
 
@@ -12,7 +13,7 @@ class Command(BaseCommand):
         which = parser.add_mutually_exclusive_group()
         which.add_argument("--active", action="store_true", help="only active keys")
         which.add_argument("--inactive", action="store_true", help="only inactive keys")
-        parser.add_argument("--json", action="store_true", help="print JSON")
+        cli.add_json(parser)
 
     def handle(self, *args, **options):
         keys = ApiKey.objects.order_by("-created_at", "-pk")

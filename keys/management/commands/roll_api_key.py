@@ -20,24 +20,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--actor", help="who to record in the key's history (default: the operating-system user)")
-        parser.add_argument("value", help="the key's value (GUID); the old value of a rolled key names it too")
+        parser.add_argument("value", help=cli.VALUE_HELP + "; the old value of a rolled key names it too")
         parser.add_argument("--grace", default="24h", help="how long the old value keeps working (default 24h)")
         parser.add_argument("--end-grace", action="store_true", help="stop the old value now instead of rolling")
-        parser.add_argument("--quiet", action="store_true", help="print only the new value (for scripts)")
+        cli.add_quiet(parser)  # print only the new value (for scripts)
+        cli.add_json(parser)
 
     def handle(self, *args, **options):
         key = cli.key_by_value(options["value"])
         actor = Actor.for_command(options["actor"])
         if options["end_grace"]:
             services.api_key_end_grace(key=key, actor=actor)
-            self.stdout.write(self.style.SUCCESS(f"The old value of API key …{key.value.hex[-4:]} no longer works."))
+            text = f"The old value of API key …{key.value.hex[-4:]} no longer works."
+            cli.emit(self, options, {"value": str(key.value), "old_value_works_until": None}, text)
             return
         key = services.api_key_roll(key=key, grace_until=self.grace_until(options["grace"]), actor=actor)
-        if options["quiet"]:
-            self.stdout.write(str(key.value))
-            return
         until = timezone.localtime(key.previous_until).strftime("%Y-%m-%d %H:%M %Z")
-        self.stdout.write(self.style.SUCCESS(f"Rolled. New value: {key.value}. The old value works until {until}."))
+        data = {"value": str(key.value), "old_value_works_until": key.previous_until.isoformat()}
+        text = f"Rolled. New value: {key.value}. The old value works until {until}."
+        cli.emit(self, options, data, text, quiet=str(key.value))
 
     @staticmethod
     def grace_until(raw: str):

@@ -12,8 +12,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("value", help="the key's value (GUID)")
-        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument("value", help=cli.VALUE_HELP)
+        cli.add_json(parser)
 
     def handle(self, *args, **options):
         data = cli.key_data(cli.key_by_value(options["value"]))

@@ -1,8 +1,10 @@
+import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
+from keys import cli
 from keys.services import CATALOG_FILE, catalog_entries, catalog_sync
 
 
@@ -15,6 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--file", type=Path, default=CATALOG_FILE, help=f"catalog file (default: {CATALOG_FILE})")
         parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+        cli.add_json(parser)
 
     def handle(self, *args, **options):
         try:
@@ -27,6 +30,17 @@ class Command(BaseCommand):
                 f"The catalog clashes with an API type that is kept because a key uses it ({exc}). "
                 "Rename the entry in the file, or remove the type from the keys that use it first."
             ) from exc
+        if options["json"]:
+            data = {
+                "dry_run": options["dry_run"],
+                "added": report.added,
+                "updated": report.updated,
+                "removed": report.removed,
+                "kept_in_use": report.kept_in_use,
+                "unchanged": report.unchanged,
+            }
+            self.stdout.write(json.dumps(data, indent=2))
+            return
         verb = "would be" if options["dry_run"] else ""
         for label, names in (("added", report.added), ("updated", report.updated), ("removed", report.removed)):
             for name in names:

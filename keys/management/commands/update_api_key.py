@@ -13,7 +13,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--actor", help="who to record in the key's history (default: the operating-system user)")
-        parser.add_argument("value", help="the key's value (GUID)")
+        parser.add_argument("value", help=cli.VALUE_HELP)
+        cli.add_json(parser)
         parser.add_argument("--description")
         active = parser.add_mutually_exclusive_group()
         active.add_argument("--activate", action="store_true")
@@ -60,4 +61,5 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages) + " Nothing was changed.") from exc
-        self.stdout.write(self.style.SUCCESS(f"Updated API key {key.value}."))
+        key.refresh_from_db()
+        cli.emit(self, options, cli.key_data(key), f"Updated API key {key.value}.")
