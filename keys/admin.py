@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -30,8 +31,49 @@ def _posted_version(request) -> int | None:
         return None
 
 
+# Django's own add/change/delete/view permissions on these models are left unused on purpose:
+# CHQ's two rights are the only ones that grant anything, so a refusal says which one is missing.
+ACCESS_NEEDED = (
+    "This needs the right Access Integration Settings CHQ. Django's own permissions on the keys models "
+    "(add, change, delete, view) grant nothing here: CHQ's two rights decide."
+)
+CHANGE_NEEDED = (
+    "Changing this needs the rights Access Integration Settings CHQ and Add/Edit Integration Settings CHQ; "
+    "with the first alone the admin shows it read-only."
+)
+
+
 class IntegrationRightsMixin:
-    """has_*_permission from the two CHQ rights, for the admin classes and inlines alike."""
+    """has_*_permission from the two CHQ rights, for the admin classes and inlines alike,
+    and a refusal that names the missing right instead of Django's bare 403."""
+
+    refusal_of_change = CHANGE_NEEDED
+
+    def _refuse_without_access(self, request) -> None:
+        if not request.user.has_perm(ACCESS):
+            raise PermissionDenied(ACCESS_NEEDED)
+
+    def changelist_view(self, request, extra_context=None):
+        self._refuse_without_access(request)
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        self._refuse_without_access(request)
+        if request.method == "POST" and not can_change(request.user) and self.has_view_permission(request):
+            raise PermissionDenied(self.refusal_of_change)
+        if object_id is None and not self.has_add_permission(request):
+            raise PermissionDenied(self.refusal_of_change)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._refuse_without_access(request)
+        if not self.has_delete_permission(request):
+            raise PermissionDenied(self.refusal_of_change)
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._refuse_without_access(request)
+        return super().history_view(request, object_id, extra_context)
 
     def has_module_permission(self, request):
         return request.user.has_perm(ACCESS)
@@ -258,6 +300,10 @@ class ApiTypeAdmin(IntegrationRightsMixin, admin.ModelAdmin):
 class EvidenceMixin(IntegrationRightsMixin):
     """Records that must not be edited from the admin: viewable with the access right, nothing more.
     They carry snapshots of the key (last four characters, description) to outlive it."""
+
+    refusal_of_change = (
+        "These are records of what happened: the admin shows them, and never adds, changes or deletes them."
+    )
 
     def has_add_permission(self, request, *args):
         return False

@@ -2,6 +2,7 @@
 the dialog's rules, actions, and read-only call logs."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from keys.models import ApiDocument, ApiKey
@@ -14,8 +15,20 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff(db):
     def make(level):
-        group = {"viewer": "Integration viewers", "admin": "Integration administrators", "none": None}[level]
-        return make_user(f"staff-{level}", group=group, is_staff=True)
+        group = {
+            "viewer": "Integration viewers",
+            "admin": "Integration administrators",
+            "none": None,
+            "django-perms": None,
+        }[level]
+        user = make_user(f"staff-{level}", group=group, is_staff=True)
+        if level == "django-perms":  # how every other Django admin grants rights: all of the keys models'
+            user.user_permissions.set(
+                Permission.objects.filter(content_type__app_label="keys").exclude(
+                    codename__in=["access_integration_settings", "change_integration_settings"]
+                )
+            )
+        return user
 
     return make
 
@@ -52,6 +65,7 @@ URLS = [
 # level -> status per url name
 EXPECTED = {
     "none": {name: 403 for name, _ in URLS},
+    "django-perms": {name: 403 for name, _ in URLS},
     "viewer": {
         "admin:keys_apikey_changelist": 200,
         "admin:keys_apikey_add": 403,
@@ -77,12 +91,45 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("level", ["none", "viewer", "admin"])
+@pytest.mark.parametrize("level", ["none", "django-perms", "viewer", "admin"])
 @pytest.mark.parametrize(("name", "arg"), URLS)
 def test_admin_access_by_rights(client, staff, make_key, log, level, name, arg):
     client.force_login(staff(level))
     args = {"key": [log.key_id], "log": [log.pk], None: []}[arg]
-    assert client.get(reverse(name, args=args)).status_code == EXPECTED[level][name]
+    response = client.get(reverse(name, args=args))
+    assert response.status_code == EXPECTED[level][name]
+    if response.status_code == 403:  # a refusal says which right is missing, or why nobody may
+        assert "Integration Settings CHQ" in response.text or "records of what happened" in response.text
+
+
+@pytest.mark.parametrize(
+    ("level", "listed"), [("none", False), ("django-perms", False), ("viewer", True), ("admin", True)]
+)
+def test_admin_index_lists_the_keys_models_only_with_the_access_right(client, staff, level, listed):
+    client.force_login(staff(level))
+    index = client.get(reverse("admin:index")).text
+    assert ("API keys" in index) is listed
+    assert (reverse("admin:keys_apikey_changelist") in index) is listed
+
+
+def test_django_model_permissions_alone_are_refused_with_the_reason(client, staff, make_key):
+    key = make_key()
+    client.force_login(staff("django-perms"))
+    response = client.get(reverse("admin:keys_apikey_change", args=[key.pk]))
+    assert response.status_code == 403
+    assert "Access Integration Settings CHQ" in response.text
+    assert "grant nothing here" in response.text
+
+
+def test_viewer_change_view_opens_read_only_and_says_why_a_save_is_refused(client, staff, make_key):
+    key = make_key(description="ro")
+    client.force_login(staff("viewer"))
+    page = client.get(reverse("admin:keys_apikey_change", args=[key.pk]))
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.text  # no save button: read-only
+    refused = client.post(reverse("admin:keys_apikey_change", args=[key.pk]), {"description": "changed"})
+    assert refused.status_code == 403
+    assert "Add/Edit Integration Settings CHQ" in refused.text
 
 
 def test_viewer_sees_key_read_only(client, staff, make_key):
