@@ -14,6 +14,17 @@ def yes_no(value: bool) -> str:
     return format_html('<span class="flag flag-{}">{}</span>', "on" if value else "off", "yes" if value else "no")
 
 
+def when(moment) -> str:
+    """A moment in the site's time as "YYYY-MM-DD HH:MM", day and time each kept whole."""
+    local = timezone.localtime(moment)
+    return format_html(
+        '<time datetime="{}"><span>{}</span> <span>{}</span></time>',
+        local.isoformat(timespec="minutes"),
+        local.strftime("%Y-%m-%d"),
+        local.strftime("%H:%M"),
+    )
+
+
 def labelled(name: str, **td) -> dict:
     """Cell attributes naming the column, which the narrow layout shows before each value
     (a phone gets one card per key instead of a table wider than the screen)."""
@@ -31,9 +42,10 @@ class ApiKeyTable(tables.Table):
     )
     is_active = tables.Column(verbose_name="is active", attrs=labelled("is active"))
     allowed_for_all = tables.Column(verbose_name="allowed for all", attrs=labelled("allowed for all"))
-    created_at = tables.DateTimeColumn(verbose_name="created", format="Y-m-d H:i", attrs=labelled("created"))
+    # Day and time wrap onto two lines at desk widths, so every column fits from 1024 px up.
+    created_at = tables.DateTimeColumn(verbose_name="created", attrs=labelled("created", **{"class": "when-cell"}))
     last_used_at = tables.DateTimeColumn(
-        verbose_name="last used", format="Y-m-d H:i", default="never", attrs=labelled("last used")
+        verbose_name="last used", default="never", attrs=labelled("last used", **{"class": "when-cell"})
     )
     # Annotated by selectors.api_key_list: answered and refused calls, today and the six days before.
     calls_7_days = tables.Column(verbose_name="calls, 7 days", attrs=labelled("calls, 7 days", **{"class": "number"}))
@@ -73,6 +85,12 @@ class ApiKeyTable(tables.Table):
         if not problems:
             chips.insert(0, ("state-ok", "calls allowed"))
         return format_html_join(" ", '<span class="state {}">{}</span>', chips)
+
+    def render_created_at(self, value) -> str:
+        return when(value)
+
+    def render_last_used_at(self, value) -> str:
+        return when(value)
 
     def render_calls_7_days(self, value: int) -> str:
         return f"{value:,}"

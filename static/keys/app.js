@@ -411,6 +411,133 @@
     savedState = $(".errors", form) ? "" : formState(form);
   }
 
+
+  // --- a small calendar for the ISO date fields ------------------------------
+  // The fields stay text in YYYY-MM-DD, typed or chosen here. Keyboard as in the WAI-ARIA
+  // date picker pattern: arrows move a day or a week, Page Up/Down a month, Home/End the
+  // week's ends, Enter or Space chooses, Escape closes; focus returns to the field.
+  const MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December"];
+  const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  const parseIso = (text) => {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text || "");
+    const d = m && new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+    return d && iso(d) === text ? d : null;
+  };
+  const addDays = (d, n) => new Date(d.getFullYear(), d.getMonth(), d.getDate() + n);
+  const addMonths = (d, n) => {
+    const last = new Date(d.getFullYear(), d.getMonth() + n + 1, 0).getDate();
+    return new Date(d.getFullYear(), d.getMonth() + n, Math.min(d.getDate(), last));
+  };
+  let calendar = null;
+
+  function closeCalendar(focusField) {
+    if (!calendar) return;
+    const { box, button, field } = calendar;
+    box.remove();
+    button.setAttribute("aria-expanded", "false");
+    calendar = null;
+    if (focusField) field.focus();
+  }
+
+  function drawCalendar(day) {
+    const { box, field } = calendar;
+    calendar.day = day;
+    const chosen = parseIso(field.value);
+    const today = iso(new Date());
+    $("[data-month]", box).textContent = `${MONTHS[day.getMonth()]} ${day.getFullYear()}`;
+    const first = new Date(day.getFullYear(), day.getMonth(), 1);
+    let cell = addDays(first, -((first.getDay() + 6) % 7)); // weeks start on Monday
+    const body = $("tbody", box);
+    body.replaceChildren();
+    for (let week = 0; week < 6; week += 1) {
+      const tr = document.createElement("tr");
+      for (let n = 0; n < 7; n += 1, cell = addDays(cell, 1)) {
+        const td = document.createElement("td");
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = String(cell.getDate());
+        b.dataset.date = iso(cell);
+        // The visible day number first (WCAG's label-in-name), then the date as the field writes it.
+        b.setAttribute("aria-label", `${cell.getDate()} ${MONTHS[cell.getMonth()]} ${cell.getFullYear()}, ${iso(cell)}`);
+        b.tabIndex = iso(cell) === iso(day) ? 0 : -1;
+        if (cell.getMonth() !== day.getMonth()) b.classList.add("other-month");
+        if (b.dataset.date === today) b.setAttribute("aria-current", "date");
+        if (chosen && b.dataset.date === iso(chosen)) b.setAttribute("aria-pressed", "true");
+        td.append(b);
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+    $(`button[data-date="${iso(day)}"]`, box).focus();
+  }
+
+  function openCalendar(button) {
+    closeCalendar(false);
+    const field = document.getElementById(button.dataset.calendar);
+    const box = document.createElement("div");
+    box.className = "calendar";
+    box.setAttribute("role", "dialog");
+    box.setAttribute("aria-label", `choose a date for ${field.labels[0] ? field.labels[0].textContent : "the field"}`);
+    box.innerHTML =
+      '<div class="calendar-head"><button type="button" data-step="-1" aria-label="previous month">‹</button>' +
+      '<h3 data-month aria-live="polite"></h3><button type="button" data-step="1" aria-label="next month">›</button></div>' +
+      '<table role="grid"><thead><tr>' +
+      ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].map((d) => `<th scope="col" abbr="${d}">${d}</th>`).join("") +
+      "</tr></thead><tbody></tbody></table>" +
+      '<div class="calendar-foot"><button type="button" class="link" data-close>close</button></div>';
+    // Inside the open <dialog> (the top layer), fixed beside the button, kept on screen.
+    (button.closest("dialog") || document.body).append(box);
+    const at = button.getBoundingClientRect();
+    box.style.top = `${Math.max(8, Math.min(at.bottom + 4, window.innerHeight - box.offsetHeight - 8))}px`;
+    box.style.left = `${Math.max(8, Math.min(at.left, window.innerWidth - box.offsetWidth - 8))}px`;
+    button.setAttribute("aria-expanded", "true");
+    calendar = { box, button, field };
+    drawCalendar(parseIso(field.value) || new Date());
+  }
+
+  document.addEventListener("click", (event) => {
+    const opener = event.target.closest("[data-calendar]");
+    if (opener) return opener.getAttribute("aria-expanded") === "true" ? closeCalendar(true) : openCalendar(opener);
+    if (!calendar) return;
+    const { box, field } = calendar;
+    if (!box.contains(event.target)) return closeCalendar(false);
+    const step = event.target.closest("[data-step]");
+    if (step) return drawCalendar(addMonths(calendar.day, Number(step.dataset.step)));
+    if (event.target.closest("[data-close]")) return closeCalendar(true);
+    const day = event.target.closest("button[data-date]");
+    if (day) {
+      field.value = day.dataset.date;
+      field.dispatchEvent(new Event("input", { bubbles: true }));
+      field.dispatchEvent(new Event("change", { bubbles: true }));
+      closeCalendar(true);
+    }
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (!calendar || !calendar.box.contains(event.target)) return;
+    if (event.key === "Escape") {
+      event.preventDefault(); // closes the calendar only, not the API key dialog around it
+      event.stopPropagation();
+      return closeCalendar(true);
+    }
+    if (!event.target.dataset.date) return;
+    const moves = {
+      ArrowLeft: (d) => addDays(d, -1),
+      ArrowRight: (d) => addDays(d, 1),
+      ArrowUp: (d) => addDays(d, -7),
+      ArrowDown: (d) => addDays(d, 7),
+      PageUp: (d) => addMonths(d, -1),
+      PageDown: (d) => addMonths(d, 1),
+      Home: (d) => addDays(d, -((d.getDay() + 6) % 7)),
+      End: (d) => addDays(d, 6 - ((d.getDay() + 6) % 7)),
+    };
+    if (moves[event.key]) {
+      event.preventDefault();
+      drawCalendar(moves[event.key](parseIso(event.target.dataset.date)));
+    }
+  }, true);
+
   // Make the table reachable with Tab from the start.
   select(null, false);
 })();

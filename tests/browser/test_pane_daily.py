@@ -27,7 +27,8 @@ def size(request, page: Page) -> str:
 
 
 def dialog(page: Page):
-    return page.get_by_role("dialog")
+    """The pane's one <dialog> (a calendar opened inside it is a dialog of its own)."""
+    return page.locator("dialog#dialog")
 
 
 def row_of(page: Page, key: ApiKey):
