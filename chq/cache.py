@@ -65,6 +65,19 @@ class RedisCache(DjangoRedisCache):
         self._forget([key], version)
         return value
 
+    def incr_or_start(self, key, start: int, version=None) -> int:
+        """Add one, or when the key is missing set it to `start` + 1 (never expiring), in one
+        MULTI that Redis runs whole. Django's incr() asks EXISTS, then sends INCR: a key lost
+        in between (a flush, an eviction) would be created by INCR as 1, a value readers may
+        have seen before (keys/freshness.py)."""
+        name = self.make_and_validate_key(key, version=version)
+        pipeline = self._cache.get_client(write=True).pipeline(transaction=True)
+        pipeline.set(name, start, nx=True)
+        pipeline.incr(name)
+        value = pipeline.execute()[1]
+        self._forget([key], version)
+        return value
+
     def delete(self, key, version=None):
         deleted = super().delete(key, version)
         self._forget([key], version)
