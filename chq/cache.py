@@ -166,6 +166,7 @@ class TrackedReads:
         self.connection = None
         self.pid = None
         self.retry_at = 0.0
+        self.warned = False  # since tracking was last on: one warning per loss, not one per retry
 
     def _track(self) -> bool:
         """A tracking connection for this process; False while none can be had."""
@@ -190,9 +191,11 @@ class TrackedReads:
         except (redis.RedisError, OSError) as exc:
             connection.disconnect()
             self.retry_at = time.monotonic() + 5
-            log.warning("Redis client-side tracking unavailable (%s); reading from Redis on every call", exc)
+            if not self.warned:
+                self.warned = True
+                log.warning("Redis client-side tracking unavailable (%s); reading from Redis on every call", exc)
             return False
-        self.connection, self.pid = connection, os.getpid()
+        self.connection, self.pid, self.warned = connection, os.getpid(), False
         return True
 
     def _invalidated(self, push) -> None:
