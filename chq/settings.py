@@ -176,7 +176,8 @@ KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARE
 KEYS_CALL_LOG_WRITER = env.str("KEYS_CALL_LOG_WRITER", default="batched")
 KEYS_CALL_LOG_FLUSH_MS = env.int("KEYS_CALL_LOG_FLUSH_MS", default=50)
 KEYS_CALL_LOG_BATCH = env.int("KEYS_CALL_LOG_BATCH", default=200)
-# Retry-After of a 503 answer while the database cannot be reached.
+# Retry-After of a 503 answer while the database or Redis cannot be reached; an outage is
+# logged as over when a call is answered this long after its last failure (keys/outages.py).
 KEYS_RETRY_AFTER_SECONDS = env.int("KEYS_RETRY_AFTER_SECONDS", default=5)
 # Each worker keeps the key states it has read (zero queries on a warm call) and
 # trusts them only while the change marker is unchanged (keys/freshness.py):
