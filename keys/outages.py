@@ -27,8 +27,8 @@ it, a new outage begins, with its traceback.
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
+from time import monotonic  # the quiet time's clock (tests move it)
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -46,9 +46,8 @@ class Part:
 
     name: str
     message: str
-    # Of the outage going on, if any: when it began (wall clock, for the log), when it last
-    # failed (monotonic, for the quiet time), how many calls it has refused.
-    began: float = 0.0
+    # Of the outage going on, if any: when it first and last failed, how many calls it refused.
+    first: float = 0.0
     last: float = 0.0
     refused: int = 0
 
@@ -72,13 +71,13 @@ def unavailable(exc: BaseException, context: str) -> HttpResponse:
     as the outage's first failure (with the traceback) or as one line."""
     part = part_of(exc)
     with _lock:
-        first = part.name not in _open
-        if first:
-            part.began, part.refused = time.time(), 0
+        began = part.name not in _open
+        part.last = monotonic()
+        if began:
+            part.first, part.refused = part.last, 0
             _open[part.name] = part
-        part.last = time.monotonic()
         part.refused += 1
-    if first:
+    if began:
         log.error(
             "%s: %s cannot be reached; calls are answered 503 until it is back",
             context,
@@ -101,7 +100,7 @@ def settle() -> None:
     """A call was answered: end every outage quiet for KEYS_RETRY_AFTER_SECONDS."""
     if not _open:
         return
-    now = time.monotonic()
+    now = monotonic()
     quiet = settings.KEYS_RETRY_AFTER_SECONDS
     with _lock:
         ended = [part for part in _open.values() if now - part.last >= quiet]
@@ -112,7 +111,7 @@ def settle() -> None:
             "%s is back: no failure for %s s; the outage lasted %.1f s and %s calls were answered 503",
             part.name,
             quiet,
-            time.time() - part.began - (now - part.last),
+            part.last - part.first,
             part.refused,
         )
 
