@@ -177,9 +177,16 @@ def on_scratch_redis(scratch_redis, settings, quick_retry):
 def test_redis_stopped_is_503s_with_one_traceback_and_a_line_when_it_is_back(
     on_scratch_redis, migrated_data, make_key, caplog
 ):
-    key = make_key(allowed_for_all=True)
+    from keys.services import api_key_change
+
+    import redis
+
+    key, deactivated = make_key(allowed_for_all=True), make_key(allowed_for_all=True)
+    redis.Redis.from_url(on_scratch_redis.url).flushall()  # the calls start from an empty Redis
     assert post(key.value).status_code == 200  # the marker and the block held by this process
+    assert post(deactivated.value).status_code == 200
     assert post("not-a-key").status_code == 401  # a refusal counted in Redis
+    api_key_change(key=deactivated, is_active=False)  # and no call sees it before Redis goes
     on_scratch_redis.stop()
     with caplog.at_level(logging.INFO):
         answers = [post(key.value) for _ in range(30)] + [post("not-a-key") for _ in range(10)]
@@ -203,6 +210,7 @@ def test_redis_stopped_is_503s_with_one_traceback_and_a_line_when_it_is_back(
     with caplog.at_level(logging.INFO):
         assert post(key.value).status_code == 200
         assert post("not-a-key").status_code == 401
+        assert post(deactivated.value).status_code == 401  # the marker came back as a value never seen
     [back] = outage_lines(caplog)
     assert back.startswith("the shared state (Redis) is back")
     assert back.endswith("45 calls were answered 503")
