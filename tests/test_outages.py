@@ -177,9 +177,9 @@ def on_scratch_redis(scratch_redis, settings, quick_retry):
 def test_redis_stopped_is_503s_with_one_traceback_and_a_line_when_it_is_back(
     on_scratch_redis, migrated_data, make_key, caplog
 ):
-    from keys.services import api_key_change
-
     import redis
+
+    from keys.services import api_key_change
 
     key, deactivated = make_key(allowed_for_all=True), make_key(allowed_for_all=True)
     redis.Redis.from_url(on_scratch_redis.url).flushall()  # the calls start from an empty Redis
