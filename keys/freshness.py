@@ -24,9 +24,10 @@ epoch: a value the marker could not have reached by +1 steps since it was last
 created (that would take one advance per nanosecond; each is a round trip to
 Redis). Redis then sends every tracking worker an invalidation, each worker
 reads the new number, finds it differs, and drops every decision it held.
-Failure mode: a host whose clock is behind by more than the time since the
-previous start re-creates a smaller number; it still repeats no value unless
-it lands, to the nanosecond, within the few changes counted since that start.
+Failure mode: a clock stepped back, or a host whose clock is behind the one
+that made the previous start, re-creates a smaller number; it still repeats no
+value unless it lands, to the nanosecond, within the few changes counted since
+that start (a smaller marker drops held decisions like a larger one).
 
 A change advances the marker twice: at once (so this transaction's own later
 reads, and tests inside a transaction, see it) and again after the commit (so
