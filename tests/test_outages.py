@@ -247,3 +247,25 @@ def test_a_real_server_answers_503_while_its_redis_is_stopped_and_logs_one_trace
     assert log.count("Traceback (most recent call last)") == 3 * starts
     assert log.count("cannot be reached") == 40  # one line per refused call
     assert 1 <= log.count("the shared state (Redis) is back") <= 2
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_redis_cannot_count_is_a_503_not_an_uncounted_refusal(on_scratch_redis, migrated_data, make_key):
+    """Redis out of memory refuses writes and still answers reads: an allowed call goes through,
+    but a refused key whose count the throttle cannot store is not answered as if it were counted."""
+    import redis
+
+    key = make_key(allowed_for_all=True)
+    assert post(key.value).status_code == 200
+    admin = redis.Redis.from_url(on_scratch_redis.url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # every write is refused with OOM from now on
+    try:
+        assert post(key.value).status_code == 200
+        refused = post("not-a-key")
+        assert refused.status_code == 503
+        assert refused["Retry-After"] == "1"
+    finally:
+        admin.config_set("maxmemory", 0)
+    assert post("not-a-key").status_code == 401
