@@ -65,6 +65,19 @@ class RedisCache(DjangoRedisCache):
         self._forget([key], version)
         return value
 
+    def incr_or_start(self, key, start: int, version=None) -> int:
+        """Add one, or when the key is missing set it to `start` + 1 (never expiring), in one
+        MULTI that Redis runs whole. Django's incr() asks EXISTS, then sends INCR: a key lost
+        in between (a flush, an eviction) would be created by INCR as 1, a value readers may
+        have seen before (keys/freshness.py)."""
+        name = self.make_and_validate_key(key, version=version)
+        pipeline = self._cache.get_client(write=True).pipeline(transaction=True)
+        pipeline.set(name, start, nx=True)
+        pipeline.incr(name)
+        value = pipeline.execute()[1]
+        self._forget([key], version)
+        return value
+
     def delete(self, key, version=None):
         deleted = super().delete(key, version)
         self._forget([key], version)
@@ -153,6 +166,7 @@ class TrackedReads:
         self.connection = None
         self.pid = None
         self.retry_at = 0.0
+        self.warned = False  # since tracking was last on: one warning per loss, not one per retry
 
     def _track(self) -> bool:
         """A tracking connection for this process; False while none can be had."""
@@ -177,9 +191,11 @@ class TrackedReads:
         except (redis.RedisError, OSError) as exc:
             connection.disconnect()
             self.retry_at = time.monotonic() + 5
-            log.warning("Redis client-side tracking unavailable (%s); reading from Redis on every call", exc)
+            if not self.warned:
+                self.warned = True
+                log.warning("Redis client-side tracking unavailable (%s); reading from Redis on every call", exc)
             return False
-        self.connection, self.pid = connection, os.getpid()
+        self.connection, self.pid, self.warned = connection, os.getpid(), False
         return True
 
     def _invalidated(self, push) -> None:

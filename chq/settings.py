@@ -171,7 +171,8 @@ KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) 
 # A key that expires within this many days is flagged in the keys table.
 KEYS_EXPIRY_WARNING_DAYS = env.int("KEYS_EXPIRY_WARNING_DAYS", default=7)
 KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "file")
-# Retry-After of a 503 answer while the database cannot be reached.
+# Retry-After of a 503 answer while the database or Redis cannot be reached; an outage is
+# logged as over when a call is answered this long after its last failure (keys/outages.py).
 KEYS_RETRY_AFTER_SECONDS = env.int("KEYS_RETRY_AFTER_SECONDS", default=5)
 # Each worker keeps the key states it has read (zero queries on a warm call) and
 # trusts them only while the change marker is unchanged (keys/freshness.py):

@@ -12,7 +12,22 @@ Where the marker lives:
   maps into memory; reading it costs well under a microsecond, advancing it
   takes a file lock.
 - "cache" (when a shared cache such as Redis is configured; several hosts):
-  one integer in that cache, one round trip to read.
+  one integer in that cache, one round trip to read (none while
+  chq.cache.TrackedReads holds it).
+
+Workers compare the marker by equality, so what must never happen is a marker
+repeating a value some worker has already filled its decisions under. The
+cache can lose the key (FLUSHALL, a restart without persistence, eviction
+under an allkeys-* maxmemory policy); a missing marker is therefore never
+re-created from a fixed number but from `_start()`, nanoseconds since the
+epoch: a value the marker could not have reached by +1 steps since it was last
+created (that would take one advance per nanosecond; each is a round trip to
+Redis). Redis then sends every tracking worker an invalidation, each worker
+reads the new number, finds it differs, and drops every decision it held.
+Failure mode: a clock stepped back, or a host whose clock is behind the one
+that made the previous start, re-creates a smaller number; it still repeats no
+value unless it lands, to the nanosecond, within the few changes counted since
+that start (a smaller marker drops held decisions like a larger one).
 
 A change advances the marker twice: at once (so this transaction's own later
 reads, and tests inside a transaction, see it) and again after the commit (so
@@ -24,6 +39,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -129,14 +145,21 @@ def uses_cache() -> bool:
     return settings.KEYS_CHANGE_MARKER == "cache"
 
 
+def _start() -> int:
+    """The value a lost marker starts again from: one it has never had (see above)."""
+    return time.time_ns()
+
+
 def current() -> int:
     """The marker now."""
     if uses_cache():
         # chq.cache.RedisCache holds the marker while Redis's pushes say it has not changed.
         version = getattr(cache, "get_many_tracked", cache.get_many)([CACHE_KEY]).get(CACHE_KEY)
-        if version is None:
-            cache.add(CACHE_KEY, 1, timeout=None)
-            version = cache.get(CACHE_KEY, 1)
+        if version is None:  # never set, or lost with the cache's data
+            start = _start()
+            cache.add(CACHE_KEY, start, timeout=None)  # no TTL: only a flush or an eviction loses it
+            # Another process may have started it first; if it is lost again at once, `start` is still new.
+            version = cache.get(CACHE_KEY, start)
         return version
     return decisions.current()
 
@@ -144,9 +167,12 @@ def current() -> int:
 def advance() -> None:
     """Make every process's cached decisions stale."""
     if uses_cache():
-        try:
+        if incr_or_start := getattr(cache, "incr_or_start", None):  # chq.cache.RedisCache: atomic
+            incr_or_start(CACHE_KEY, _start())
+            return
+        try:  # another cache: get then set, as Django's own incr does there
             cache.incr(CACHE_KEY)
-        except ValueError:  # not set yet (or evicted): any new value is a fresh start
-            cache.add(CACHE_KEY, 1, timeout=None)
+        except ValueError:  # never set, or lost
+            cache.add(CACHE_KEY, _start(), timeout=None)
         return
     decisions.advance()

@@ -52,12 +52,13 @@ def _usage_counts_stay_in_their_test(settings):
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    """Cache entries (decision cache, last-used throttle, counters) must not leak between tests."""
+    """Cache entries (decision cache, last-used throttle, counters) and outages must not leak between tests."""
+    from keys import outages
     from keys.access import process_cache
     from keys.chqapi.guard import _refusals_logged
     from keys.services import _touched
 
-    per_process = (process_cache, _touched, _refusals_logged)
+    per_process = (process_cache, _touched, _refusals_logged, outages)
     cache.clear()
     for memory in per_process:
         memory.clear()

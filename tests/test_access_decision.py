@@ -332,6 +332,21 @@ def test_process_cache_trusts_its_states_for_exactly_the_configured_age(
         check(key, inventory_export)
 
 
+@pytest.mark.parametrize("then", [10**18 + 1, 5], ids=["larger", "smaller"])
+def test_process_cache_drops_its_states_whenever_the_marker_differs(
+    settings, make_key, inventory_export, django_assert_num_queries, then
+):
+    """Compared by equality: a marker started again after Redis lost it may be smaller than the
+    one held (keys/freshness.py: a host whose clock is behind), and must still drop everything."""
+    settings.KEYS_DECISION_CACHE = True
+    key = make_key(allowed_for_all=True)
+    decide(key.value, direction="export", api_id="inventory", marker=10**18)
+    with django_assert_num_queries(0):
+        decide(key.value, direction="export", api_id="inventory", marker=10**18)
+    with django_assert_num_queries(3):  # the catalog, the key and its grants again
+        decide(key.value, direction="export", api_id="inventory", marker=then)
+
+
 def test_judge_refuses_a_type_not_selected_outright():
     """judge() itself, not only through decide(), which rebuilds refusals with their names."""
     from keys.access import KeyState, judge

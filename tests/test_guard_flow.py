@@ -67,14 +67,20 @@ def test_a_logged_call_names_its_document_in_a_header_spelled_as_chq_does(logged
 
 
 def test_a_database_failure_in_the_view_is_a_503_and_logged_with_the_document(logged_key, caplog):
-    with caplog.at_level(logging.ERROR, logger="keys.api"):
+    with caplog.at_level(logging.WARNING, logger="keys.outages"):
         response = call(logged_key.value, failing(DatabaseError("gone")))
-    assert response.status_code == 503
+        again = call(logged_key.value, failing(DatabaseError("gone")))
+    assert response.status_code == again.status_code == 503
     assert response["Retry-After"]
-    document = response["ApiDocumentId"]
-    [record] = [r for r in caplog.records if r.name == "keys.api"]
-    assert record.getMessage() == f"API call {document}: the database failed"
-    assert record.exc_info
+    first, second = [r for r in caplog.records if r.name == "keys.outages"]
+    assert first.getMessage() == (
+        f"API call {response['ApiDocumentId']}: the database cannot be reached; calls are answered 503 until it is back"
+    )
+    assert first.exc_info  # the outage's one traceback
+    assert second.getMessage() == (
+        f"API call {again['ApiDocumentId']}: 503, the database still cannot be reached (DatabaseError)"
+    )
+    assert not second.exc_info
 
 
 def test_a_view_that_fails_is_a_json_500_and_logged_with_the_document(logged_key, caplog):
@@ -113,11 +119,11 @@ def test_authenticated_call_answers_an_api_error_with_its_status_and_message(mak
 
 
 def test_authenticated_call_database_failure_is_a_503_logged_with_the_path(make_key, caplog):
-    with caplog.at_level(logging.ERROR, logger="keys.api"):
+    with caplog.at_level(logging.WARNING, logger="keys.outages"):
         response = status(make_key().value, failing(DatabaseError("gone")))
     assert response.status_code == 503
-    [record] = [r for r in caplog.records if r.name == "keys.api"]
-    assert record.getMessage() == "API call /chqapi/status: the database failed"
+    [record] = [r for r in caplog.records if r.name == "keys.outages"]
+    assert record.getMessage().startswith("API call /chqapi/status: the database cannot be reached")
     assert record.exc_info
 
 

@@ -231,12 +231,13 @@ def test_this_processs_own_write_is_seen_at_once(redis_cache):
     assert cache.get_many_tracked([MARKER]) == {MARKER: 9}
 
 
-def test_a_flush_drops_every_copy(redis_cache):
+@pytest.mark.parametrize("flush", ["flushdb", "flushall"])
+def test_a_flush_drops_every_copy(redis_cache, flush):
     from django.core.cache import cache
 
     cache.set(MARKER, 3)
     assert cache.get_many_tracked([MARKER]) == {MARKER: 3}
-    other_client().flushdb()
+    getattr(other_client(), flush)()  # Redis pushes an invalidation with no key names: drop all
     assert cache.get_many_tracked([MARKER]) == {}
 
 
@@ -281,8 +282,10 @@ def test_without_tracking_every_read_goes_to_redis(redis_cache, caplog):
     pool = cache._cache._get_connection_pool(write=True)
     fresh = TrackedReads(SimpleNamespace(connection_class=Refusing, connection_kwargs=pool.connection_kwargs), ["x:"])
     with caplog.at_level("WARNING"):
-        assert fresh.get_many([cache.make_key(MARKER)], cache._cache.get_many) == {cache.make_key(MARKER): 4}
-    assert "tracking unavailable" in caplog.text
+        for _ in range(3):  # each a retry of tracking, as every 5 s through an outage
+            fresh.retry_at = 0.0
+            assert fresh.get_many([cache.make_key(MARKER)], cache._cache.get_many) == {cache.make_key(MARKER): 4}
+    assert caplog.text.count("tracking unavailable") == 1  # one warning per loss, not one per retry
 
 
 def test_a_forked_child_tracks_on_its_own_connection(redis_cache):
@@ -329,5 +332,121 @@ def test_a_real_server_on_redis_obeys_a_command_at_the_next_call_and_reads_nothi
         assert calls() == {501}
         server.manage("remove_api_key", value, "--yes")
         assert calls() == {401}
+    finally:
+        server.stop()
+
+
+# --- Redis losing its data (FLUSHALL, a restart without persistence, eviction) -----------------
+
+
+def _change(kind: str, key):
+    """Make the key's value (or its old value, for the grace changes) stop working; the value
+    that worked before and must be refused after."""
+    from django.utils import timezone
+
+    from keys.services import api_key_end_grace, api_key_remove, api_key_roll
+
+    if kind == "deactivate":
+        api_key_change(key=key, is_active=False)
+    elif kind == "remove":
+        api_key_remove(key=key)
+    elif kind == "roll":
+        api_key_roll(key=key, grace_until=timezone.now())
+    elif kind == "end grace":
+        api_key_end_grace(key=key)
+    else:
+        raise AssertionError(kind)
+
+
+def _lose_the_marker(how: str) -> None:
+    from django.core.cache import cache
+
+    if how == "flushall":  # also what a restart without persistence leaves
+        other_client().flushall()
+    else:  # an eviction: the one key gone, and Redis's invalidation push for it
+        assert other_client().delete(cache.make_key(MARKER)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["flushall", "evicted"])
+@pytest.mark.parametrize("kind", ["deactivate", "remove", "roll", "end grace"])
+def test_a_change_made_before_redis_lost_its_data_is_obeyed_after(
+    redis_cache, settings, migrated_data, make_key, inventory_export, kind, how
+):
+    """The marker re-created after a FLUSHALL (or an eviction) never repeats a value this
+    process filled its decisions under, so the decisions held from before the change are dropped."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from keys.services import api_key_roll
+
+    settings.KEYS_CHANGE_MARKER = settings.KEYS_SHARED_COUNTERS = "cache"  # as REDIS_URL sets them
+    key = make_key(grants=[inventory_export.pk])
+    value = key.value
+    if kind == "end grace":  # the old value of a rolled key works until its grace is ended
+        api_key_roll(key=key, grace_until=timezone.now() + timedelta(hours=1))
+        key.refresh_from_db()
+    other_client().flushall()  # start from an empty Redis, as the testers did
+    assert all(decide(value, direction="export", api_id="inventory").allowed for _ in range(16))
+    _change(kind, key)
+    _lose_the_marker(how)
+    answers = {decide(value, direction="export", api_id="inventory").reason for _ in range(12)}
+    assert answers == {"unknown key" if kind != "deactivate" else "inactive key"}
+
+
+def test_a_lost_marker_starts_again_above_every_value_it_had_and_never_expires(redis_cache, settings):
+    from django.core.cache import cache
+
+    from keys import freshness
+
+    settings.KEYS_CHANGE_MARKER = "cache"
+    first = freshness.current()
+    for _ in range(3):
+        freshness.advance()
+    reached = freshness.current()
+    assert reached == first + 3
+    other_client().flushall()
+    again = freshness.current()
+    assert again > reached
+    assert other_client().ttl(cache.make_key(MARKER)) == -1  # no TTL: nothing expires it
+    other_client().flushall()
+    freshness.advance()  # a change is the first to find it missing
+    assert freshness.current() > again
+
+
+def test_incr_or_start_never_creates_a_missing_key_as_one(redis_cache):
+    from django.core.cache import cache
+
+    assert cache.incr_or_start("counted", 1000) == 1001
+    assert cache.incr_or_start("counted", 5000) == 1002
+    assert other_client().ttl(cache.make_key("counted")) == -1
+    assert cache.get("counted") == 1002
+
+
+def test_a_real_server_obeys_changes_made_before_redis_lost_its_data(tmp_path):
+    """The testers' report: empty Redis, calls with a key answered, the key changed through a
+    command, then FLUSHALL; both gunicorn workers must refuse it at once, for each kind of change."""
+    from tests import servers
+
+    server = servers.start(tmp_path, workers=2, extra_env={"CACHE_URL": REDIS_URL, "KEYS_THROTTLE_REFUSALS": "1000"})
+    try:
+        values = {
+            kind: server.manage("create_api_key", "--description", kind, "--all", "--quiet")
+            for kind in ("deactivate", "remove", "roll", "end grace")
+        }
+        server.manage("roll_api_key", values["end grace"], "--grace", "1h", "--quiet")  # its old value works
+
+        def answers(value, n):
+            return {server.post("/chqapi/export/inventory", b"{}", {"ApiKey": value})[0] for _ in range(n)}
+
+        other_client().flushall()
+        assert {kind: answers(value, 16) for kind, value in values.items()} == {kind: {501} for kind in values}
+        server.manage("update_api_key", values["deactivate"], "--deactivate")
+        server.manage("remove_api_key", values["remove"], "--yes")
+        server.manage("roll_api_key", values["roll"], "--grace", "now", "--quiet")
+        server.manage("roll_api_key", values["end grace"], "--end-grace")
+        other_client().flushall()
+        assert {kind: answers(value, 12) for kind, value in values.items()} == {kind: {401} for kind in values}
     finally:
         server.stop()

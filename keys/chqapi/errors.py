@@ -1,18 +1,19 @@
 """Every /chqapi/ answer is JSON in the API's error shape, whatever goes wrong:
 an unknown route (404), a wrong method (405), an unexpected failure (500), or
-a database that cannot be reached (503 with Retry-After). Integrators' programs
-parse every answer; an HTML error page is one they cannot read."""
+a database or shared state that cannot be reached (503 with Retry-After, from
+keys/outages.py). Integrators' programs parse every answer; an HTML error page
+is one they cannot read."""
 
 import logging
 from collections.abc import Callable
 from functools import wraps
 
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .. import outages
 from ..text import printable
-from .guard import error_response, unavailable
+from .guard import error_response
 
 log = logging.getLogger("keys.api")
 
@@ -53,11 +54,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def exception_response(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """The JSON answer for an exception an API view raised: 503 while the database
-    cannot be reached, else 500; the failure is logged, the answer says no more."""
-    if isinstance(exception, DatabaseError):
-        log.error("API %s: the database failed: %s", printable(request.path), exception.__class__.__name__)
-        return unavailable()
+    """The JSON answer for an exception an API view raised: 503 while the database or the
+    shared state cannot be reached, else 500; the failure is logged, the answer says no more."""
+    if isinstance(exception, outages.ERRORS):
+        return outages.unavailable(exception, f"API {printable(request.path)}")
     log.error("API %s failed", printable(request.path), exc_info=exception)
     return error_response(500, "The server failed while carrying out the call.")
 

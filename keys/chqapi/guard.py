@@ -22,11 +22,10 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import freshness, services, shared, usage
+from .. import freshness, outages, services, shared, usage
 from ..access import Decision, Reason, authenticate, decide
 from ..clients import client_address
 from ..text import printable
@@ -58,13 +57,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def unavailable() -> HttpResponse:
-    """503 while the database cannot be reached: the caller should retry, and is told when."""
-    response = error_response(503, "The service is unavailable for a moment (its database cannot be reached).")
-    response["Retry-After"] = str(settings.KEYS_RETRY_AFTER_SECONDS)
-    return response
 
 
 def error_response(status: int, message: str) -> HttpResponse:
@@ -114,7 +106,8 @@ def shared_state(request: HttpRequest) -> tuple[float | None, int | None]:
 
     With Redis both are read together (one MGET when not held; chq.cache.TrackedReads
     holds them between changes, so a warm call makes no round trip). The marker is
-    read before any key state, as keys/access.py requires."""
+    read before any key state, as keys/access.py requires. A Redis that cannot be
+    reached raises one of keys.outages.ERRORS: the caller answers 503."""
     block = _block_key(_subject(request)) if settings.KEYS_THROTTLE_REFUSALS else None
     if shared.uses_cache() and freshness.uses_cache():
         # chq.cache.RedisCache answers from this process's copies while Redis's pushes say they are current.
@@ -405,16 +398,17 @@ def guarded_call(
     """Check, answer and record one call of API type `direction`/`type_id`."""
     if early := too_large(request):
         return early
-    until, marker = shared_state(request)
-    if early := throttled(until):
-        return early
     raw_key = request.META.get(HEADER_META)
-    try:
+    try:  # the shared state, the decision and a refusal's counts: none can be had during an outage
+        until, marker = shared_state(request)
+        if early := throttled(until):
+            return early
         decision = decide(raw_key, direction=direction, api_id=type_id, marker=marker)
-    except DatabaseError:
-        return unavailable()
-    if not decision.allowed:
-        return refusal(request, decision, f"{direction}/{type_id}")
+        outages.settle()
+        if not decision.allowed:
+            return refusal(request, decision, f"{direction}/{type_id}")
+    except outages.ERRORS as exc:
+        return outages.unavailable(exc, f"API {printable(request.path)}")
     if early := unread(request):
         return early
     request.api_decision = decision
@@ -429,9 +423,8 @@ def guarded_call(
         response = invalid(exc.model_state)
     except ApiError as exc:
         response = error_response(exc.status, exc.message)
-    except DatabaseError:
-        error_log.exception("API call %s: the database failed", request.api_document_id)
-        response = unavailable()
+    except outages.ERRORS as exc:
+        response = outages.unavailable(exc, f"API call {request.api_document_id or printable(request.path)}")
     except Exception:
         error_log.exception("API call %s: the handler failed", request.api_document_id)
         response = error_response(500, "The server failed while carrying out the call.")
@@ -512,15 +505,16 @@ def authenticated_call(request: HttpRequest, view: Callable, args: tuple, kwargs
     """Check an active key, then answer; these calls are about the key itself and are not logged."""
     if early := too_large(request):
         return early
-    until, marker = shared_state(request)
-    if early := throttled(until):
-        return early
-    try:
+    try:  # as in guarded_call
+        until, marker = shared_state(request)
+        if early := throttled(until):
+            return early
         decision = authenticate(request.META.get(HEADER_META), marker=marker)
-    except DatabaseError:
-        return unavailable()
-    if not decision.allowed:
-        return refusal(request, decision, request.path)
+        outages.settle()
+        if not decision.allowed:
+            return refusal(request, decision, request.path)
+    except outages.ERRORS as exc:
+        return outages.unavailable(exc, f"API {printable(request.path)}")
     if early := unread(request):
         return early
     request.api_decision = decision
@@ -530,9 +524,8 @@ def authenticated_call(request: HttpRequest, view: Callable, args: tuple, kwargs
         return invalid(exc.model_state)
     except ApiError as exc:
         return error_response(exc.status, exc.message)
-    except DatabaseError:
-        error_log.exception("API call %s: the database failed", printable(request.path))
-        return unavailable()
+    except outages.ERRORS as exc:
+        return outages.unavailable(exc, f"API call {printable(request.path)}")
 
 
 # --- handler registry ----------------------------------------------------------
