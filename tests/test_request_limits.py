@@ -203,3 +203,15 @@ def test_a_long_error_message_is_cut_where_it_is_stored(key, monkeypatch):
     assert len(document.error_message) == documents.MAX_ERROR_MESSAGE
     assert document.error_message.endswith("x…")
     assert len(json.loads(document.response_body)["Message"]) == documents.MAX_ERROR_MESSAGE
+
+
+def test_the_limits_are_in_the_openapi_document():
+    from keys.chqapi import openapi
+
+    operation = openapi.build([{"direction": "export", "api_id": "apidocument", "name": "API Document Export"}])
+    schema = operation["paths"]["/chqapi/export/apidocument"]["post"]["requestBody"]["content"]["application/json"]
+    request = schema["schema"]["properties"]["Data"]["properties"]["Request"]["properties"]
+    assert request["Filters"]["maxItems"] == request["SortDescriptions"]["maxItems"] == MAX_FILTERS
+    assert f"at most {MAX_VALUES}" in request["Filters"]["items"]["properties"]["Value"]["description"]
+    model_state = operation["components"]["schemas"]["InvalidRequest"]["properties"]["ModelState"]
+    assert model_state["maxProperties"] == MAX_PROBLEMS + 1
