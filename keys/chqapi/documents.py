@@ -37,7 +37,7 @@ from ..text import storable, storable_text
 from .export_request import InvalidRequest
 from .exports import ExportResult, envelope
 from .guard import DUPLICATE, ApiCall, ApiError, registration_for, reserve, source_of
-from .wire import INVALID_REQUEST, invalid_message, json_response, request_type, standard
+from .wire import invalid_body, invalid_message, json_response, request_type, standard
 
 log = logging.getLogger("keys.api")
 Status = ApiDocument.Status
@@ -160,8 +160,7 @@ def run(document_id: str) -> None:
         call = ApiCall(None, direction, api_id, body, decision, True, document.document_id)
         outcome = _succeeded(document, registration.handler(call), clock)
     except InvalidRequest as exc:
-        answer = {"Message": INVALID_REQUEST, "ModelState": exc.model_state}
-        outcome = _failed(400, invalid_message(exc.model_state), answer)
+        outcome = _failed(400, invalid_message(exc.model_state), invalid_body(exc.model_state))
     except ApiError as exc:
         outcome = _failed(exc.status, exc.message, {"Message": exc.message})
     except Exception:
@@ -214,12 +213,21 @@ def _succeeded(document: ApiDocument, result: Any, clock: float) -> dict[str, An
     return outcome
 
 
+# An error message is sent again by every status call about its document: what is stored is
+# cut, whatever made it (an invalid request's lists at most wire.MAX_PROBLEMS problems).
+MAX_ERROR_MESSAGE = 4000
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_MESSAGE else message[: MAX_ERROR_MESSAGE - 1] + "…"
+
+
 def _failed(status_code: int, message: str, answer: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": Status.ERROR,
         "status_code": status_code,
-        "error_message": message,
-        "response_body": json.dumps(answer),
+        "error_message": _cut(message),
+        "response_body": json.dumps({**answer, "Message": _cut(answer["Message"])}),
     }
 
 

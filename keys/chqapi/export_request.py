@@ -20,6 +20,23 @@ PREFIX = "apiRequest.Data"
 # Beyond any table this holds, and inside every database's 64-bit OFFSET.
 MAX_ROWS = 2**31 - 1
 
+# How much one request may ask, checked here, before any database is asked. Each filter is a
+# condition the database evaluates on every row and each listed value a term of it: unbounded,
+# a 425 KB body held a worker past gunicorn's 30 s timeout on PostgreSQL, and on SQLite 1,200
+# terms passed its "Expression tree is too large (maximum depth 1000)" (a DatabaseError, so
+# answered 503 "cannot be reached"). 50 filters is far past real use (API Document Export has
+# three filter fields, two or three operators each) and 100 values a long list to type; the
+# largest allowed request is 5,000 values, at most about 25,000 query parameters (a name is
+# looked for in two columns, in up to two case folds), inside SQLite's default 32,766 and
+# PostgreSQL's 65,535, and answered in about 0.1 s (1,000 documents, on either database).
+MAX_FILTERS = 50  # items in Filters, and in each of SortDescriptions and Settings
+MAX_VALUES = 100  # values in one Contains filter's comma-separated list
+# Every id and count here fits a signed 64-bit integer, the largest every database stores; a
+# longer run of digits is never read: int() refuses more than 4,300 digits (ValueError) and
+# SQLite a number past 64 bits (OverflowError), both 500s before this bound.
+MAX_ID = 2**63 - 1
+MAX_DIGITS = len(str(MAX_ID))
+
 OPERATORS = {
     name.lower(): name
     for name in ("Equal", "Notequal", "Greaterthan", "Greaterthanorequal", "Lessthan", "Lessthanorequal", "Contains")
@@ -96,15 +113,24 @@ def document_id(body: Any) -> uuid.UUID | None:
         ) from None
 
 
+def whole_number(text: str, maximum: int = MAX_ID) -> int | None:
+    """`text` (ASCII digits, spaces around them allowed) as a number from 0 to `maximum`, else None.
+    Its length is checked before int() reads it (see MAX_DIGITS)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
+        return None
+    number = int(text)
+    return number if number <= maximum else None
+
+
 def _whole(raw: Any, path: str, errors: dict[str, list[str]]) -> int | None:
     if raw is None:
         return None
-    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
-        raw = int(raw.strip())
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_ROWS:
+    number = whole_number(raw, MAX_ROWS) if isinstance(raw, str) else raw
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_ROWS:
         errors[path] = [f"{printable(raw, 40)!r} is not a whole number from 0 to {MAX_ROWS}."]
         return None
-    return raw
+    return number
 
 
 def _list(raw: Any, path: str, errors: dict[str, list[str]]) -> list:
@@ -112,6 +138,10 @@ def _list(raw: Any, path: str, errors: dict[str, list[str]]) -> list:
         return []
     if not isinstance(raw, list):
         errors[path] = ["Must be an array."]
+        return []
+    if len(raw) > MAX_FILTERS:
+        # One error for the array, not one per item: its items are not read at all.
+        errors[path] = [f"At most {MAX_FILTERS} items; {len(raw)} were sent."]
         return []
     return raw
 
@@ -152,7 +182,11 @@ def parse(body: Any, *, filters: dict[str, set[str]], sorts: set[str]) -> Export
                 f"{printable(item.get('Operator'), 40)!r} is not an operator for {name}; use {allowed}."
             ]
             continue
-        result.filters.append(Filter(name, operator, item.get("Value"), f"{here}.Value"))
+        value = item.get("Value")
+        if operator == "Contains" and isinstance(value, str) and value.count(",") >= MAX_VALUES:
+            errors[f"{here}.Value"] = [f"At most {MAX_VALUES} values in a list; {value.count(',') + 1} were sent."]
+            continue
+        result.filters.append(Filter(name, operator, value, f"{here}.Value"))
 
     for here, item in _objects(
         request.get("SortDescriptions"), f"{path}.SortDescriptions", errors, "Name and Direction"

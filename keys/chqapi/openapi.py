@@ -12,9 +12,10 @@ installation.
 from collections.abc import Iterable
 from typing import Any
 
+from .export_request import MAX_DIGITS, MAX_FILTERS, MAX_ROWS, MAX_VALUES
 from .guard import registration_for
 from .handlers import FILTERS, SORTS
-from .wire import INVALID_REQUEST
+from .wire import INVALID_REQUEST, MAX_PROBLEMS
 
 COMMON = "Common"
 GROUPS = [
@@ -74,6 +75,7 @@ def _request_schema(filters: dict[str, set[str]] | None = None, sorts: Iterable[
                         "properties": {
                             "Settings": {
                                 "type": "array",
+                                "maxItems": MAX_FILTERS,
                                 "items": {
                                     "type": "object",
                                     "properties": {"Key": {"type": "string"}, "Value": {"type": "string"}},
@@ -82,18 +84,26 @@ def _request_schema(filters: dict[str, set[str]] | None = None, sorts: Iterable[
                             },
                             "Filters": {
                                 "type": "array",
+                                "maxItems": MAX_FILTERS,
                                 "items": {
                                     "type": "object",
                                     "properties": {
                                         "Field": field,
                                         "Operator": {"type": "string", "enum": OPERATOR_NAMES},
-                                        "Value": {"type": "string"},
+                                        "Value": {
+                                            "type": "string",
+                                            "description": (
+                                                "One value; for Contains a comma-separated list of at most "
+                                                f"{MAX_VALUES}. A number has at most {MAX_DIGITS} digits."
+                                            ),
+                                        },
                                     },
                                     "required": ["Field", "Value"],
                                 },
                             },
                             "SortDescriptions": {
                                 "type": "array",
+                                "maxItems": MAX_FILTERS,
                                 "items": {
                                     "type": "object",
                                     "properties": {
@@ -104,8 +114,8 @@ def _request_schema(filters: dict[str, set[str]] | None = None, sorts: Iterable[
                                 },
                             },
                             "Ties": {"type": "boolean"},
-                            "Top": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
-                            "Skip": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+                            "Top": {"type": "integer", "minimum": 0, "maximum": MAX_ROWS},
+                            "Skip": {"type": "integer", "minimum": 0, "maximum": MAX_ROWS},
                         },
                     },
                 },
@@ -124,6 +134,11 @@ def _schemas() -> dict[str, Any]:
                 "Message": {"type": "string", "example": INVALID_REQUEST},
                 "ModelState": {
                     "type": "object",
+                    "description": (
+                        f"Each bad part's path and its messages: the first {MAX_PROBLEMS}, and under "
+                        '"apiRequest" how many more there were.'
+                    ),
+                    "maxProperties": MAX_PROBLEMS + 1,
                     "additionalProperties": {"type": "array", "items": {"type": "string"}},
                 },
             },
