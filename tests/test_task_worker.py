@@ -222,3 +222,36 @@ def test_the_worker_rides_out_a_stopped_postgresql_server(tmp_path, stoppable_po
     finally:
         worker.kill()
         server.stop()
+
+
+# --- bin/keep-running ----------------------------------------------------------------------------
+
+
+def test_keep_running_starts_the_command_again_and_stops_with_it(tmp_path):
+    """The fault: the command exits (as a worker does on an error that is not an outage),
+    twice; it is started again after the pause each time. SIGTERM then reaches the
+    command once, and both end."""
+    starts, stopped = tmp_path / "starts", tmp_path / "stopped"
+    command = (
+        "import pathlib, signal, sys, time\n"
+        f"p = pathlib.Path({str(starts)!r}); p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: pathlib.Path({str(stopped)!r}).write_text('TERM') and sys.exit(7))\n"
+        "time.sleep(0.2 if len(p.read_text()) < 3 else 60)\n"
+    )
+    runner = subprocess.Popen(
+        [servers.ROOT / "bin" / "keep-running", sys.executable, "-c", command],
+        env=os.environ | {"KEEP_RUNNING_PAUSE": "0.1"},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: starts.exists() and len(starts.read_text()) == 3, seconds=15)
+        time.sleep(0.2)  # the third start has set its SIGTERM handler
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=15) == 0
+        assert runner.stderr.read().count(b"exited (status 0); starting it again in 0.1 s") == 2
+        assert stopped.read_text() == "TERM"
+        time.sleep(0.3)
+        assert len(starts.read_text()) == 3  # stopped for good: not started a fourth time
+    finally:
+        if runner.poll() is None:
+            runner.kill()
