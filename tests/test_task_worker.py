@@ -89,7 +89,10 @@ def outcome(server, key, document_id) -> str:
 
 @pytest.fixture
 def sqlite_server(tmp_path):
-    server = servers.start(tmp_path, workers=1, extra_env=FAST)
+    # SQLite whatever SERVER_TEST_DATABASE_URL says: the lock test holds this file's lock.
+    server = servers.start(
+        tmp_path, workers=1, extra_env=FAST | {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    )
     workers: list[Worker] = []
     yield server, lambda: workers.append(Worker(server, tmp_path / f"worker{len(workers)}.log")) or workers[-1]
     for worker in workers:
