@@ -86,20 +86,29 @@ def test_an_error_that_is_not_an_outage_ends_the_worker(no_heartbeat, sleeps):
 
 def test_after_an_outage_its_own_stranded_claims_go_back_to_the_queue():
     """The fault: the claim's COMMIT went through but its answer was lost, or a task's
-    result could not be stored: a task RUNNING under this worker, which runs none now."""
+    result could not be stored: a task RUNNING under this worker, which runs none now;
+    or a task recorded as failed by a database error."""
     mine = run_document.enqueue("00000000-0000-0000-0000-000000000001").db_result
     theirs = run_document.enqueue("00000000-0000-0000-0000-000000000002").db_result
     before = run_document.enqueue("00000000-0000-0000-0000-000000000003").db_result
+    outage = run_document.enqueue("00000000-0000-0000-0000-000000000004").db_result
+    failed = run_document.enqueue("00000000-0000-0000-0000-000000000005").db_result
     mine.claim("me")
     theirs.claim("other")
     before.claim("me")
     before.claim("other")  # taken over by another worker since
+    outage.claim("other")
+    outage.set_failed(OperationalError("connection failed"))  # any worker's: safe to run again
+    failed.claim("me")
+    failed.set_failed(ValueError("a bug"))  # a real failure stays one
     make_worker("me")._recover()
     states = dict(DBTaskResult.objects.values_list("pk", "status"))
     assert states == {
         mine.pk: TaskResultStatus.READY,
         theirs.pk: TaskResultStatus.RUNNING,
         before.pk: TaskResultStatus.RUNNING,
+        outage.pk: TaskResultStatus.READY,
+        failed.pk: TaskResultStatus.FAILED,
     }
 
 
@@ -179,3 +188,29 @@ def test_the_waiting_message_needs_a_long_wait_and_no_live_worker(key, seconds_a
         seen = timezone.now() - timedelta(seconds=worker_seen_ago)
         WorkerHeartbeat.objects.create(worker_id="w", host="h", pid=1, started_at=seen, seen_at=seen)
     assert (status(key, document_id)["ErrorMessage"] is not None) is message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_whose_queries_fail_goes_back_to_the_queue_and_runs(migrated_data, make_key, no_heartbeat, sleeps):
+    """The fault: the document's first query fails (SQLite locked past its busy timeout);
+    the library records the task as failed, which would leave the document InQueue for
+    ever. The worker takes it as an outage, puts the task back, and runs it."""
+    key = make_key(allowed_for_all=True)
+    document_id = waiting_document(key, seconds_ago=0)
+    real_run = documents.run
+    calls = []
+
+    def locked_once(document_id):
+        calls.append(document_id)
+        if len(calls) == 1:
+            raise OperationalError("database is locked")
+        real_run(document_id)
+
+    with mock.patch.object(documents, "run", side_effect=locked_once):
+        batch = make_worker()
+        batch.batch = True  # run what is queued, then end
+        batch.run()
+    assert len(calls) == 2
+    assert ApiDocument.objects.get().status == ApiDocument.Status.SUCCESSFUL
+    assert DBTaskResult.objects.get().status == TaskResultStatus.SUCCESSFUL
+    assert "ApiDocument" in status(key, document_id)

@@ -13,11 +13,13 @@ ends the process: the supervisor (systemd's Restart=always, `make run`'s
 bin/keep-running) starts it again.
 
 Failure modes: a task claimed when the outage began may have been committed as
-RUNNING with nobody running it (a lost COMMIT answer, or a task whose result
-could not be stored); after each outage the worker puts its own such claims back
-in the queue, which is safe because run_document is idempotent (a document runs
-at most once, keys/chqapi/documents.py). A document whose work had started stays
-InProcess until KEYS_ASYNC_TIMEOUT_SECONDS reports it as Error.
+RUNNING with nobody running it (a lost COMMIT answer, or a task whose outcome
+could not be stored), or recorded as failed because its own queries failed (the
+library stores any exception as the task's failure). After each outage the worker
+puts such tasks back in the queue, which is safe because run_document is
+idempotent (a document runs at most once, keys/chqapi/documents.py). A document
+whose work had started stays InProcess until KEYS_ASYNC_TIMEOUT_SECONDS reports
+it as Error.
 
 Heartbeat: a thread writes the worker's WorkerHeartbeat row every
 KEYS_WORKER_HEARTBEAT_SECONDS, also while a long document runs, using the
@@ -39,7 +41,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.db.models.functions import Now
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands import db_worker
@@ -53,9 +55,16 @@ log = logging.getLogger("keys.worker")
 # What a database outage raises (Django's wrappers of the driver's errors); anything
 # else is not an outage and ends the worker.
 OUTAGE = (OperationalError, InterfaceError)
+# How django-tasks-db records a task that failed with one of them (DBTaskResult.exception_class_path).
+OUTAGE_PATHS = [f"{error.__module__}.{error.__qualname__}" for error in OUTAGE]
 FIRST_RETRY_SECONDS = 0.5
 # Rows of workers not seen for this long are deleted when a worker starts.
 FORGET_AFTER = timedelta(days=7)
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _close_connections() -> None:
@@ -153,20 +162,26 @@ class Worker(db_worker.Worker):
                 try:
                     return super().run()
                 except OUTAGE as exc:
-                    self._wait_out(exc)
+                    self._wait_out(f"{exc.__class__.__name__}: {_first_line(str(exc))}")
                     self.startup_delay = False  # only the first start avoids a thundering herd
         finally:
             heartbeat.stop()
 
-    def _wait_out(self, exc: Exception) -> None:
+    def run_task(self, db_task_result: DBTaskResult) -> None:
+        """The library's, but a task that failed because the database did (its first query,
+        or storing its outcome) is this worker's outage, not the task's failure: wait it out,
+        and the task goes back to the queue (`_recover`)."""
+        super().run_task(db_task_result)
+        if db_task_result.status == TaskResultStatus.FAILED and db_task_result.exception_class_path in OUTAGE_PATHS:
+            lines = db_task_result.traceback.strip().splitlines()
+            self._wait_out(
+                f"in task {db_task_result.id}: {lines[-1] if lines else db_task_result.exception_class_path}"
+            )
+
+    def _wait_out(self, cause: str) -> None:
         """Retry with capped exponential backoff until the database answers again."""
         started = time.monotonic()
-        log.warning(
-            "Task worker %s: the database failed (%s: %s); retrying until it answers",
-            self.worker_id,
-            exc.__class__.__name__,
-            str(exc).strip().splitlines()[0] if str(exc).strip() else "",
-        )
+        log.warning("Task worker %s: the database failed (%s); retrying until it answers", self.worker_id, cause)
         delay = FIRST_RETRY_SECONDS
         attempts = 0
         while self.running:
@@ -188,11 +203,28 @@ class Worker(db_worker.Worker):
             return
 
     def _recover(self) -> None:
-        """The probe: the claim's own exclusive transaction. In it, this worker's claims that
-        nothing runs any more (it runs one task at a time, and none now) go back to the queue."""
-        tasks = DBTaskResult.objects.filter(backend_name=self.backend_name, status=TaskResultStatus.RUNNING)
+        """The probe: the claim's own exclusive transaction. In it, this worker's tasks that an
+        outage stranded go back to the queue: its claims that nothing runs any more (it runs
+        one task at a time, and none now), and tasks recorded as failed by a database error
+        (any worker's: running one again is safe)."""
+        tasks = DBTaskResult.objects.filter(backend_name=self.backend_name).filter(
+            Q(status=TaskResultStatus.RUNNING)
+            | Q(status=TaskResultStatus.FAILED, exception_class_path__in=OUTAGE_PATHS)
+        )
         with exclusive_transaction(tasks.db):
-            orphans = [t.pk for t in tasks.only("pk", "worker_ids") if t.worker_ids[-1:] == [self.worker_id]]
+            orphans = [
+                t.pk
+                for t in tasks.only("pk", "status", "worker_ids")
+                if t.status == TaskResultStatus.FAILED or t.worker_ids[-1:] == [self.worker_id]
+            ]
             if orphans:
-                DBTaskResult.objects.filter(pk__in=orphans).update(status=TaskResultStatus.READY, started_at=None)
-                log.warning("Task worker %s: %d claimed task(s) put back in the queue", self.worker_id, len(orphans))
+                DBTaskResult.objects.filter(pk__in=orphans).update(
+                    status=TaskResultStatus.READY,
+                    started_at=None,
+                    finished_at=None,
+                    exception_class_path="",
+                    traceback="",
+                )
+                log.warning(
+                    "Task worker %s: %d task(s) the outage stranded put back in the queue", self.worker_id, len(orphans)
+                )
