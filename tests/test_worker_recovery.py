@@ -214,3 +214,13 @@ def test_a_task_whose_queries_fail_goes_back_to_the_queue_and_runs(migrated_data
     assert ApiDocument.objects.get().status == ApiDocument.Status.SUCCESSFUL
     assert DBTaskResult.objects.get().status == TaskResultStatus.SUCCESSFUL
     assert "ApiDocument" in status(key, document_id)
+
+
+@pytest.mark.parametrize(
+    ("beat", "stale", "errors"), [(5, 60, []), (5, 10, []), (5, 9, ["keys.E001"]), (0, 60, ["keys.E001"])]
+)
+def test_the_stale_bound_must_cover_two_heartbeats(settings, beat, stale, errors):
+    from keys.checks import check_worker_heartbeat
+
+    settings.KEYS_WORKER_HEARTBEAT_SECONDS, settings.KEYS_WORKER_STALE_SECONDS = beat, stale
+    assert [e.id for e in check_worker_heartbeat(None)] == errors
