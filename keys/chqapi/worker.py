@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 from django.db.models.functions import Now
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands import db_worker
@@ -93,8 +93,10 @@ def seen() -> Seen | None:
     if not _queue_shares_the_database():
         return None
     bound = timedelta(seconds=settings.KEYS_WORKER_STALE_SECONDS)
-    alive = WorkerHeartbeat.objects.filter(stopped_at=None, seen_at__gte=Now() - bound).exists()
-    return Seen(alive, WorkerHeartbeat.objects.aggregate(last=Max("seen_at"))["last"])
+    found = WorkerHeartbeat.objects.aggregate(
+        alive=Count("pk", filter=Q(stopped_at=None, seen_at__gte=Now() - bound)), last=Max("seen_at")
+    )
+    return Seen(found["alive"] > 0, found["last"])
 
 
 # --- the heartbeat, written by the worker ------------------------------------------
