@@ -227,6 +227,50 @@ def test_the_worker_rides_out_a_stopped_postgresql_server(tmp_path, stoppable_po
         server.stop()
 
 
+def test_work_queued_behind_a_document_cut_by_a_postgresql_restart_still_runs(tmp_path, stoppable_postgres):
+    """The fault, under load: PostgreSQL stops while the worker is in the middle of a
+    document (its outcome cannot be stored) with two more queued behind it. The worker
+    survives; the cut document is reported Error once KEYS_ASYNC_TIMEOUT_SECONDS has
+    passed (never InProcess for ever); the queued ones run."""
+    cluster = stoppable_postgres
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    env = FAST | {
+        "DATABASE_URL": cluster.url,
+        "KEYS_HANDLER_MODULES": "tests.gated_handler",
+        "GATED_HANDLER_DIR": str(gates),
+        "KEYS_ASYNC_TIMEOUT_SECONDS": "3",
+    }
+    server = servers.start(tmp_path, workers=1, extra_env=env)
+    worker = Worker(server, tmp_path / "worker.log")
+    try:
+        key = server.manage("create_api_key", "--description", "pg", "--all", "--quiet")
+        body = b'{"Source": "load"}'
+        ids = []
+        for _ in range(3):
+            code, answer, _ = server.post("/chqapi/export/inventory/async", body, {"ApiKey": key})
+            assert code == 200, answer
+            ids.append(json.loads(answer)["Id"])
+        cut, *queued = ids
+        wait_for(lambda: (gates / f"started-{cut}").exists())
+        cluster.stop()
+        (gates / "gate").touch()  # the cut document's handler ends while the database is down
+        time.sleep(5)
+        assert worker.process.poll() is None, worker.output()
+        cluster.start()
+
+        for document_id in queued:
+            assert outcome(server, key, document_id) == "Successful"
+        time.sleep(3)
+        cut_answer = status(server, key, cut)
+        assert cut_answer["Status"] == "Error"
+        assert "did not finish within 3 seconds" in cut_answer["ErrorMessage"]
+        assert worker.process.poll() is None
+    finally:
+        worker.kill()
+        server.stop()
+
+
 # --- bin/keep-running ----------------------------------------------------------------------------
 
 
