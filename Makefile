@@ -25,11 +25,14 @@ bootstrap: $(VENV)/.installed .env
 	$(PY) manage.py sync_api_types
 
 # The demo login is made (and printed) by the first `make run`, not by `make test`.
-# The web server and the task worker (asynchronous API documents); Ctrl-C stops both
-# (the worker finishes the document it is running first).
+# The web server and the task worker (asynchronous API documents), which bin/keep-running
+# starts again 2 s after it exits; Ctrl-C stops both (the worker finishes the document
+# it is running first). No autoreload for the worker: Django's reloader answers SIGTERM
+# by killing its child outright, document and all; stop and start `make run` after
+# changing a handler.
 run: bootstrap
 	$(PY) manage.py ensure_demo_admin
-	@$(PY) manage.py db_worker --interval 0.5 & worker=$$!; \
+	@bin/keep-running $(PY) manage.py db_worker --interval 0.5 --no-reload & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST)
 

@@ -77,10 +77,11 @@ INSTALLED_APPS = [
     "template_partials",
     "django_tables2",
     "axes",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally at /integration/api/index
+    # Before django_tasks_db: keys' `db_worker` (keys/management/commands/) replaces the library's.
+    "keys",
     "django_tasks",
     "django_tasks_db",
-    "drf_spectacular_sidecar",  # Swagger UI's files, served locally at /integration/api/index
-    "keys",
 ]
 
 MIDDLEWARE = [
@@ -209,6 +210,13 @@ else:
 # A document whose work started this many seconds ago and has not finished (its
 # worker was killed, say) is reported as Error, never InProcess for ever.
 KEYS_ASYNC_TIMEOUT_SECONDS = env.int("KEYS_ASYNC_TIMEOUT_SECONDS", default=600)
+# The task worker (keys/chqapi/worker.py) writes a heartbeat this often (seconds). It is
+# gone when none is fresher than KEYS_WORKER_STALE_SECONDS: /healthz says "worker": "gone",
+# and status tells the caller of a document queued longer than that that it waits for one.
+KEYS_WORKER_HEARTBEAT_SECONDS = env.float("KEYS_WORKER_HEARTBEAT_SECONDS", default=5.0)
+KEYS_WORKER_STALE_SECONDS = env.float("KEYS_WORKER_STALE_SECONDS", default=60.0)
+# While the database fails, the worker retries after 0.5 s, doubling up to this many seconds.
+KEYS_WORKER_RETRY_MAX_SECONDS = env.float("KEYS_WORKER_RETRY_MAX_SECONDS", default=10.0)
 # API request bodies over this size are refused with 413 before any other work.
 KEYS_MAX_BODY_BYTES = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = KEYS_MAX_BODY_BYTES

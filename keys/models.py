@@ -388,3 +388,24 @@ class KeyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id} {self.api_type_id} {self.day}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A task worker's sign of life (keys/chqapi/worker.py): every worker process writes
+    its row every KEYS_WORKER_HEARTBEAT_SECONDS, in the database every web host reads,
+    so /healthz and status can tell a waiting queue from one that nobody serves. Times
+    are the database's own clock (one clock for every host)."""
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+    # Set by a worker that stopped cleanly: it is gone at once, not after the bound.
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "task worker heartbeat"
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} on {self.host} (pid {self.pid})"

@@ -4,4 +4,6 @@
 - views, urls, errors: the routes, and JSON answers for every failure;
 - handlers: the API types this installation serves itself;
 - writer, spool: storing API documents exactly once.
+- documents, tasks, worker: asynchronous documents, their task, and the task worker that
+  rides out database outages and writes the heartbeat /healthz and status read.
 """

@@ -10,7 +10,10 @@ worker moves it to InProcess, runs the handler and stores the result as
 Successful or Error. A document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS
 after it started (its worker was killed, say) is marked Error with a message
 saying so the next time anyone asks about it; it is not run again, since the
-caller may already have sent it again.
+caller may already have sent it again. A document InQueue for longer than
+KEYS_WORKER_STALE_SECONDS while no task worker is alive (keys/chqapi/worker.py)
+is still InProcess to its caller, with an ErrorMessage saying that it waits for a
+worker and when one was last seen: it runs when one starts, so nothing is given up.
 
 Content: a document's request and response bodies are kept while its result
 has not been delivered. After the first status or getdata answer that carries
@@ -37,7 +40,7 @@ from ..text import storable, storable_text
 from .export_request import InvalidRequest
 from .exports import ExportResult, envelope
 from .guard import DUPLICATE, ApiCall, ApiError, registration_for, reserve, source_of
-from .wire import invalid_body, invalid_message, json_response, request_type, standard
+from .wire import chq_datetime, invalid_body, invalid_message, json_response, request_type, standard
 
 log = logging.getLogger("keys.api")
 Status = ApiDocument.Status
@@ -284,7 +287,31 @@ def find(key_id: int, document_id: uuid.UUID) -> ApiDocument:
     if document is None:
         raise ApiError(404, NOT_FOUND)
     expire(document)
+    explain_wait(document)
     return document
+
+
+WAITING = (
+    "Not started: the work waits in the queue for a task worker, and {seen}. "
+    "It runs as soon as one starts; there is no need to send it again."
+)
+
+
+def explain_wait(document: ApiDocument) -> None:
+    """Put in the (unsaved) error message of a document queued longer than
+    KEYS_WORKER_STALE_SECONDS that no worker is alive to take: true only while it lasts."""
+    from .worker import seen
+
+    bound = timedelta(seconds=settings.KEYS_WORKER_STALE_SECONDS)
+    if document.status != Status.IN_QUEUE or document.created_at > timezone.now() - bound:
+        return
+    workers = seen()
+    if workers is None or workers.alive:
+        return
+    last = workers.last_seen
+    document.error_message = WAITING.format(
+        seen=f"none has been seen since {chq_datetime(last)}" if last else "none has been seen at all"
+    )
 
 
 def _delivered(document: ApiDocument) -> None:
