@@ -1,7 +1,9 @@
 """An import whose every run leaves a mark (KEYS_HANDLER_MODULES=tests.counting_handler):
 Location Import appends its document id to a file, one line per run, from any
 worker process (O_APPEND writes of one short line are never interleaved), so a
-test can count how often a handler ran, not only what was answered."""
+test can count how often a handler ran, not only what was answered. Only the
+servers import it: imported in the test process, it would serve Location Import
+there too."""
 
 import os
 from pathlib import Path
@@ -18,8 +20,3 @@ def counted_location_import(call: ApiCall) -> dict:
     finally:
         os.close(fd)
     return {"TotalRecords": 1, "AcceptedRecords": 1, "ErrorRecords": 0}
-
-
-def runs(folder: Path) -> list[str]:
-    marks = folder / "runs"
-    return marks.read_text().split() if marks.exists() else []
