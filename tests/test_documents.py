@@ -12,8 +12,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from keys.access import MESSAGES, Reason
 from keys.chqapi import documents, guard
 from keys.models import ApiDocument, ApiType
+from keys.services import GrantSpec, api_key_change, api_key_remove
 from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.django_db
@@ -423,6 +425,59 @@ def test_the_worker_gives_the_handler_the_call_as_it_came(make_key, monkeypatch)
     assert seen["status"] == Status.IN_PROCESS
     assert seen["started"] == seen["modified"]
     assert seen["started"] is not None
+
+
+# --- the worker asks the access decision again -------------------------------------------------
+
+
+def _refused_run(document_id, status_code, reason):
+    documents.run(document_id)
+    document = ApiDocument.objects.get(document_id=document_id)
+    message = documents.NOT_RUN.format(message=MESSAGES[reason])
+    assert (document.status, document.status_code, document.error_message) == (Status.ERROR, status_code, message)
+    assert json.loads(document.response_body) == {"Message": message}
+    return document
+
+
+def test_a_key_deactivated_while_its_work_waits_is_refused_when_the_worker_comes(key, monkeypatch):
+    ran = []
+    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(lambda call: ran.append(call)))
+    first, second = queue(key), queue(key)
+    documents.run(first)  # the worker's decision cache now holds the key, active
+    api_key_change(key=key, is_active=False)
+    _refused_run(second, 401, Reason.INACTIVE_KEY)
+    assert len(ran) == 1  # the handler never saw the refused one
+    api_key_change(key=key, is_active=True)  # so that its status call is answered
+    answer = post("/chqapi/status", key.value, second).json()
+    assert (answer["Status"], answer["ErrorMessage"]) == (
+        "Error",
+        documents.NOT_RUN.format(message=MESSAGES[Reason.INACTIVE_KEY]),
+    )
+
+
+def test_a_key_expired_while_its_work_waits_is_refused(key):
+    document_id = queue(key)
+    api_key_change(key=key, expires_at=timezone.now() - timedelta(seconds=1))
+    _refused_run(document_id, 401, Reason.EXPIRED_KEY)
+
+
+def test_a_type_withdrawn_while_its_work_waits_is_refused(make_key):
+    own = ApiType.objects.get(direction="export", api_id="apidocument")
+    key = make_key(grants=[GrantSpec(own.pk)])
+    document_id = queue(key)
+    api_key_change(key=key, remove_type_ids=[own.pk])
+    _refused_run(document_id, 403, Reason.API_TYPE_NOT_ALLOWED)
+
+
+def test_a_removed_keys_work_is_refused_and_lists_no_removed_keys_documents(make_key):
+    mine, other = make_key(allowed_for_all=True), make_key(allowed_for_all=True)
+    stored_documents(other, 3)
+    document_id = queue(mine)
+    api_key_remove(key=other)
+    api_key_remove(key=mine)
+    document = _refused_run(document_id, 401, Reason.UNKNOWN_KEY)
+    assert document.key_id is None
+    assert (document.total_records, document.records_count) == (None, None)
 
 
 def test_a_document_without_a_source_stores_an_empty_source(key):

@@ -6,8 +6,10 @@ asynchronous) are written as a document InQueue and their task is queued
 the task row and the document commit together or not at all and a queued
 document survives any restart; with any other backend once the document has
 committed, and a queue that refuses it leaves the document Error. The task
-worker moves it to InProcess, runs the handler and stores the result as
-Successful or Error. A document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS
+worker moves it to InProcess, asks the access decision again by the document's
+key id (keys/access.py: a key deactivated, expired, removed or denied the type
+while the work waited is refused, Error with the reason, and the handler never
+runs), runs the handler and stores the result as Successful or Error. A document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS
 after it started (its worker was killed, say) is marked Error with a message
 saying so the next time anyone asks about it; it is not run again, since the
 caller may already have sent it again.
@@ -30,12 +32,13 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from ..access import Decision, Reason
+from ..access import decide_for_key_id
 from ..clients import client_address
 from ..models import ApiDocument
 from ..text import storable, storable_text
 from .export_request import InvalidRequest
 from .exports import ExportResult, envelope
+from .guard import STATUS as REFUSAL_STATUS
 from .guard import ApiCall, ApiError, registration_for, source_of
 from .wire import INVALID_REQUEST, invalid_message, json_response, request_type, standard
 
@@ -47,6 +50,7 @@ NOT_FOUND = (
     "This API key has no API document with that id. Synchronous calls are kept as documents only while logging "
     "is on for their API type; asynchronous ones always are."
 )
+NOT_RUN = "The work was not carried out: asked again when its turn came, the access check refused it. {message}"
 TIMED_OUT = (
     "The work did not finish within {seconds} seconds of starting; its worker may have stopped. "
     "It will not be run again: send the request again (for an import, check first what it changed)."
@@ -141,17 +145,13 @@ def run(document_id: str) -> None:
     clock = time.perf_counter()
     outcome: dict[str, Any]
     try:
+        # Asked again now, not taken from the document: the key may have been deactivated,
+        # let expire, removed or denied the type since the call was queued.
+        decision = decide_for_key_id(document.key_id, direction=direction, api_id=api_id)
+        if not decision.allowed:
+            raise ApiError(REFUSAL_STATUS[decision.reason], NOT_RUN.format(message=decision.message))
         if registration is None:
             raise ApiError(501, f"This installation no longer serves {document.request_type}.")
-        decision = Decision(
-            allowed=True,
-            reason=Reason.ALLOWED,
-            logged=document.keep_content,
-            key_id=document.key_id,
-            api_type_id=document.api_type_id,
-            key_description=document.key_description,
-            api_type_name=document.api_type_name,
-        )
         body = json.loads(document.request_body or "{}")
         call = ApiCall(None, direction, api_id, body, decision, True, document.document_id)
         outcome = _succeeded(document, registration.handler(call), clock)
