@@ -319,11 +319,12 @@ class ApiDocument(models.Model):
 class ApiDocumentChunk(models.Model):
     """One piece of an asynchronous export's stored answer, in order of `seq`.
 
-    The task worker writes the answer piece by piece as the export's rows come
-    (the head, seq 0, last: it carries the elapsed time, and its presence says
-    the answer is whole); status and getdata read the pieces back one by one. So
-    neither process holds the whole answer, however many rows it has. Cleared with
-    the document's other content once it has been delivered (keys/chqapi/documents.py).
+    The task worker spools the answer as the export's rows come and writes its
+    pieces in one transaction once they are read (the head, seq 0, is made last:
+    it carries the elapsed time); status and getdata read them back one by one.
+    So neither process holds the whole answer, however many rows it has. Cleared
+    with the document's other content once it has been delivered
+    (keys/chqapi/documents.py).
     """
 
     # The unique (document, seq) index serves the document's lookups: no index of its own.

@@ -19,9 +19,10 @@ Content: a document's request and response bodies are kept while its result
 has not been delivered. After the first status or getdata answer that carries
 the finished result they are cleared, unless the key's "logged" flag for the
 type was on when the call came (`keep_content`). An export's answer is stored
-in chunks (keys.models.ApiDocumentChunk) written as its rows come, and read
-back one at a time (streamed beyond STREAM_ABOVE rows), so neither the worker
-nor the web worker holds an answer whole; it is the same JSON text either way.
+in chunks (keys.models.ApiDocumentChunk): spooled to a temporary file as its
+rows come, written in one transaction once they are read, and read back one
+chunk at a time (streamed beyond STREAM_ABOVE rows), so neither the worker nor
+the web worker holds an answer whole; it is the same JSON text either way.
 """
 
 import itertools
@@ -176,8 +177,7 @@ def run(document_id: str) -> None:
     stored = ApiDocument.objects.filter(pk=document.pk, status=Status.IN_PROCESS).update(
         **outcome, ended_at=finished, modified_at=finished, duration_ms=(time.perf_counter() - clock) * 1000
     )
-    if not stored or outcome["status"] != Status.SUCCESSFUL:
-        # An answer half written when the rows failed, or one given up on meanwhile (timed out).
+    if not stored:  # given up on meanwhile (timed out): an answer written for it is not wanted
         ApiDocumentChunk.objects.filter(document=document).delete()
 
 
