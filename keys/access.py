@@ -1,5 +1,6 @@
 """The one place that decides whether a key may call an API type, and whether
-the call is logged. The pane, the API, the admin and the commands all ask here.
+the call is logged. The pane, the API, the admin, the commands and the task
+worker (by key id, `decide_for_key_id()`, before it runs a queued document) all ask here.
 
 `decide()` looks the key up (one indexed query: key, API type and grant
 together); `judge()` is the pure rule, for callers that already hold the rows.
@@ -14,6 +15,7 @@ process sees it.
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -196,6 +198,33 @@ def _with_context(decision: Decision, key: KeyState | None, api_type_name: str) 
     )
 
 
+def decide_for_key_id(
+    key_id: int | None,
+    *,
+    direction: str,
+    api_id: str,
+    at: datetime | None = None,
+    marker: int | None = None,
+) -> Decision:
+    """decide() for a key known by its id rather than its value: the task worker, which
+    holds a queued document's key id and never the key. The same rules (judge()) and the
+    same process cache; a removed key (None, or an id no longer there) is unknown. A key
+    known by id has no "old value" to run out, so a roll after the call does not refuse it."""
+    at = at or timezone.now()
+    if key_id is None:
+        return Decision(False, Reason.UNKNOWN_KEY)
+    if settings.KEYS_DECISION_CACHE:
+        key, grants, types = process_cache.state_by_id(key_id, marker)
+        api_type_id, api_type_name = types.get(f"{direction}:{api_id}", (None, ""))
+    else:
+        key, grants = _load_key_by_id(key_id)
+        api_type_id, api_type_name = next(
+            iter(ApiType.objects.filter(direction=direction, api_id=api_id).values_list("pk", "name")), (None, "")
+        )
+    decision = judge(key, api_type_id=api_type_id, grant=grants.get(api_type_id), at=at)
+    return _with_context(decision, key, api_type_name)
+
+
 def authenticate(
     key_value: str | uuid.UUID | None, *, at: datetime | None = None, marker: int | None = None
 ) -> Decision:
@@ -238,6 +267,17 @@ class _ProcessCache:
     def state(
         self, value: uuid.UUID, marker: int | None = None
     ) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
+        return self._state(value.hex, lambda: _load_key(value), marker)
+
+    def state_by_id(
+        self, pk: int, marker: int | None = None
+    ) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
+        # "#<id>" never collides with a value's 32 hex digits.
+        return self._state(f"#{pk}", lambda: _load_key_by_id(pk), marker)
+
+    def _state(
+        self, name: str, load: Callable[[], tuple[KeyState | None, dict[int, GrantState]]], marker: int | None
+    ) -> tuple[KeyState | None, dict[int, GrantState], dict[str, tuple[int, str]]]:
         # Read before any row (here, or by the caller just before), so a change in between is never cached as fresh.
         if marker is None:
             marker = freshness.current()
@@ -252,12 +292,12 @@ class _ProcessCache:
                 for pk, d, a, name in ApiType.objects.values_list("pk", "direction", "api_id", "name")
             }
             self.types = types
-        entry = self.keys.get(value.hex)
+        entry = self.keys.get(name)
         if entry is None:
-            entry = _load_key(value)
+            entry = load()
             if len(self.keys) >= settings.KEYS_DECISION_CACHE_SIZE:
                 self.keys.pop(next(iter(self.keys)), None)  # the oldest entry
-            self.keys[value.hex] = entry
+            self.keys[name] = entry
         return entry[0], entry[1], types
 
 
@@ -283,7 +323,15 @@ def _key_state(value: uuid.UUID) -> KeyState | None:
 
 
 def _load_key(value: uuid.UUID) -> tuple[KeyState | None, dict[int, GrantState]]:
-    key = _key_state(value)
+    return _with_grants(_key_state(value))
+
+
+def _load_key_by_id(pk: int) -> tuple[KeyState | None, dict[int, GrantState]]:
+    row = ApiKey.objects.filter(pk=pk).values(*KEY_FIELDS).first()
+    return _with_grants(KeyState(**row) if row is not None else None)
+
+
+def _with_grants(key: KeyState | None) -> tuple[KeyState | None, dict[int, GrantState]]:
     if key is None:
         return None, {}
     grants = {

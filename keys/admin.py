@@ -9,6 +9,7 @@ the same model rules.
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q
@@ -19,6 +20,7 @@ from django.utils.html import format_html
 
 from . import services
 from .audit import Actor
+from .chqapi import documents
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit, KeyUsage
 from .permissions import ACCESS, can_change
 from .selectors import key_search
@@ -383,7 +385,8 @@ class ApiDocumentAdmin(EvidenceMixin, admin.ModelAdmin):
 
     @admin.display(description="response body")
     def response(self, obj):
-        return format_html("<pre>{}</pre>", obj.response_body)
+        # An async export's answer lives in chunks and may be megabytes: the first part, as a sync log keeps.
+        return format_html("<pre>{}</pre>", documents.response_text(obj, limit=settings.KEYS_LOG_BODY_LIMIT))
 
 
 @admin.register(KeyUsage)

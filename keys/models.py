@@ -316,6 +316,30 @@ class ApiDocument(models.Model):
         return self.status in (self.Status.SUCCESSFUL, self.Status.ERROR)
 
 
+class ApiDocumentChunk(models.Model):
+    """One piece of an asynchronous export's stored answer, in order of `seq`.
+
+    The task worker spools the answer as the export's rows come and writes its
+    pieces in one transaction once they are read (the head, seq 0, is made last:
+    it carries the elapsed time); status and getdata read them back one by one.
+    So neither process holds the whole answer, however many rows it has. Cleared
+    with the document's other content once it has been delivered
+    (keys/chqapi/documents.py).
+    """
+
+    # The unique (document, seq) index serves the document's lookups: no index of its own.
+    document = models.ForeignKey(ApiDocument, on_delete=models.CASCADE, related_name="chunks", db_index=False)
+    seq = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        verbose_name = "API document chunk"
+        constraints = [models.UniqueConstraint(fields=["document", "seq"], name="keys_doc_chunk_seq_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} #{self.seq}"
+
+
 class KeyAudit(models.Model):
     """Who changed which key, when, from where, and what changed (before → after).
 

@@ -18,6 +18,7 @@ from . import selectors, services
 from .access import decide_for_type, expiry_label
 from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
+from .chqapi import documents
 from .chqapi.guard import refusal_counts
 from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
 from .models import ApiDocument, ApiKey, KeyAudit
@@ -286,5 +287,7 @@ def _pretty(body: str) -> str:
 @integration_access_required
 def log_entry(request: HtmxHttpRequest, pk: int, log_pk: int) -> HttpResponse:
     log = get_object_or_404(ApiDocument, key_id=pk, pk=log_pk)
-    context = {"log": log, "request_body": _pretty(log.request_body), "response_body": _pretty(log.response_body)}
+    # An async export's answer lives in chunks and may be megabytes: the first part, as a sync log keeps.
+    response_text = documents.response_text(log, limit=settings.KEYS_LOG_BODY_LIMIT)
+    context = {"log": log, "request_body": _pretty(log.request_body), "response_body": _pretty(response_text)}
     return render(request, "keys/dialogs.html#log-entry", context)

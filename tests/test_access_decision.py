@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.test import override_settings
 
-from keys.access import Decision, Reason, decide, decide_for_type, logging_on
+from keys.access import Decision, Reason, decide, decide_for_key_id, decide_for_type, logging_on
 from keys.services import GrantSpec
 
 pytestmark = pytest.mark.django_db
@@ -188,6 +188,40 @@ def test_decide_for_type_agrees_with_decide(make_key, inventory_export, customer
     for api_type in (inventory_export, customer_import):
         for at in (NOON, datetime(2026, 6, 16, tzinfo=UTC)):
             assert decide_for_type(key, api_type, at=at) == check(key, api_type, at=at)
+
+
+def test_decide_for_key_id_agrees_with_decide(make_key, inventory_export, customer_import):
+    """The task worker's question (by key id) gets the answer the key's value would get."""
+    keys = [
+        make_key(
+            description="one", grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2026, 6, 15))]
+        ),
+        make_key(description="all", allowed_for_all=True, logged_for_all=True),
+        make_key(is_active=False, allowed_for_all=True),
+        make_key(allowed_for_all=True, expires_at=NOON),
+    ]
+    for key in keys:
+        for direction, api_id in [("export", "inventory"), ("import", "customer"), ("export", "nothing")]:
+            for at in (NOON, datetime(2026, 6, 16, tzinfo=UTC)):
+                by_value = decide(key.value, direction=direction, api_id=api_id, at=at)
+                assert decide_for_key_id(key.pk, direction=direction, api_id=api_id, at=at) == by_value
+
+
+def test_decide_for_key_id_of_a_removed_key_is_unknown(make_key):
+    key = make_key(allowed_for_all=True)
+    assert decide_for_key_id(key.pk, direction="export", api_id="inventory").allowed
+    key.delete()
+    for key_id in (key.pk, None):
+        assert decide_for_key_id(key_id, direction="export", api_id="inventory") == Decision(False, Reason.UNKNOWN_KEY)
+
+
+def test_decide_for_key_id_sees_a_change_made_after_the_cache_was_filled(settings, make_key):
+    settings.KEYS_DECISION_CACHE = True
+    key = make_key(allowed_for_all=True)
+    assert decide_for_key_id(key.pk, direction="export", api_id="inventory").allowed
+    key.is_active = False
+    key.save()
+    assert decide_for_key_id(key.pk, direction="export", api_id="inventory").reason == Reason.INACTIVE_KEY
 
 
 def test_logging_on_requires_logged():

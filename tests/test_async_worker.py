@@ -2,7 +2,8 @@
 worker (`manage.py db_worker`) on one scratch database. Queued → in process →
 successful; a worker killed in the middle → the status call says so, truthfully,
 and then says Error once the timeout has passed; a document queued while no
-worker runs is carried out by the next one to start."""
+worker runs is carried out by the next one to start; one whose key was
+deactivated while it waited is refused by the running worker."""
 
 import json
 import os
@@ -13,6 +14,8 @@ import time
 
 import pytest
 
+from keys.access import MESSAGES, Reason
+from keys.chqapi.documents import NOT_RUN
 from tests import servers
 
 TIMEOUT = 3  # KEYS_ASYNC_TIMEOUT_SECONDS for this server
@@ -153,3 +156,31 @@ def test_a_worker_told_to_stop_finishes_the_document_it_is_running(setup):
     (gates / "gate").touch()
     assert worker.wait(timeout=15) == 0
     assert status(server, key, document_id)["Status"] == "Successful"
+
+
+def stored_status(server, document_id) -> str:
+    """The document's status as stored, asked without a key (one that is inactive cannot ask)."""
+    code = f"from keys.models import ApiDocument; print(ApiDocument.objects.get(document_id='{document_id}').status)"
+    return server.manage("shell", "--no-imports", "-c", code).strip()
+
+
+def test_work_queued_before_its_key_was_deactivated_is_refused_by_the_running_worker(setup):
+    """The worker asks the access decision again; its cache, filled for the key's earlier
+    document, sees a change made in another process."""
+    server, gates, start_worker = setup
+    key = server.manage("create_api_key", "--description", "async", "--all", "--quiet").strip()
+    start_worker()
+    first = start_export(server, key, "first")
+    wait_for(lambda: (gates / f"started-{first}").exists())  # allowed, and running
+    second = start_export(server, key, "second")  # waits behind it
+    server.manage("update_api_key", key, "--deactivate")
+    (gates / "gate").touch()
+    assert wait_for(lambda: (s := stored_status(server, second)) not in ("0", "2") and s, seconds=60) == "4"
+    assert not (gates / f"started-{second}").exists()  # its handler never ran
+    server.manage("update_api_key", key, "--activate")
+    answer = status(server, key, second)
+    assert (answer["Status"], answer["ErrorMessage"]) == (
+        "Error",
+        NOT_RUN.format(message=MESSAGES[Reason.INACTIVE_KEY]),
+    )
+    assert status(server, key, first)["Status"] == "Successful"  # decided before the change

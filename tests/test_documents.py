@@ -3,17 +3,21 @@ how the worker's run records its outcome, the timeout, the forms of a status or
 getdata request, and API Document Export's filter values. The reference's
 examples are in test_wire_format.py; real worker processes in test_async_worker.py."""
 
+import gc
 import json
 import logging
+import tracemalloc
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from keys.access import MESSAGES, Reason
 from keys.chqapi import documents, guard
-from keys.models import ApiDocument, ApiType
+from keys.models import ApiDocument, ApiDocumentChunk, ApiType
+from keys.services import GrantSpec, api_key_change, api_key_remove
 from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +87,7 @@ def test_a_successful_run_stores_its_counts_and_answer(key):
     document = ApiDocument.objects.get(document_id=document_id)
     # The key's two documents match; Top 1 sends one.
     assert (document.status_code, document.total_records, document.records_count) == (200, 2, 1)
-    answer = json.loads(document.response_body)["ApiDocument"]
+    answer = json.loads(documents.response_text(document))["ApiDocument"]
     assert (answer["ApiDocumentId"], answer["RecordsCount"]) == (document_id.upper(), 1)
     assert document.error_message == ""
     assert document.duration_ms > 0
@@ -231,7 +235,7 @@ def test_getdata_answers_every_field_and_a_logged_document_keeps_its_content(mak
         assert data["Response"]["ApiDocument"]["Status"] == "Successful"
     document = ApiDocument.objects.get(document_id=document_id)
     assert document.request_body
-    assert document.response_body
+    assert json.loads(documents.response_text(document))["ApiDocument"]["ApiDocumentId"] == document_id.upper()
 
 
 def test_getdata_delivers_an_unlogged_documents_content_once(key):
@@ -396,6 +400,180 @@ def test_top_out_of_range_says_what_it_got(key, top):
     assert message == f"{str(top)!r} is not a whole number from 0 to {2**31 - 1}."
 
 
+# --- an async export's answer, stored in chunks and read back in them ------------------------
+
+
+def _chunks(document_id):
+    return ApiDocumentChunk.objects.filter(document__document_id=document_id).count()
+
+
+def test_the_stored_envelope_is_the_text_of_the_whole_one(monkeypatch):
+    """Head and rows, in pieces of any size, make exactly the JSON of envelope()."""
+    from keys.chqapi import exports
+    from keys.chqapi.export_request import parse
+
+    monkeypatch.setattr(exports.time, "perf_counter", lambda: 7.25)
+    monkeypatch.setattr(exports.timezone, "now", lambda: datetime(2026, 12, 1, 8, tzinfo=UTC))
+    document_id, started = uuid.uuid4(), datetime(2026, 12, 1, 7, tzinfo=UTC)
+    for rows in ([], [{"A": 1}], [{"A": i, "B": 'é"x', "C": [None, 0.5]} for i in range(40)]):
+
+        def result(rows=rows):
+            return exports.ExportResult("Things", parse({}, filters={}, sorts=set()), len(rows), iter(rows))
+
+        whole = json.dumps(exports.envelope(document_id, "thing-export", result(), started, 5.0))
+        head = exports.envelope_head(document_id, "thing-export", result(), started, 5.0)
+        for size, count in ((1, len(rows) + 1), (300, None), (exports.PIECE_CHARS, 1)):
+            pieces = list(exports.envelope_rows(result(), size))
+            assert head + "".join(pieces) == whole
+            assert count is None or len(pieces) == count
+            assert all(len(piece) < size + 100 for piece in pieces)  # cut near the size, at a row's end
+
+
+ENVELOPE_FIELDS = [
+    "ApiDocumentId", "Status", "ApiRequestType", "TotalRecords", "RecordsCount", "StartDateTime", "ElapsedTime",
+    "EndDateTime", "Response",
+]  # fmt: skip
+
+
+@pytest.fixture
+def large_export(key):
+    """A finished async export of more rows than an answer is sent whole with."""
+    from keys.chqapi.exports import STREAM_ABOVE
+
+    stored_documents(key, STREAM_ABOVE + 1)
+    document_id = queue(key)
+    documents.run(document_id)
+    return document_id
+
+
+def test_a_large_async_export_is_stored_in_chunks_and_streamed_back_once(key, large_export):
+    document = ApiDocument.objects.get(document_id=large_export)
+    assert (document.status, document.response_body) == (Status.SUCCESSFUL, "")
+    assert _chunks(large_export) > 2
+    response = post("/chqapi/status", key.value, large_export)
+    assert response.streaming
+    assert (response["Content-Type"], response["X-Records-Count"]) == ("application/json", str(document.records_count))
+    assert _chunks(large_export) > 2  # cleared once the last piece is out, not before
+    answer = json.loads(b"".join(response.streaming_content))["ApiDocument"]
+    assert list(answer) == ENVELOPE_FIELDS  # the order the whole answer had
+    items = answer["Response"]["ApiDocuments"]
+    assert (answer["ApiDocumentId"], answer["RecordsCount"], len(items)) == (
+        large_export.upper(),
+        ApiDocument.objects.filter(key=key).count(),
+        document.records_count,
+    )
+    assert len({item["APIDocumentId"] for item in items}) == len(items)
+    assert _chunks(large_export) == 0  # logging was off: delivered once
+    again = post("/chqapi/status", key.value, large_export)
+    assert not again.streaming
+    assert (again.json()["Status"], again.json()["TotalRecords"]) == ("Successful", document.total_records)
+
+
+def test_a_status_stream_cut_off_midway_delivers_nothing(key, large_export):
+    response = post("/chqapi/status", key.value, large_export)
+    next(iter(response.streaming_content))
+    del response  # the caller went away: its answer's generator is closed (here by the collector)
+    gc.collect()
+    assert _chunks(large_export) > 2
+    answer = post("/chqapi/status", key.value, large_export)
+    assert json.loads(b"".join(answer.streaming_content))["ApiDocument"]["ApiDocumentId"] == large_export.upper()
+
+
+def test_a_small_async_export_is_answered_whole_as_before(key):
+    document_id = queue(key)
+    documents.run(document_id)
+    response = post("/chqapi/status", key.value, document_id)
+    assert not response.streaming
+    assert list(response.json()["ApiDocument"]) == ENVELOPE_FIELDS
+    assert response["Content-Length"] == str(len(response.content))
+    assert _chunks(document_id) == 0
+
+
+@pytest.mark.parametrize("logged", [True, False])
+def test_getdata_of_a_large_export_streams_it_and_keeps_it_only_when_logged(make_key, logged):
+    from keys.chqapi.exports import STREAM_ABOVE
+
+    key = make_key(allowed_for_all=True, logged_for_all=logged)
+    stored_documents(key, STREAM_ABOVE + 1)
+    document_id = queue(key, {"Source": "ERP"})
+    documents.run(document_id)
+    for _ in range(2 if logged else 1):
+        response = post("/chqapi/getdata", key.value, document_id)
+        assert response.streaming
+        data = json.loads(b"".join(response.streaming_content))
+        assert list(data) == ["ApiDocumentId", "Status", "ApiType", "Source", "Request", "Response", "Truncated"]
+        assert (data["ApiDocumentId"], data["Status"], data["Source"], data["Truncated"]) == (
+            document_id,
+            "Successful",
+            "ERP",
+            False,
+        )
+        assert data["Request"] == {"Source": "ERP"}
+        assert data["Response"]["ApiDocument"]["RecordsCount"] == STREAM_ABOVE + 2
+    assert bool(_chunks(document_id)) is logged
+    if not logged:
+        assert post("/chqapi/getdata", key.value, document_id).status_code == 410
+
+
+def test_an_export_given_up_on_while_it_ran_keeps_no_answer(key, monkeypatch):
+    """A document the timeout marked Error while its rows were read stays Error, without chunks."""
+    from keys.chqapi import handlers
+
+    real = handlers.api_document_export
+
+    def slow(call):
+        result = real(call)
+        rows = result.rows
+
+        def timed_out_midway():
+            yield next(rows)
+            ApiDocument.objects.filter(document_id=call.document_id).update(status=Status.ERROR, status_code=504)
+            yield from rows
+
+        result.rows = timed_out_midway()
+        return result
+
+    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(slow))
+    stored_documents(key, 5)
+    document_id = queue(key)
+    documents.run(document_id)
+    assert ApiDocument.objects.get(document_id=document_id).status_code == 504
+    assert _chunks(document_id) == 0
+
+
+def _peak(step) -> int:
+    tracemalloc.start()
+    try:
+        step()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_an_async_exports_memory_does_not_grow_with_its_rows(make_key, monkeypatch):
+    """The worker storing the answer and the web worker sending it back: tracemalloc's peak
+    for ten times the rows stays under 1.5 times the peak (it was 5 to 6 times: linear)."""
+    from keys.chqapi.exports import PIECE_CHARS
+
+    monkeypatch.setattr(documents, "SPOOL_IN_MEMORY", PIECE_CHARS)  # both sizes spool to disk, as large ones do
+    peaks = {}
+    for rows in (1_500, 15_000):
+        key = make_key(allowed_for_all=True)
+        stored_documents(key, rows)
+        document_id = queue(key)
+        worker = _peak(lambda document_id=document_id: documents.run(document_id))
+
+        def answer(key=key, document_id=document_id, rows=rows):
+            response = post("/chqapi/status", key.value, document_id)
+            parts = response.streaming_content if response.streaming else [response.content]
+            assert sum(len(part) for part in parts) > rows * 300
+
+        peaks[rows] = (worker, _peak(answer))
+    (small_worker, small_status), (large_worker, large_status) = peaks[1_500], peaks[15_000]
+    assert large_worker < 1.5 * small_worker, peaks
+    assert large_status < 1.5 * small_status, peaks
+
+
 # --- what the worker gives a handler -----------------------------------------------------------
 
 
@@ -423,6 +601,59 @@ def test_the_worker_gives_the_handler_the_call_as_it_came(make_key, monkeypatch)
     assert seen["status"] == Status.IN_PROCESS
     assert seen["started"] == seen["modified"]
     assert seen["started"] is not None
+
+
+# --- the worker asks the access decision again -------------------------------------------------
+
+
+def _refused_run(document_id, status_code, reason):
+    documents.run(document_id)
+    document = ApiDocument.objects.get(document_id=document_id)
+    message = documents.NOT_RUN.format(message=MESSAGES[reason])
+    assert (document.status, document.status_code, document.error_message) == (Status.ERROR, status_code, message)
+    assert json.loads(document.response_body) == {"Message": message}
+    return document
+
+
+def test_a_key_deactivated_while_its_work_waits_is_refused_when_the_worker_comes(key, monkeypatch):
+    ran = []
+    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(lambda call: ran.append(call)))
+    first, second = queue(key), queue(key)
+    documents.run(first)  # the worker's decision cache now holds the key, active
+    api_key_change(key=key, is_active=False)
+    _refused_run(second, 401, Reason.INACTIVE_KEY)
+    assert len(ran) == 1  # the handler never saw the refused one
+    api_key_change(key=key, is_active=True)  # so that its status call is answered
+    answer = post("/chqapi/status", key.value, second).json()
+    assert (answer["Status"], answer["ErrorMessage"]) == (
+        "Error",
+        documents.NOT_RUN.format(message=MESSAGES[Reason.INACTIVE_KEY]),
+    )
+
+
+def test_a_key_expired_while_its_work_waits_is_refused(key):
+    document_id = queue(key)
+    api_key_change(key=key, expires_at=timezone.now() - timedelta(seconds=1))
+    _refused_run(document_id, 401, Reason.EXPIRED_KEY)
+
+
+def test_a_type_withdrawn_while_its_work_waits_is_refused(make_key):
+    own = ApiType.objects.get(direction="export", api_id="apidocument")
+    key = make_key(grants=[GrantSpec(own.pk)])
+    document_id = queue(key)
+    api_key_change(key=key, remove_type_ids=[own.pk])
+    _refused_run(document_id, 403, Reason.API_TYPE_NOT_ALLOWED)
+
+
+def test_a_removed_keys_work_is_refused_and_lists_no_removed_keys_documents(make_key):
+    mine, other = make_key(allowed_for_all=True), make_key(allowed_for_all=True)
+    stored_documents(other, 3)
+    document_id = queue(mine)
+    api_key_remove(key=other)
+    api_key_remove(key=mine)
+    document = _refused_run(document_id, 401, Reason.UNKNOWN_KEY)
+    assert document.key_id is None
+    assert (document.total_records, document.records_count) == (None, None)
 
 
 def test_a_document_without_a_source_stores_an_empty_source(key):

@@ -99,6 +99,26 @@ def test_entry_shows_request_and_response(viewer_client, make_key, inventory_exp
     assert viewer_client.get(reverse("keys:log-entry", args=[other.pk, log.pk])).status_code == 404
 
 
+def test_entry_shows_the_start_of_a_large_async_exports_stored_answer(viewer_client, make_key, settings):
+    from django.test import Client
+
+    from keys.chqapi import documents
+    from tests.conftest import stored_documents
+
+    settings.KEYS_LOG_BODY_LIMIT = 2000
+    key = make_key(allowed_for_all=True, logged_for_all=True)
+    stored_documents(key, 50)
+    answer = Client().post(
+        "/chqapi/export/apidocument/async", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
+    )
+    document = ApiDocument.objects.get(document_id=answer.json()["Id"])
+    documents.run(str(document.document_id))
+    html = viewer_client.get(reverse("keys:log-entry", args=[key.pk, document.pk])).content.decode()
+    shown = html.split('<pre class="body">')[2].split("</pre>")[0]
+    assert shown.startswith("{&quot;ApiDocument&quot;: {&quot;ApiDocumentId&quot;: &quot;")
+    assert 1900 < len(shown.replace("&quot;", '"')) <= 2000  # the first part only, however long the answer
+
+
 def test_csv_export_of_the_filtered_list(viewer_client, make_key, inventory_export, customer_import):
     key = make_key()
     make_logs(key, inventory_export, 3)

@@ -6,40 +6,52 @@ asynchronous) are written as a document InQueue and their task is queued
 the task row and the document commit together or not at all and a queued
 document survives any restart; with any other backend once the document has
 committed, and a queue that refuses it leaves the document Error. The task
-worker moves it to InProcess, runs the handler and stores the result as
-Successful or Error. A document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS
-after it started (its worker was killed, say) is marked Error with a message
-saying so the next time anyone asks about it; it is not run again, since the
-caller may already have sent it again. A document InQueue for longer than
-KEYS_WORKER_STALE_SECONDS while no task worker is alive (keys/chqapi/worker.py)
-is still InProcess to its caller, with an ErrorMessage saying that it waits for a
-worker and when one was last seen: it runs when one starts, so nothing is given up.
+worker moves it to InProcess, asks the access decision again by the document's
+key id (keys/access.py: a key deactivated, expired, removed or denied the type
+while the work waited is refused, Error with the reason, and the handler never
+runs), runs the handler and stores the result as Successful or Error. A
+document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS after it started (its
+worker was killed, say) is marked Error with a message saying so the next time
+anyone asks about it; it is not run again, since the caller may already have
+sent it again. A document InQueue for longer than KEYS_WORKER_STALE_SECONDS
+while no task worker is alive (keys/chqapi/worker.py) is still InProcess to its
+caller, with an ErrorMessage saying that it waits for a worker and when one was
+last seen: it runs when one starts, so nothing is given up.
 
 Content: a document's request and response bodies are kept while its result
 has not been delivered. After the first status or getdata answer that carries
 the finished result they are cleared, unless the key's "logged" flag for the
-type was on when the call came (`keep_content`).
+type was on when the call came (`keep_content`). An export's answer is stored
+in chunks (keys.models.ApiDocumentChunk): spooled to a temporary file as its
+rows come, written in one transaction once they are read, and read back one
+chunk at a time (streamed beyond STREAM_ABOVE rows), so neither the worker nor
+the web worker holds an answer whole; it is the same JSON text either way.
 """
 
+import itertools
 import json
 import logging
+import tempfile
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 
-from ..access import Decision, Reason
+from ..access import decide_for_key_id
 from ..clients import client_address
-from ..models import ApiDocument
+from ..models import ApiDocument, ApiDocumentChunk
 from ..text import storable, storable_text
 from .export_request import InvalidRequest
-from .exports import ExportResult, envelope
+from .exports import PIECE_CHARS, STREAM_ABOVE, ExportResult, envelope_head, envelope_rows
 from .guard import DUPLICATE, ApiCall, ApiError, registration_for, reserve, source_of
+from .guard import STATUS as REFUSAL_STATUS
 from .wire import chq_datetime, invalid_body, invalid_message, json_response, request_type, standard
 
 log = logging.getLogger("keys.api")
@@ -49,6 +61,7 @@ NOT_FOUND = (
     "This API key has no API document with that id. Synchronous calls are kept as documents only while logging "
     "is on for their API type; asynchronous ones always are."
 )
+NOT_RUN = "The work was not carried out: asked again when its turn came, the access check refused it. {message}"
 TIMED_OUT = (
     "The work did not finish within {seconds} seconds of starting; its worker may have stopped. "
     "It will not be run again: send the request again (for an import, check first what it changed)."
@@ -148,17 +161,13 @@ def run(document_id: str) -> None:
     clock = time.perf_counter()
     outcome: dict[str, Any]
     try:
+        # Asked again now, not taken from the document: the key may have been deactivated,
+        # let expire, removed or denied the type since the call was queued.
+        decision = decide_for_key_id(document.key_id, direction=direction, api_id=api_id)
+        if not decision.allowed:
+            raise ApiError(REFUSAL_STATUS[decision.reason], NOT_RUN.format(message=decision.message))
         if registration is None:
             raise ApiError(501, f"This installation no longer serves {document.request_type}.")
-        decision = Decision(
-            allowed=True,
-            reason=Reason.ALLOWED,
-            logged=document.keep_content,
-            key_id=document.key_id,
-            api_type_id=document.api_type_id,
-            key_description=document.key_description,
-            api_type_name=document.api_type_name,
-        )
         body = json.loads(document.request_body or "{}")
         call = ApiCall(None, direction, api_id, body, decision, True, document.document_id)
         outcome = _succeeded(document, registration.handler(call), clock)
@@ -171,9 +180,11 @@ def run(document_id: str) -> None:
         message = "The server failed while carrying out the call."
         outcome = _failed(500, message, {"Message": message})
     finished = timezone.now()
-    ApiDocument.objects.filter(pk=document.pk, status=Status.IN_PROCESS).update(
+    stored = ApiDocument.objects.filter(pk=document.pk, status=Status.IN_PROCESS).update(
         **outcome, ended_at=finished, modified_at=finished, duration_ms=(time.perf_counter() - clock) * 1000
     )
+    if not stored:  # given up on meanwhile (timed out): an answer written for it is not wanted
+        ApiDocumentChunk.objects.filter(document=document).delete()
 
 
 COUNTS = {"TotalRecords": "total_records", "AcceptedRecords": "accepted_records", "ErrorRecords": "error_records"}
@@ -201,12 +212,39 @@ def summary(answer: Any) -> dict[str, Any]:
     return found
 
 
+# An export's answer up to this size is spooled in memory, beyond it in a temporary file.
+SPOOL_IN_MEMORY = 1024 * 1024
+
+
+def _store_export(document: ApiDocument, result: ExportResult, clock: float) -> None:
+    """Write an export's answer into the document's chunks without holding it whole.
+
+    The text is spooled to a temporary file while the rows are read, and copied into the
+    chunks once their query is done, in one transaction, the head (seq 0, made last since
+    it tells the elapsed time) with them. Written while the rows' query is still open, a
+    chunk would fail on SQLite as soon as another connection had written since the query
+    began (in WAL mode a stale reader cannot become a writer), or the write lock would be
+    held for the whole export."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+", encoding="utf-8") as spool:
+        for piece in envelope_rows(result):
+            spool.write(piece)
+        head = envelope_head(document.document_id, document.request_type, result, document.started_at, clock)
+        spool.seek(0)
+        with transaction.atomic():
+            seq = 1
+            while piece := spool.read(PIECE_CHARS):
+                ApiDocumentChunk.objects.create(document=document, seq=seq, text=piece)
+                seq += 1
+            ApiDocumentChunk.objects.create(document=document, seq=0, text=head)
+
+
 def _succeeded(document: ApiDocument, result: Any, clock: float) -> dict[str, Any]:
     outcome: dict[str, Any] = {"status": Status.SUCCESSFUL, "status_code": 200}
     if isinstance(result, ExportResult):
-        answer = envelope(document.document_id, document.request_type, result, document.started_at, clock)
+        _store_export(document, result, clock)
         outcome.update(total_records=result.total, records_count=result.records_count)
-    elif isinstance(result, HttpResponse):
+        return outcome
+    if isinstance(result, HttpResponse):
         answer = json.loads(result.content or b"null")
         outcome["status_code"] = result.status_code
     else:
@@ -314,9 +352,13 @@ def explain_wait(document: ApiDocument) -> None:
     )
 
 
-def _delivered(document: ApiDocument) -> None:
-    if not document.keep_content and (document.request_body or document.response_body):
+def _delivered(document: ApiDocument, *, chunked: bool = False) -> None:
+    if document.keep_content:
+        return
+    if document.request_body or document.response_body:
         ApiDocument.objects.filter(pk=document.pk).update(request_body="", response_body="")
+    if chunked:
+        ApiDocumentChunk.objects.filter(document=document).delete()
 
 
 def _stored(text: str) -> Any:
@@ -326,13 +368,59 @@ def _stored(text: str) -> Any:
         return text
 
 
-def status(key_id: int, document_id: uuid.UUID) -> HttpResponse:
+def _chunked(document: ApiDocument) -> bool:
+    """Whether the document's answer is whole in its chunks (an asynchronous export's)."""
+    return document.status == Status.SUCCESSFUL and ApiDocumentChunk.objects.filter(document=document, seq=0).exists()
+
+
+def _pieces(document: ApiDocument) -> Iterator[str]:
+    """The stored answer's text, one chunk in memory at a time."""
+    chunks = ApiDocumentChunk.objects.filter(document=document).order_by("seq")
+    return chunks.values_list("text", flat=True).iterator(chunk_size=4)
+
+
+def response_text(document: ApiDocument, *, limit: int | None = None) -> str:
+    """The stored answer's text, or its first `limit` characters (read only that far):
+    an asynchronous export's from its chunks, any other from its response body."""
+    if document.response_body or not document.is_async:
+        return document.response_body[:limit]
+    taken, length = [], 0
+    for piece in _pieces(document):
+        taken.append(piece)
+        length += len(piece)
+        if limit is not None and length >= limit:
+            break
+    return "".join(taken)[:limit]
+
+
+def _answer(document: ApiDocument, pieces: Iterable[str]) -> HttpResponseBase:
+    """JSON text made of `pieces`, and the content delivered: whole up to STREAM_ABOVE rows
+    (with a Content-Length, like a synchronous export's), streamed beyond, and delivered
+    only once the last piece is out (a caller cut off midway can ask again)."""
+    if (document.records_count or 0) <= STREAM_ABOVE:
+        body = "".join(pieces).encode()
+        _delivered(document, chunked=True)
+        return HttpResponse(body, content_type="application/json")
+
+    def stream() -> Iterator[bytes]:
+        for piece in pieces:
+            yield piece.encode()
+        _delivered(document, chunked=True)
+
+    response = StreamingHttpResponse(stream(), content_type="application/json")
+    response["X-Records-Count"] = str(document.records_count)
+    return response
+
+
+def status(key_id: int, document_id: uuid.UUID) -> HttpResponseBase:
     document = find(key_id, document_id)
     if not document.finished:
         return json_response(standard(document))
+    if _chunked(document):  # an export's success envelope
+        return _answer(document, _pieces(document))
     answer = _stored(document.response_body) if document.status == Status.SUCCESSFUL else None
     _delivered(document)
-    if isinstance(answer, dict) and "ApiDocument" in answer:  # an export's success envelope
+    if isinstance(answer, dict) and "ApiDocument" in answer:  # an export's success envelope, stored whole
         return json_response(answer)
     return json_response(standard(document))
 
@@ -343,22 +431,28 @@ GONE = (
 )
 
 
-def getdata(key_id: int, document_id: uuid.UUID) -> HttpResponse:
+def getdata(key_id: int, document_id: uuid.UUID) -> HttpResponseBase:
     """What a finished document was asked and answered, while that is kept."""
     document = find(key_id, document_id)
     if not document.finished:
         return json_response(standard(document))
-    if not document.keep_content and not (document.request_body or document.response_body):
+    chunked = _chunked(document)
+    if not document.keep_content and not (document.request_body or document.response_body or chunked):
         return json_response({"Message": GONE}, status=410)
-    _delivered(document)
-    return json_response(
-        {
-            "ApiDocumentId": str(document.document_id),
-            "Status": document.get_status_display(),
-            "ApiType": document.request_type,
-            "Source": document.source,
-            "Request": _stored(document.request_body),
-            "Response": _stored(document.response_body),
-            "Truncated": document.truncated,
-        }
-    )
+    data = {
+        "ApiDocumentId": str(document.document_id),
+        "Status": document.get_status_display(),
+        "ApiType": document.request_type,
+        "Source": document.source,
+        "Request": _stored(document.request_body),
+        "Response": _stored(document.response_body),
+        "Truncated": document.truncated,
+    }
+    if not chunked:
+        _delivered(document)
+        return json_response(data)
+    # The same JSON, with the stored answer's text put in as it is read.
+    del data["Response"], data["Truncated"]
+    head = f'{json.dumps(data)[:-1]}, "Response": '
+    tail = f', "Truncated": {json.dumps(document.truncated)}}}'
+    return _answer(document, itertools.chain([head], _pieces(document), [tail]))

@@ -8,6 +8,9 @@ An answer of more than STREAM_ABOVE rows (Top omitted means every matching
 row) is streamed: rows are read from the database in chunks and written as
 they come, so memory does not grow with the row count. Its ElapsedTime and EndDateTime come after
 `Response` (JSON objects are unordered), because only then are they known.
+
+An asynchronous export's answer is stored the same way, in pieces made as the rows
+come (envelope_rows, then envelope_head), and is the same text as envelope()'s.
 """
 
 import json
@@ -59,6 +62,37 @@ def envelope(document_id: uuid.UUID, request_type: str, result: ExportResult, st
     head["EndDateTime"] = chq_datetime(timezone.now())
     head["Response"] = {result.collection: rows}
     return {"ApiDocument": head}
+
+
+# An asynchronous export's answer is stored in pieces of about this many characters.
+PIECE_CHARS = 64 * 1024
+
+
+def envelope_rows(result: ExportResult, size: int = PIECE_CHARS) -> Iterator[str]:
+    """envelope()'s JSON text from its first row to its end, in pieces of about `size`
+    characters, made as the rows come: with envelope_head() before them, the very text
+    json.dumps(envelope(...)) gives, without ever holding more than one piece."""
+    piece: list[str] = []
+    length = 0
+    separator = ""
+    for row in result.rows:
+        text = separator + json.dumps(row)
+        separator = ", "
+        piece.append(text)
+        length += len(text)
+        if length >= size:
+            yield "".join(piece)
+            piece, length = [], 0
+    yield "".join(piece) + "]}}}"
+
+
+def envelope_head(document_id: uuid.UUID, request_type: str, result: ExportResult, started_at, clock: float) -> str:
+    """envelope()'s JSON text up to its first row. Made once the rows are written: it tells
+    the time they took."""
+    head = _head(document_id, request_type, result, started_at)
+    head["ElapsedTime"] = timespan(time.perf_counter() - clock)
+    head["EndDateTime"] = chq_datetime(timezone.now())
+    return f'{{"ApiDocument": {json.dumps(head)[:-1]}, "Response": {{{json.dumps(result.collection)}: ['
 
 
 def respond(document_id: uuid.UUID, request_type: str, result: ExportResult, started_at, clock: float) -> HttpResponse:
