@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('keys', '0013_api_documents'),
+        ('keys', '0014_worker_heartbeat'),
     ]
 
     operations = [
