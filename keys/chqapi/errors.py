@@ -16,7 +16,7 @@ from functools import wraps
 
 from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 
 from ..text import printable
@@ -84,8 +84,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def exception_response(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """The JSON answer for an exception an API view raised: 503 while the database
-    cannot be reached, else 500; the failure is logged, the answer says no more."""
+    """The JSON answer for an exception an API view raised: 400 for a body the client did
+    not send in full (cut off, or too slow for the server's read deadline: chq/gunicorn_worker.py),
+    503 while the database cannot be reached, else 500; the failure is logged, the answer says no more."""
+    if isinstance(exception, UnreadablePostError):
+        log.warning("API %s: the request body did not arrive: %s", printable(request.path), exception)
+        return error_response(400, "The request body did not arrive in full.")
     if isinstance(exception, DatabaseError):
         log.error("API %s: the database failed: %s", printable(request.path), exception.__class__.__name__)
         return unavailable()
