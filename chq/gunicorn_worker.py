@@ -7,17 +7,19 @@ body with blocking reads and no timeout, so a client that sends its headers and
 part of a body holds that thread for as long as it keeps the connection open
 (and, unlike a sync worker, the worker's heartbeat goes on, so gunicorn never
 kills it). Here every read of a request (headers and body) must finish within
-READ_TIMEOUT seconds of the request's start, and every write within
-READ_TIMEOUT seconds of its own start. A slow client then costs one thread of
-one worker for at most READ_TIMEOUT seconds and gets its connection closed (or,
-when the application was already reading the body, a 400: keys/chqapi/errors.py),
-while the other threads go on answering.
+READ_TIMEOUT seconds of the request's start, and every write within gunicorn's
+`timeout` (30 s: the bound a sync worker put on a whole request) of its own
+start. A slow client then costs one thread of one worker for at most
+READ_TIMEOUT seconds and gets its connection closed (or, when the application
+was already reading the body, a 400: keys/chqapi/errors.py), while the other
+threads go on answering.
 
 Failure mode: as many slow clients at once as there are threads in all workers
 (workers x threads) still make other calls wait, for READ_TIMEOUT seconds at most.
 """
 
 import logging
+import math
 import os
 import time
 
@@ -46,10 +48,11 @@ class _ReadDeadline:
     Everything else is the socket's own.
     """
 
-    def __init__(self, sock, timeout: float):
+    def __init__(self, sock, timeout: float, write_timeout: float):
         self._sock = sock
         self._timeout = timeout
-        self._deadline: float | None = None
+        self._write_timeout = write_timeout
+        self._deadline: float | None = None  # None: not serving a request (or gunicorn set its own timeout)
 
     def setblocking(self, flag: bool) -> None:
         if flag:
@@ -64,20 +67,25 @@ class _ReadDeadline:
         self._deadline = None
         self._sock.settimeout(timeout)
 
+    def _late(self) -> RequestTooSlow:
+        if self._deadline != -math.inf:  # logged once; later reads of this request fail at once
+            self._deadline = -math.inf
+            log.info(
+                "Closing a connection from %s: the request did not arrive within %g s", _peer(self._sock), self._timeout
+            )
+        return RequestTooSlow(f"the request did not arrive within {self._timeout:g} s")
+
     def _read(self, read, *args):
         if self._deadline is None:
             return read(*args)
         remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._late()
+        self._sock.settimeout(remaining)
         try:
-            if remaining <= 0:
-                raise TimeoutError
-            self._sock.settimeout(remaining)
             return read(*args)
         except TimeoutError:
-            self._deadline = None  # once: gunicorn's own drain and close come next
-            late = RequestTooSlow(f"the request did not arrive within {self._timeout:g} s")
-            log.info("Closing a connection from %s: %s", _peer(self._sock), late)
-            raise late from None
+            raise self._late() from None
 
     def recv(self, size: int, *flags) -> bytes:
         return self._read(self._sock.recv, size, *flags)
@@ -86,9 +94,10 @@ class _ReadDeadline:
         return self._read(self._sock.recv_into, buffer, *args)
 
     def _writing(self) -> None:
-        # An answer may take longer than the request's deadline to compute; each write gets its own.
+        # An answer may take longer than the request's deadline to compute, and a large one to
+        # send to a slow but honest client: each write gets its own, longer bound.
         if self._deadline is not None:
-            self._sock.settimeout(self._timeout)
+            self._sock.settimeout(self._write_timeout)
 
     def send(self, data, *flags) -> int:
         self._writing()
@@ -121,5 +130,5 @@ class ThreadWorker(gthread.ThreadWorker):
         # Called on the main thread for every new, kept-alive or deferred connection, before a thread reads it.
         # (TLS is the proxy's job here: gunicorn wraps the plain socket itself when it terminates TLS.)
         if not isinstance(conn.sock, _ReadDeadline) and not self.cfg.is_ssl:
-            conn.sock = _ReadDeadline(conn.sock, READ_TIMEOUT)
+            conn.sock = _ReadDeadline(conn.sock, READ_TIMEOUT, max(self.cfg.timeout, READ_TIMEOUT))
         super().enqueue_req(conn)
