@@ -4,7 +4,7 @@
 
 Worker class: gthread with a read deadline (chq/gunicorn_worker.py), because a sync
 worker is held for the whole worker timeout by any client that sends a partial
-request, and four of those stopped the API (tests/test_slow_clients.py).
+request, and four of those stopped the API (tests/test_gunicorn_server.py).
 """
 
 import multiprocessing

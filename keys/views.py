@@ -59,8 +59,7 @@ def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
     address.update({name: str(value) for name, value in state.items() if name != "q"})
     if searched_for := selectors.search_for_address(search):
         address["q"] = searched_for
-    if request.method == "POST":
-        request.GET = address  # what django-tables2's sort and page links start from
+    request.GET = address  # what django-tables2's sort and page links start from (an old ?q=<value> too)
     table = ApiKeyTable(selectors.api_key_list(search))
     if search:
         table.empty_text = "No key matches the search. Search looks in the value and the description."

@@ -121,6 +121,15 @@ def test_the_search_box_posts_and_a_post_without_the_csrf_token_is_refused(admin
     assert browser.post(reverse("keys:pane"), {"q": "x", "csrfmiddlewaretoken": token}).status_code == 200
 
 
+def test_an_old_address_with_a_value_finds_the_key_but_its_links_drop_the_value(admin_client, make_key):
+    key = make_key()
+    response = admin_client.get(reverse("keys:pane"), {"q": str(key.value), "sort": "-created_at"})
+    assert shown_ids(response) == {key.pk}
+    links = re.findall(r'href="([^"]*)"', response.content.decode())
+    assert [link for link in links if "sort=" in link]
+    assert not [link for link in links if str(key.value) in link]
+
+
 def test_search_is_bounded(admin_client):
     assert admin_client.get(reverse("keys:pane"), {"q": "x" * 201}).status_code == 400
 
