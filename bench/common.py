@@ -8,6 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# Production's gunicorn settings (worker class, threads, read deadline); the command line overrides them.
+GUNICORN_CONFIG = str(ROOT / "chq" / "gunicorn.conf.py")
 
 
 def free_port() -> int:

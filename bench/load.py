@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import PYTHON, ROOT, free_port, manage
+from bench.common import GUNICORN_CONFIG, PYTHON, ROOT, free_port, manage
 from chq.dotenv import fresh_secrets
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
@@ -168,7 +168,16 @@ def main() -> None:
         )
         port = free_port()
         server = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "chq.wsgi", "-b", f"127.0.0.1:{port}", "-w", WORKERS, "--log-level", "critical"],
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "-c",
+                GUNICORN_CONFIG,
+                f"-b=127.0.0.1:{port}",
+                f"-w={WORKERS}",
+                "--log-level=critical",
+            ],
             cwd=ROOT,
             env=env,
             stderr=subprocess.DEVNULL,

@@ -1,7 +1,8 @@
 """What a guarded API call costs, against the real limit, over real HTTP.
 
-Three servers run side by side under the same gunicorn settings (sync workers,
-BENCH_WORKERS of them, production settings):
+Three servers run side by side under the same gunicorn settings (production's
+chq/gunicorn.conf.py: gthread workers with a read deadline, BENCH_WORKERS of them;
+GUNICORN_CMD_ARGS="--worker-class=sync" measures sync workers instead), production settings:
   - bare:    a bare Django project, one JsonResponse view, CommonMiddleware only
              (bench/baselines/bare.py): the limit, paying no database, no key.
   - drf:     Django REST framework + djangorestframework-api-key's HasAPIKey
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import PYTHON, ROOT, free_port, manage
+from bench.common import GUNICORN_CONFIG, PYTHON, ROOT, free_port, manage
 from chq.dotenv import fresh_secrets
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -66,7 +67,7 @@ class Row:
 def start(name: str, app: str, env: dict, scratch: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", WORKERS, "--log-level", "warning"],
+        [PYTHON, "-m", "gunicorn", "-c", GUNICORN_CONFIG, app, f"--bind=127.0.0.1:{port}", f"--workers={WORKERS}"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -192,7 +193,9 @@ def count_stored(env: dict) -> int:
 def report(rows: list[Row], stored: int, env: dict) -> None:
     database = env["DATABASE_URL"].split(":")[0]
     cache = env.get("CACHE_URL", "none").split(":")[0]
-    print(f"gunicorn {WORKERS} sync workers per server; wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s a row, {ROUNDS} rounds")
+    worker = os.environ.get("GUNICORN_CMD_ARGS") or "chq/gunicorn.conf.py"
+    print(f"gunicorn {WORKERS} workers per server ({worker}); wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s a row", end="")
+    print(f", {ROUNDS} rounds")
     print(f"product: database {database}, shared cache {cache}; medians of the rounds")
     bare, drf, drf_default = rows[0], rows[1], rows[-1]
     header = (

@@ -3,4 +3,6 @@ so a call does not walk the admin's and the pane's patterns first."""
 
 from django.urls import include, path
 
-urlpatterns = [path("chqapi/", include("keys.chqapi.urls"))]
+from keys.chqapi.urls import missed
+
+urlpatterns = [path("chqapi/", include("keys.chqapi.urls")), *missed]

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 from chq.health import healthz
 from keys.chqapi import swagger
+from keys.chqapi.urls import missed
 
 
 def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
@@ -21,6 +22,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("settings/", include("keys.urls")),
     path("chqapi/", include("keys.chqapi.urls")),
+    *missed,
     # CHQ's Swagger page, at CHQ's own path (keys/chqapi/swagger.py).
     path("integration/api/index", swagger.swagger_page, name="swagger"),
     path("integration/api/openapi.json", swagger.openapi_document, name="openapi-document"),

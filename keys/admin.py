@@ -13,8 +13,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -23,7 +23,7 @@ from .audit import Actor
 from .chqapi import documents
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit, KeyUsage
 from .permissions import ACCESS, can_change
-from .selectors import key_search
+from .selectors import key_search, search_for_address
 
 
 def _posted_version(request) -> int | None:
@@ -141,6 +141,10 @@ class ApiKeyAdminForm(forms.ModelForm):
         return cleaned
 
 
+# A search for a value finds one key, a long part of one hardly more; the address stays short.
+SEARCH_FOUND_LIMIT = 200
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     form = ApiKeyAdminForm
@@ -149,6 +153,11 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     # Searched like the pane (description words, the whole value or a part of it): values are
     # stored encrypted, so the admin's own icontains over columns cannot find them.
     search_fields = ("description",)
+    # The search box posts to search_view (templates/admin/keys/apikey/search_form.html), never a GET ?q=.
+    search_help_text = (
+        "Description words, the last four characters of a value, or a whole value. A search for a value "
+        "lists the keys it finds without putting the value in the address (or in the search box)."
+    )
     readonly_fields = (
         "value",
         "created_at",
@@ -171,6 +180,32 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         return (queryset.filter(key_search(search_term)) if search_term.strip() else queryset), False
+
+    def get_urls(self):
+        search = path("search/", self.admin_site.admin_view(self.search_view), name="keys_apikey_search")
+        return [search, *super().get_urls()]
+
+    def search_view(self, request: HttpRequest) -> HttpResponse:
+        """The changelist's search, posted: a key value must never stand in an address (access logs,
+        browser history). A search without one goes on to the changelist's own `?q=`; one with
+        one is answered with the keys it finds, by id (`?id__in=`), and a message that says so."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        params = request.POST.copy()
+        query = " ".join(params.pop("q", [""])[-1].split())
+        for name in ("csrfmiddlewaretoken", "id__in"):  # the token, and the last value search's answer
+            params.pop(name, None)
+        if search_for_address(query) == query:
+            if query:
+                params["q"] = query
+        else:
+            found = list(ApiKey.objects.filter(key_search(query)).values_list("pk", flat=True)[:SEARCH_FOUND_LIMIT])
+            params["id__in"] = ",".join(map(str, found)) or "0"
+            self.message_user(request, f"{len(found)} key(s) match the search for a key value.")
+        changelist = reverse("admin:keys_apikey_changelist")
+        return HttpResponseRedirect(f"{changelist}?{params.urlencode()}" if params else changelist)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:

@@ -52,6 +52,22 @@ def key_search(search: str) -> Q:
     return condition
 
 
+# At most this many hex digits of a key's value may stand in an address (URL): the last four
+# characters, as CHQ users quote a key, and any part up to one group of a GUID (32 of its 122 bits).
+ADDRESS_VALUE_DIGITS = 8
+
+
+def search_for_address(search: str) -> str:
+    """`search` as an address may carry it: without the words that are a longer part of a key
+    value (a whole value above all). URLs end up in access logs, browser history and a login's
+    `next=`; the value is the key."""
+    return " ".join(
+        word
+        for word in search.split()
+        if not (set(word.lower()) <= GUID_CHARACTERS and len(word.replace("-", "")) > ADDRESS_VALUE_DIGITS)
+    )
+
+
 def _values_containing(part: str) -> list[int]:
     """Keys whose value contains `part`. Values are stored only encrypted, so the
     database cannot compare them: each is decrypted here (about 12 µs a key measured, so

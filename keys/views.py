@@ -7,11 +7,11 @@ import json
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import trigger_client_event
+from django_htmx.http import push_url, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
 from . import selectors, services
@@ -45,13 +45,22 @@ def settings_index(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "keys/settings.html")
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @integration_access_required
 def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
-    query = TableQueryForm(request.GET, columns=SORTABLE)
+    """The keys table. The search box posts its words (a POST that changes nothing): they may be
+    a key's value, which must never stand in an address. The address shown (pushed into the
+    browser's history) and the table's sort and page links carry the search without such words."""
+    query = TableQueryForm(request.POST if request.method == "POST" else request.GET, columns=SORTABLE)
     if not query.is_valid():
         return render(request, "400.html", {"message": query.problem()}, status=400)
     search = query.cleaned_data["q"]
+    state = {name: value for name, value in query.cleaned_data.items() if value}
+    address = QueryDict(mutable=True)
+    address.update({name: str(value) for name, value in state.items() if name != "q"})
+    if searched_for := selectors.search_for_address(search):
+        address["q"] = searched_for
+    request.GET = address  # what django-tables2's sort and page links start from (an old ?q=<value> too)
     table = ApiKeyTable(selectors.api_key_list(search))
     if search:
         table.empty_text = "No key matches the search. Search looks in the value and the description."
@@ -72,10 +81,15 @@ def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
         "table": table,
         "can_change": can_change(request.user),
         "search": search,
+        "table_state": json.dumps(state),
         "section": "integrations",
         "refused": {reason.replace("_", " "): n for reason, n in refusal_counts().items() if n},
     }
-    return render(request, template, context)
+    response = render(request, template, context)
+    if request.method == "POST" and request.htmx.trigger == "key-search-form":
+        # Only a search is a step back can return to; the table reloading itself is not.
+        push_url(response, f"{request.path}?{address.urlencode()}" if address else request.path)
+    return response
 
 
 def _key_dialog(request: HtmxHttpRequest, key: ApiKey | None) -> HttpResponse:

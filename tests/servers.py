@@ -1,4 +1,4 @@
-"""A real multi-worker gunicorn server on a scratch database, for the tests
+"""A real multi-worker gunicorn server (production's chq/gunicorn.conf.py) on a scratch database, for the tests
 that must go over a socket (chunked bodies, throttling shared by workers,
 freshness across workers). Production settings (DEBUG off), embedded SQLite
 unless DATABASE_URL says otherwise."""
@@ -22,6 +22,7 @@ import pytest
 from chq.dotenv import fresh_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG = str(ROOT / "chq" / "gunicorn.conf.py")
 
 
 def free_port() -> int:
@@ -45,10 +46,12 @@ class Server:
             raise AssertionError(f"manage.py {' '.join(args)} failed: {result.stderr}")
         return result.stdout.strip()
 
-    def post(self, path: str, body: bytes = b"{}", headers: dict[str, str] | None = None) -> tuple[int, bytes, dict]:
+    def post(
+        self, path: str, body: bytes = b"{}", headers: dict[str, str] | None = None, *, timeout: float = 30
+    ) -> tuple[int, bytes, dict]:
         request = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers or {})
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), dict(exc.headers)
@@ -85,7 +88,8 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
     for command in (["migrate", "--no-input"], ["collectstatic", "--no-input"]):
         subprocess.run([sys.executable, "manage.py", *command, "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "chq.wsgi", f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
+        # Production's own gunicorn settings (worker class, threads, timeouts), on a port of its own.
+        [sys.executable, "-m", "gunicorn", "-c", CONFIG, f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -208,6 +208,37 @@ def test_search_by_value_and_description(client, staff, make_key):
         assert str(other.value) not in html, term
 
 
+def test_the_changelist_search_posts_and_a_key_value_never_reaches_an_address(client, staff, make_key):
+    wanted, other = make_key(description="shopify"), make_key(description="shopify")
+    client.force_login(staff("viewer"))
+    changelist = reverse("admin:keys_apikey_changelist")
+    html = client.get(changelist, {"is_active__exact": "1"}).content.decode()
+    assert f'<form id="changelist-search" method="post" action="{reverse("admin:keys_apikey_search")}"' in html
+    assert '<input type="hidden" name="is_active__exact" value="1">' in html  # the filters go along
+    value = str(wanted.value)
+    for term in (value, value.upper().replace("-", ""), f"shopify {value[:20]}"):
+        response = client.post(reverse("admin:keys_apikey_search"), {"q": term, "is_active__exact": "1"})
+        assert response.status_code == 302
+        assert response["Location"] == f"{changelist}?is_active__exact=1&id__in={wanted.pk}", term
+        html = client.get(response["Location"]).content.decode()
+        assert value in html  # the key's own row
+        assert str(other.value) not in html
+        assert "1 key(s) match the search for a key value." in html
+        assert f'value="{term}"' not in html  # the search box does not show it either
+
+
+def test_a_changelist_search_without_a_value_is_the_admins_own(client, staff, make_key):
+    client.force_login(staff("viewer"))
+    changelist = reverse("admin:keys_apikey_changelist")
+    search = reverse("admin:keys_apikey_search")
+    response = client.post(search, {"q": " shopify  eu ", "id__in": "7"})  # a value search's answer is replaced
+    assert response["Location"] == f"{changelist}?q=shopify+eu"
+    assert client.post(search, {"q": ""})["Location"] == changelist
+    assert client.get(search).status_code == 405
+    client.force_login(staff("none"))
+    assert client.post(search, {"q": "x"}).status_code == 403
+
+
 def test_logging_on_filter(client, staff, make_key, inventory_export):
     on = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
     off = make_key(grants=[inventory_export.pk])

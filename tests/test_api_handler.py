@@ -66,11 +66,67 @@ def test_plain_http_is_redirected_when_https_is_required(allowed_key, settings):
     assert headers["Location"] == "https://127.0.0.1/chqapi/export/inventory"
 
 
-def test_a_disallowed_host_is_a_400_not_a_500(allowed_key, settings):
-    settings.SECURE_SSL_REDIRECT = True  # the redirect is what reads the host
+HOST_REFUSED = {"Message": "This server does not answer for that host."}
+
+
+@pytest.mark.parametrize(
+    ("redirect", "environ"),
+    [
+        (False, {}),  # nothing on the way reads the host
+        (True, {}),  # the HTTPS redirect would have read it, and answered the site's HTML 400
+        (True, {"HTTP_X_FORWARDED_PROTO": "https"}),  # behind a TLS proxy: no redirect, nothing read it
+    ],
+    ids=["plain", "https-redirect", "tls-proxy"],
+)
+def test_a_disallowed_host_is_a_json_400_before_any_work(
+    allowed_key, settings, django_assert_num_queries, redirect, environ
+):
+    settings.SECURE_SSL_REDIRECT = redirect
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     settings.ALLOWED_HOSTS = ["chq.example"]
-    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler(), HTTP_HOST="evil.example")
-    assert status == 400
+    with django_assert_num_queries(0):  # no key lookup: a valid key made no difference
+        status, headers, content = call(
+            "/chqapi/export/inventory", allowed_key, app=ApiHandler(), HTTP_HOST="evil.example", **environ
+        )
+    assert (status, json.loads(content)) == (400, HOST_REFUSED)
+    assert headers["Content-Type"] == "application/json"
+    assert "Set-Cookie" not in headers
+    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler(), HTTP_HOST="chq.example", **environ)
+    assert status == (301 if redirect and not environ else 501)
+
+
+def test_a_disallowed_host_is_refused_on_site_pages_and_through_the_test_client_too(allowed_key, settings, client):
+    settings.ALLOWED_HOSTS = ["chq.example"]
+    for path in ("/settings/integrations/keys/", "/accounts/login/", "/healthz"):
+        status, headers, content = call(path, method="GET", HTTP_HOST="evil.example")
+        assert (status, json.loads(content)) == (400, HOST_REFUSED), path
+        assert "Set-Cookie" not in headers
+    # The test client runs the site's MIDDLEWARE for /chqapi/ too: the same check comes first.
+    response = client.post(
+        "/chqapi/export/inventory",
+        b"{}",
+        content_type="application/json",
+        HTTP_APIKEY=allowed_key,
+        HTTP_HOST="evil.example",
+    )
+    assert (response.status_code, response.json()) == (400, HOST_REFUSED)
+    assert not response.cookies
+    assert client.get("/accounts/login/", HTTP_HOST="chq.example").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "method"), [("//chqapi/export/inventory", "POST"), ("/chqapi", "POST"), ("/chqapi", "GET")]
+)
+def test_paths_next_to_the_apis_answer_its_json_404(allowed_key, client, path, method):
+    status, headers, content = call(path, allowed_key, method=method)
+    assert status == 404
+    assert headers["Content-Type"] == "application/json"
+    assert "no such API route" in json.loads(content)["Message"]
+    assert "Set-Cookie" not in headers
+    if path.startswith("//"):
+        return  # the test client would read "//chqapi" as a host name; the socket test sends it
+    response = client.generic(method, path, b"{}", content_type="application/json", HTTP_APIKEY=allowed_key)
+    assert (response.status_code, response["Content-Type"]) == (404, "application/json")
 
 
 def test_every_route_is_served_and_the_rest_is_a_json_404_or_405(allowed_key):

@@ -2,8 +2,10 @@
 search, the state of each key, history in the pane's words, the log viewer's
 type filter. The browser tests walk the same parts in Chromium."""
 
+import json
 import re
 from datetime import date, datetime, timedelta
+from html import unescape as html_unescape
 
 import pytest
 from django.test import Client
@@ -58,6 +60,74 @@ def test_search_with_nothing_found_says_so_and_keeps_the_query(admin_client, mak
     html = admin_client.get(reverse("keys:pane"), {"q": "absent"}).content.decode()
     assert "No key matches the search." in html
     assert 'value="absent"' in html
+
+
+def search(client, q: str):
+    """The search box as htmx sends it: a POST from the search form."""
+    return client.post(reverse("keys:pane"), {"q": q}, HTTP_HX_REQUEST="true", HTTP_HX_TRIGGER="key-search-form")
+
+
+@pytest.mark.parametrize("form", ["hyphenated", "bare", "upper", "a long part"])
+def test_a_search_for_a_key_value_finds_it_and_the_value_never_reaches_an_address(admin_client, make_key, form):
+    key, other = make_key(description="shop"), make_key(description="shop")
+    value = str(key.value)
+    typed = {"hyphenated": value, "bare": key.value.hex, "upper": value.upper(), "a long part": value[:23]}[form]
+    response = search(admin_client, f"shop {typed}")
+    assert shown_ids(response) == {key.pk}
+    assert response["HX-Push-Url"] == f"{reverse('keys:pane')}?q=shop"  # the rest of the search, not the value
+    html = response.content.decode()
+    addresses = re.findall(r'(?:href|hx-get|hx-post|action)="([^"]*)"', html)
+    assert addresses  # the sort links are there
+    assert not [a for a in addresses if typed.lower() in a.lower()]
+    # The table reloading itself after a change posts the whole search again: it keeps finding the key.
+    state = json.loads(html_unescape(re.search(r'hx-vals="([^"]*)"', html).group(1)))
+    assert state == {"q": f"shop {typed}"}
+    reloaded = admin_client.post(reverse("keys:pane"), state, HTTP_HX_REQUEST="true", HTTP_HX_TRIGGER="key-table")
+    assert shown_ids(reloaded) == {key.pk}
+    assert "HX-Push-Url" not in reloaded  # a reload is no step for the back button
+    assert other.pk not in shown_ids(reloaded)
+
+
+def test_a_search_without_a_value_keeps_its_words_in_the_address_and_the_sort_links(admin_client, make_key):
+    shop = make_key(description="shopify EU")
+    make_key(description="erp")
+    response = search(admin_client, "shopify " + str(shop.value)[-4:])
+    assert shown_ids(response) == {shop.pk}
+    pushed = response["HX-Push-Url"]
+    assert pushed == f"{reverse('keys:pane')}?q=shopify+{str(shop.value)[-4:]}"
+    assert "q=shopify" in re.search(r'<th[^>]*>\s*<a href="([^"]*)"', response.content.decode()).group(1)
+    assert shown_ids(admin_client.get(pushed)) == {shop.pk}  # reload and back land on the same keys
+
+
+def test_a_search_after_the_session_ended_sends_to_the_login_without_the_value(client, make_key):
+    value = str(make_key().value)
+    response = search(client, value)
+    assert response.status_code in (200, 302)
+    assert reverse("login") in (response.get("Location", "") + response.get("HX-Redirect", ""))
+    assert value not in str(response.headers)
+
+
+def test_the_search_box_posts_and_a_post_without_the_csrf_token_is_refused(administrator, make_key):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(administrator)
+    html = browser.get(reverse("keys:pane")).content.decode()
+    form = re.search(r'<form id="key-search-form"[^>]*>', html).group(0)
+    assert 'method="post"' in form
+    assert "hx-post=" in form
+    assert "hx-get" not in form
+    assert "hx-push-url" not in form
+    assert browser.post(reverse("keys:pane"), {"q": "x"}).status_code == 403
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    assert browser.post(reverse("keys:pane"), {"q": "x", "csrfmiddlewaretoken": token}).status_code == 200
+
+
+def test_an_old_address_with_a_value_finds_the_key_but_its_links_drop_the_value(admin_client, make_key):
+    key = make_key()
+    response = admin_client.get(reverse("keys:pane"), {"q": str(key.value), "sort": "-created_at"})
+    assert shown_ids(response) == {key.pk}
+    links = re.findall(r'href="([^"]*)"', response.content.decode())
+    assert [link for link in links if "sort=" in link]
+    assert not [link for link in links if str(key.value) in link]
 
 
 def test_search_is_bounded(admin_client):

@@ -1,7 +1,7 @@
 """The /chqapi/ side: what integrators' programs call with an ApiKey header.
 
 - guard: the ApiKey check around every call, refusals, bookkeeping, the handler registry;
-- views, urls, errors: the routes, and JSON answers for every failure;
+- views, urls, errors, paths: the routes, which paths are the API's, and JSON answers for every failure;
 - handlers: the API types this installation serves itself;
 - writer, spool: storing API documents exactly once.
 - documents, tasks, worker: asynchronous documents, their task, and the task worker that

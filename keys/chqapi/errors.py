@@ -1,23 +1,53 @@
 """Every /chqapi/ answer is JSON in the API's error shape, whatever goes wrong:
-an unknown route (404), a wrong method (405), an unexpected failure (500), or
-a database or shared state that cannot be reached (503 with Retry-After, from
-keys/outages.py). Integrators' programs parse every answer; an HTML error page
-is one they cannot read."""
+an unknown route (404, also for `/chqapi` and `//chqapi/...`), a wrong method (405),
+an unexpected failure (500), or a database or shared state that cannot be reached
+(503 with Retry-After, from keys/outages.py). Integrators' programs parse every
+answer; an HTML error page is one they cannot read.
+
+A request for a host not in ALLOWED_HOSTS, on any path, is refused here too, as the
+first step of both handlers (the site's chain and keys/chqapi/wsgi.py): Django checks
+the Host only where something asks for it (request.get_host()), which the API's
+handler never did.
+"""
 
 import logging
 from collections.abc import Callable
 from functools import wraps
 
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import outages
 from ..text import printable
 from .guard import error_response
+from .paths import is_api_path
 
 log = logging.getLogger("keys.api")
+# Where Django itself reports a disallowed host, so that deployments' filters for it still apply.
+host_log = logging.getLogger("django.security.DisallowedHost")
 
-API_PREFIX = "/chqapi/"
+
+def disallowed_host(request: HttpRequest) -> HttpResponse | None:
+    """400 for a Host header ALLOWED_HOSTS does not accept; None for one it does. Reads only
+    the Host (or X-Forwarded-Host) header: no cookie, session, key lookup or body."""
+    try:
+        request.get_host()
+    except DisallowedHost as exc:
+        host_log.error("%s", exc, extra={"status_code": 400, "request": request})
+        return error_response(400, "This server does not answer for that host.")
+    return None
+
+
+class AllowedHostMiddleware:
+    """First on the site's chain: a disallowed host is refused before any other middleware
+    runs (none sets a cookie or reads a session for it). keys/chqapi/wsgi.py runs the same check first."""
+
+    def __init__(self, get_response: Callable):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return disallowed_host(request) or self.get_response(request)
 
 
 def post_only(view: Callable) -> Callable:
@@ -46,7 +76,7 @@ def not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: JSON under /chqapi/, Django's page elsewhere."""
-    if request.path.startswith(API_PREFIX):
+    if is_api_path(request.path):
         return error_response(500, "The server failed while carrying out the call.")
     from django.views.defaults import server_error as html_server_error
 
@@ -54,8 +84,13 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def exception_response(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """The JSON answer for an exception an API view raised: 503 while the database or the
-    shared state cannot be reached, else 500; the failure is logged, the answer says no more."""
+    """The JSON answer for an exception an API view raised: 400 for a body the client did
+    not send in full (cut off, or too slow for the server's read deadline: chq/gunicorn_worker.py),
+    503 while the database or the shared state cannot be reached, else 500; the failure is
+    logged, the answer says no more."""
+    if isinstance(exception, UnreadablePostError):
+        log.warning("API %s: the request body did not arrive: %s", printable(request.path), exception)
+        return error_response(400, "The request body did not arrive in full.")
     if isinstance(exception, outages.ERRORS):
         return outages.unavailable(exception, f"API {printable(request.path)}")
     log.error("API %s failed", printable(request.path), exc_info=exception)
@@ -74,6 +109,6 @@ class ApiErrorsMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not request.path.startswith(API_PREFIX):
+        if not is_api_path(request.path):
             return None
         return exception_response(request, exception)

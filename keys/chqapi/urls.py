@@ -13,3 +13,8 @@ urlpatterns = [
     # Everything else under /chqapi/ answers 404 in the API's JSON shape, in DEBUG too.
     re_path(r"", errors.not_found),
 ]
+
+# For the project's URLconfs, after include("keys.chqapi.urls"): `/chqapi` (no slash, which
+# CommonMiddleware would otherwise redirect with an HTML 301) and `//chqapi/...` are API
+# paths too (paths.is_api_path) that no route serves. ("(?:/*)", not "/*": urls.W002 flags a leading slash.)
+missed = [re_path(r"^(?:/*)chqapi(?:/|\Z)", errors.not_found)]

@@ -3,8 +3,10 @@
 Calls come from programs, never from a browser: they need no session, CSRF
 cookie, messages, login lockout, htmx, static files or content security policy.
 So instead of a middleware chain this handler runs, around the view, exactly
-the two steps an API answer needs:
+the steps an API answer needs:
 
+- the Host check (keys/chqapi/errors.py): a host ALLOWED_HOSTS does not accept is a
+  JSON 400 before anything else, as on the site's chain;
 - SecurityMiddleware's own request and response steps (HTTPS redirect, nosniff,
   HSTS, referrer and opener policies): Django's code, the same headers as the
   site's;
@@ -13,7 +15,7 @@ the two steps an API answer needs:
 Everything else is Django's WSGIHandler as it is: the request and response
 objects, the request_started / request_finished signals that keep database
 connections healthy, error logging, Django's answer to an exception raised
-before the view (a disallowed host is a 400).
+before the view.
 
 Routes come from the API's own URLconf (chq/api_urls.py); a path's resolution
 is remembered, because resolving the same few paths again and again was a
@@ -103,7 +105,10 @@ class ApiHandler(WSGIHandler):
 
     def get_response(self, request: HttpRequest) -> HttpResponse:
         try:
-            response = self.security.process_request(request) or _view_response(request)
+            # The Host first (as AllowedHostMiddleware does on the site's chain), before any other work.
+            response = (
+                errors.disallowed_host(request) or self.security.process_request(request) or _view_response(request)
+            )
             response = self.security.process_response(request, response)
         except Exception as exc:  # raised before the view or by the security step: Django's own answer
             response = response_for_exception(request, exc)

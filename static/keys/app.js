@@ -176,7 +176,9 @@
   }
 
   document.addEventListener("htmx:afterSwap", (event) => {
-    const target = event.detail.target;
+    // A history restore (the back button) swaps without a request: no detail.target or detail.elt.
+    const target = event.detail.target || event.target;
+    const elt = event.detail.elt || event.target;
     if (target.id === "dialog") {
       if (!target.open) target.showModal();
       const first = $("[autofocus]", target) || $(".errors", target) || $("input, button", target);
@@ -186,7 +188,7 @@
       }
       setUpKeyForm(target);
     }
-    if (target.id === "key-table" || event.detail.elt.id === "key-table") {
+    if (target.id === "key-table" || elt.id === "key-table") {
       const keep = rows().find((r) => r.dataset.id === (pendingSelect ?? selectedId));
       pendingSelect = null;
       select(keep || null, false);

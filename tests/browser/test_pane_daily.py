@@ -318,6 +318,39 @@ def test_keys_table_search_by_description_and_last_four(login, administrator, si
     expect(page.locator("#key-table")).to_contain_text("No key matches the search.")
 
 
+def test_keys_table_search_by_a_whole_value_never_puts_it_in_an_address(login, administrator, make_key):
+    shop = make_key(description="Shopify orders")
+    wanted = make_key(description="Shopify returns")
+    value = str(wanted.value)
+    page = login(administrator)
+    addresses = []
+    page.on("request", lambda request: addresses.append(request.url))
+    search = page.get_by_role("searchbox", name="search keys")
+    search.fill("shopify")
+    expect(row_of(page, shop)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"\?q=shopify$"))
+
+    search.fill(value)  # as pasted from an integrator's message
+    expect(row_of(page, shop)).to_have_count(0)
+    expect(row_of(page, wanted)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/settings/integrations/keys/$"))
+    # A change reloads the table with the same search (posted again, not put in an address).
+    row_of(page, wanted).click()
+    page.get_by_role("button", name="edit").click()
+    dialog(page).get_by_label("description").fill("Shopify returns EU")
+    dialog(page).get_by_role("button", name="save").click()
+    expect(row_of(page, wanted)).to_contain_text("Shopify returns EU")
+    expect(row_of(page, shop)).to_have_count(0)
+
+    page.go_back()  # the search before
+    expect(page).to_have_url(re.compile(r"\?q=shopify$"))
+    expect(row_of(page, shop)).to_be_visible()
+    page.reload()
+    expect(row_of(page, shop)).to_be_visible()
+    for part in (value, wanted.value.hex, value[:23]):
+        assert not [address for address in addresses if part in address], part
+
+
 # --- 4. history ----------------------------------------------------------------------------
 
 
