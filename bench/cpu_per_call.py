@@ -63,14 +63,16 @@ export = ApiType.objects.get(direction="export", api_id="inventory")
 imports = ApiType.objects.get(direction="import", api_id="inventory")
 plain = api_key_create(description="cpu plain", is_active=True, grants=[GrantSpec(export.pk)])
 logged = api_key_create(description="cpu logged", is_active=True, grants=[GrantSpec(imports.pk, logged=True)])
-print(plain.value, logged.value)
+unlogged = api_key_create(description="cpu unlogged", is_active=True, grants=[GrantSpec(imports.pk)])
+print(plain.value, logged.value, unlogged.value)
 """
-    plain, logged = manage(env, "shell", "-c", code).split()[-2:]
+    plain, logged, unlogged = manage(env, "shell", "-c", code).split()[-3:]
     process, url = start("product", "chq.wsgi", env, scratch)
     try:
         for row in (
             Row("allowed", "product", "/chqapi/export/inventory", 501, {"ApiKey": plain}),
             Row("logged", "product", "/chqapi/import/inventory", 200, {"ApiKey": logged}),
+            Row("same call unlogged", "product", "/chqapi/import/inventory", 200, {"ApiKey": unlogged}),
         ):
             wrk(url, row)  # warm
             before = cpu_ticks()
@@ -85,8 +87,9 @@ print(plain.value, logged.value)
                     per_name[name] = per_name.get(name, 0) + spent
             requests = result["requests"]
             shares = sorted(per_name.items(), key=lambda item: -item[1])[:6]
+            total = sum(per_name.values()) / TICKS * 1e6 / requests
             print(
-                f"{row.name}: {result['rps']:.0f} req/s; CPU µs per request: "
+                f"{row.name}: {result['rps']:.0f} req/s; CPU µs per request {total:.0f} in all: "
                 + ", ".join(f"{name} {ticks / TICKS * 1e6 / requests:.0f}" for name, ticks in shares)
             )
     finally:

@@ -1,8 +1,9 @@
 """What a guarded API call costs, against the real limit, over real HTTP.
 
 Three servers run side by side under the same gunicorn settings (production's
-chq/gunicorn.conf.py: gthread workers with a read deadline, BENCH_WORKERS of them;
-GUNICORN_CMD_ARGS="--worker-class=sync" measures sync workers instead), production settings:
+chq/gunicorn.conf.py: sync workers, BENCH_WORKERS of them; wrk calls gunicorn
+directly, without production's nginx in front, so every row pays the same server
+and only the application differs), production settings:
   - bare:    a bare Django project, one JsonResponse view, CommonMiddleware only
              (bench/baselines/bare.py): the limit, paying no database, no key.
   - drf:     Django REST framework + djangorestframework-api-key's HasAPIKey

@@ -4,6 +4,7 @@ freshness across workers). Production settings (DEBUG off), embedded SQLite
 unless DATABASE_URL says otherwise."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -134,3 +135,61 @@ def scratch_postgres_database() -> Iterator[str]:
                     break
                 except psycopg.errors.ObjectInUse:
                     time.sleep(0.5 * (attempt + 1))
+
+
+@dataclass
+class Front:
+    """nginx in front of a test server, configured by deploy/nginx-chq.conf itself."""
+
+    url: str
+    process: subprocess.Popen
+
+    post = Server.post  # the same client call, to the front's address
+    stop = Server.stop
+
+
+@contextmanager
+def nginx_in_front(server: Server, tmp: Path) -> Iterator[Front]:
+    """Production's buffering proxy (deploy/nginx-chq.conf) on a port of its own, passing to `server`."""
+    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).is_file()), None)
+    if nginx is None:
+        pytest.skip("needs nginx, production's buffering proxy: apt-get install nginx (CI's .ci/run installs it)")
+    port = free_port()
+    upstream = server.url.removeprefix("http://")
+    site = (ROOT / "deploy" / "nginx-chq.conf").read_text()
+    assert "server 127.0.0.1:8000;" in site
+    assert "listen 80;" in site
+    site = site.replace("server 127.0.0.1:8000;", f"server {upstream};").replace(
+        "listen 80;", f"listen 127.0.0.1:{port};"
+    )
+    folder = tmp / "nginx"
+    folder.mkdir()
+    (folder / "chq.conf").write_text(site)
+    temp = " ".join(
+        f"{kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (folder / "nginx.conf").write_text(
+        f"{'user root;' if os.geteuid() == 0 else ''}\n"
+        f"worker_processes 1; daemon off; pid {folder / 'nginx.pid'}; error_log {folder / 'error.log'} info;\n"
+        f"events {{ worker_connections 256; }}\n"
+        f"http {{ access_log {folder / 'access.log'}; {temp} include {folder / 'chq.conf'}; }}\n"
+    )
+    process = subprocess.Popen(
+        [nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "stderr.log", "wb"),  # noqa: SIM115  (closed with the process)
+    )
+    front = Front(f"http://127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(front.url + "/healthz", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not start: {(folder / 'stderr.log').read_text()}") from None
+                time.sleep(0.1)
+        yield front
+    finally:
+        front.stop()

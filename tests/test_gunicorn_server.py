@@ -1,5 +1,6 @@
 """The production server as production runs it: gunicorn with chq/gunicorn.conf.py
-(2 workers here), called over loopback sockets by clients that misbehave."""
+(2 sync workers here) behind nginx with deploy/nginx-chq.conf, called over loopback
+sockets by clients that misbehave."""
 
 import http.client
 import json
@@ -11,9 +12,9 @@ import pytest
 
 from tests import servers
 
-# Short, so the test does not wait long for the slow clients to be cut off; the calls
-# in between must be answered well before it.
-READ_TIMEOUT = 8
+# nginx's client_header_timeout and client_body_timeout (deploy/nginx-chq.conf); the
+# calls in between must be answered well before it.
+READ_TIMEOUT = 10
 PROMPT = 5
 DOCUMENT = json.dumps({"Source": "ERP", "Data": {"Request": {"Top": 1}}}).encode()
 
@@ -23,7 +24,7 @@ def server(tmp_path_factory):
     running = servers.start(
         tmp_path_factory.mktemp("gunicorn"),
         workers=2,
-        extra_env={"GUNICORN_READ_TIMEOUT": str(READ_TIMEOUT), "SECURE_PROXY_SSL_HEADER": "true"},
+        extra_env={"SECURE_PROXY_SSL_HEADER": "true", "KEYS_TRUSTED_PROXIES": "1"},
     )
     yield running
     running.stop()
@@ -32,6 +33,12 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def key(server):
     return server.manage("create_api_key", "--description", "gunicorn", "--all", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def front(server, tmp_path_factory):
+    with servers.nginx_in_front(server, tmp_path_factory.mktemp("nginx")) as running:
+        yield running
 
 
 def _connect(server) -> socket.socket:
@@ -83,34 +90,43 @@ def test_paths_next_to_the_apis_answer_its_json_404(server, key, target):
     assert headers.get("Set-Cookie") is None
 
 
-def test_more_slow_clients_than_workers_do_not_stop_the_api(server, key):
+def test_more_slow_clients_than_workers_do_not_stop_the_api(server, front, key):
+    """8 slow connections against 2 sync workers, through nginx: nginx holds them, gunicorn
+    never sees them, other calls are answered at once, and nginx cuts the slow ones off."""
     headers = f"POST /chqapi/export/apidocument HTTP/1.1\r\nHost: 127.0.0.1\r\nApiKey: {key}\r\n"
     slow = []
     for number in range(8):  # 4 per worker
-        sock = _connect(server)
+        sock = _connect(front)
         if number % 2:  # headers and 8 of the 100 bytes announced
             sock.sendall(f"{headers}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n".encode())
             sock.sendall(DOCUMENT[:8])
         else:  # half the headers
             sock.sendall(headers.encode())
         slow.append(sock)
-    time.sleep(1)  # every slow connection has reached a worker
+    time.sleep(1)  # every slow connection is open
 
     started = time.monotonic()
     for _ in range(10):
-        status, _, _ = server.post(
+        status, _, _ = front.post(
             "/chqapi/export/apidocument", DOCUMENT, {"ApiKey": key, "Content-Type": "application/json"}, timeout=PROMPT
         )
         assert status == 200
     assert time.monotonic() - started < READ_TIMEOUT  # answered while every slow client was still connected
 
-    for number, sock in enumerate(slow):
+    for sock in slow:
         with sock:
             answer = _answer(sock)
-        if number % 2:  # the application was reading the body: the API's JSON 400
-            head, _, body = answer.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 400 "), answer
-            assert b"application/json" in head
-            assert "did not arrive" in json.loads(body)["Message"]
-        else:  # gunicorn was still reading the headers: closed, no answer (never gunicorn's HTML 500)
-            assert answer == b""
+        # nginx ends a request that did not arrive in time: a 408 or a plain close, never an HTML 500.
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    # Through the front, the API's answers are its own (JSON).
+    status, headers, _ = _request(front, "POST", "/chqapi/nope", {"Host": "127.0.0.1", "ApiKey": key})
+    assert (status, headers["Content-Type"]) == (404, "application/json")
+
+
+def test_the_front_answers_what_it_refuses_itself_in_json(server, front, key):
+    big = b'{"Source": "' + b"x" * (3 * 1024 * 1024) + b'"}'  # over nginx's client_max_body_size
+    status, headers, body = _request(
+        front, "POST", "/chqapi/export/apidocument", {"Host": "127.0.0.1", "ApiKey": key}, big
+    )
+    assert (status, headers["Content-Type"]) == (413, "application/json")
+    assert "larger" in json.loads(body)["Message"]

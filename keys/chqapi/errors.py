@@ -85,7 +85,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 def exception_response(request: HttpRequest, exception: Exception) -> HttpResponse:
     """The JSON answer for an exception an API view raised: 400 for a body the client did
-    not send in full (cut off, or too slow for the server's read deadline: chq/gunicorn_worker.py),
+    not send in full (the client went away part-way through it),
     503 while the database or the shared state cannot be reached, else 500; the failure is
     logged, the answer says no more."""
     if isinstance(exception, UnreadablePostError):
