@@ -458,6 +458,7 @@ def test_dialog_does_not_move_while_searching_or_switching(login, administrator,
     page.get_by_role("button", name="new").click()
     box = dialog(page)
     save = box.get_by_role("button", name="save")
+    expect(save).to_be_visible()
     where = [box.bounding_box(), save.bounding_box()]
     box.get_by_role("searchbox", name="search").fill("inventory export")
     assert [box.bounding_box(), save.bounding_box()] == where

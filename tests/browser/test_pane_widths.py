@@ -99,7 +99,7 @@ def test_expiration_date_is_chosen_from_a_calendar_with_the_keyboard(login, admi
     expect(field).to_be_focused()
     assert field.get_attribute("placeholder") == "YYYY-MM-DD"  # shown and typed in ISO form
     page.keyboard.press("Tab")  # to the calendar button beside the field
-    opener = box.get_by_role("button", name="calendar: logging until", exact=True)
+    opener = box.get_by_role("button", name="calendar for the logging end date", exact=True)
     expect(opener).to_be_focused()
     page.keyboard.press("Enter")
     calendar = page.get_by_role("dialog", name="choose a date for logging until")
