@@ -312,6 +312,12 @@ def test_every_reporting_command_speaks_json(make_key, inventory_export):
     assert removed == {"removed": rolled["value"]}
 
 
+def test_the_operators_other_reports_speak_json_too():
+    assert json.loads(run("rotate_key_encryption", "--json"))["keys"] == 0
+    assert json.loads(run("reset_api_throttle", "--json")) == {"cleared": True}
+    assert json.loads(run("replay_api_call_spool", "--json")) == {"stored": 0, "waiting": 0}
+
+
 def test_quiet_is_verbosity_zero(make_key):
     assert uuid.UUID(run("create_api_key", "--description", "v0", "-v", "0").strip())
     assert uuid.UUID(run("create_api_key", "--description", "q", "--quiet").strip())

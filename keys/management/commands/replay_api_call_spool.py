@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from keys import cli
 from keys.chqapi import spool
 
 
@@ -10,9 +11,13 @@ class Command(BaseCommand):
         "Safe to run at any time: a call is never stored twice."
     )
 
+    def add_arguments(self, parser):
+        cli.add_json(parser)
+
     def handle(self, *args, **options):
         stored, waiting = spool.replay()
-        self.stdout.write(self.style.SUCCESS(f"{stored} spooled call(s) stored; {waiting} still waiting."))
+        text = f"{stored} spooled call(s) stored; {waiting} still waiting."
+        cli.emit(self, options, {"stored": stored, "waiting": waiting}, text)
         if waiting:
             raise CommandError(
                 f"{waiting} spooled call(s) could not be stored yet (is the database reachable?). "

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from keys import shared
+from keys import cli, shared
 
 
 class Command(BaseCommand):
@@ -9,6 +9,9 @@ class Command(BaseCommand):
         "for an operator after a false alarm, such as an integrator's program sending an old key."
     )
 
+    def add_arguments(self, parser):
+        cli.add_json(parser)
+
     def handle(self, *args, **options):
         shared.clear()
-        self.stdout.write(self.style.SUCCESS("Refused-key counts and blocks cleared."))
+        cli.emit(self, options, {"cleared": True}, "Refused-key counts and blocks cleared.")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from keys import services
+from keys import cli, services
 from keys.sealing import SealError
 
 
@@ -11,15 +11,18 @@ class Command(BaseCommand):
         "Key values themselves do not change; integrators notice nothing."
     )
 
+    def add_arguments(self, parser):
+        cli.add_json(parser)
+
     def handle(self, *args, **options):
         try:
             report = services.key_encryption_rotate()
         except SealError as exc:
             raise CommandError(f"{exc} Nothing was changed.") from None
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"{report.keys} API key{'s' if report.keys != 1 else ''}: "
-                f"{report.resealed} value{'s' if report.resealed != 1 else ''} re-encrypted under the first key, "
-                f"{report.current} already were."
-            )
+        text = (
+            f"{report.keys} API key{'s' if report.keys != 1 else ''}: "
+            f"{report.resealed} value{'s' if report.resealed != 1 else ''} re-encrypted under the first key, "
+            f"{report.current} already were."
         )
+        data = {"keys": report.keys, "resealed": report.resealed, "already_current": report.current}
+        cli.emit(self, options, data, text)
