@@ -26,6 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "chq" / "gunicorn.conf.py")
 
 
+def wait_for(condition, seconds: float = 30.0):
+    """What `condition()` returns once it is truthy, polled every 50 ms; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.05)
+    raise AssertionError("gave up waiting")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,17 +17,9 @@ import pytest
 from keys.access import MESSAGES, Reason
 from keys.chqapi.documents import NOT_RUN
 from tests import servers
+from tests.servers import wait_for
 
 TIMEOUT = 3  # KEYS_ASYNC_TIMEOUT_SECONDS for this server
-
-
-def wait_for(condition, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.05)
-    raise AssertionError("gave up waiting")
 
 
 WORKERS = {

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
+from tests.servers import wait_for
 
 STALE = 2  # KEYS_WORKER_STALE_SECONDS for these servers
 FAST = {
@@ -31,15 +32,6 @@ FAST = {
 }
 OUTAGE_STARTS = "the database failed"
 OUTAGE_ENDS = "the database answers again"
-
-
-def wait_for(condition, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.05)
-    raise AssertionError("gave up waiting")
 
 
 class Worker:
