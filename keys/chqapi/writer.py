@@ -36,7 +36,6 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connectio
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from ..freshness import MappedFile
 from ..models import ApiDocument
 from . import spool
 
@@ -110,15 +109,6 @@ def _params(row: dict, db: BaseDatabaseWrapper) -> list:
     return params
 
 
-# SQLite lets one writer in at a time, and a writer that finds the lock taken waits in its
-# busy handler, which sleeps in fixed steps (1, 2, 5, 10 ms ...) rather than waking when the
-# lock is free: with two workers writing a row per call, most of a logged call's time went
-# to those sleeps. So this host's document writes queue on a file lock first, which the
-# kernel hands to the next waiter at once; SQLite's own lock and busy timeout still rule
-# every other writer (the usage flush, the pane, another host's process on a shared file).
-_sqlite_writes = MappedFile("document-writes.lock", 8)
-
-
 def _execute(statement: int, row: dict) -> None:
     db = connections[DEFAULT_DB_ALIAS]  # this thread's connection itself, not the proxy
     sql = _sql(db.vendor)[statement]
@@ -127,10 +117,7 @@ def _execute(statement: int, row: dict) -> None:
         if db.in_atomic_block:  # a test's transaction, ATOMIC_REQUESTS: a savepoint keeps a refusal local
             with transaction.atomic(using=DEFAULT_DB_ALIAS):
                 cursor.execute(sql, params)
-        elif db.vendor == "sqlite":
-            with _sqlite_writes.locked():
-                cursor.execute(sql, params)  # autocommit: its own transaction, committed when it returns
-        else:
+        else:  # autocommit: the statement is its own transaction, committed when it returns
             cursor.execute(sql, params)
 
 
