@@ -346,14 +346,15 @@ def _bookkeep(
     sent: bytes | None,
     cut_short: tuple[int, str] | None,
 ) -> None:
-    status_code, error_message = response.status_code, _error_message(response)
-    if cut_short is not None:  # a streamed answer that did not reach its end is no success
-        status_code, error_message = cut_short
+    # A streamed answer that did not reach its end is no success.
+    status_code = cut_short[0] if cut_short is not None else response.status_code
     usage.count(decision.key_id, decision.api_type_id, usage.column_for(status_code))
     services.api_key_touch(key_id=decision.key_id, grant_id=decision.grant_id)
     # An asynchronous call's document is written when it is queued (keys/chqapi/documents.py).
     if not decision.logged or getattr(request, "api_document_stored", False):
         return
+    # Read from the answer only for a document: an unlogged 501 or 4xx must not parse its own body.
+    error_message = cut_short[1] if cut_short is not None else _error_message(response)
     total, count = getattr(request, "api_document_counts", (None, None))
     services.api_call_record(
         **_document_fields(request, decision, request.api_document_id, kind),
