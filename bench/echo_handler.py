@@ -2,7 +2,7 @@
 answers Inventory Import with a count of the items sent, so a load run
 measures the key check and the call logging, not business logic."""
 
-from keys.chqapi.guard import ApiCall, register
+from keys.guard import ApiCall, register
 
 
 @register("import", "inventory")

@@ -192,7 +192,7 @@ KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
 KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
 # Usage counts (keys/usage.py) are added up in each worker and stored this often: a crash loses at most this much.
 KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
-# Modules that register /chqapi/ handlers (keys.chqapi.guard.register), imported at start-up.
+# Modules that register /chqapi/ handlers (keys.guard.register), imported at start-up.
 KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
 # Asynchronous API documents run in a task worker through Django's tasks API (the
 # django-tasks backport). The default keeps the queue in the database (worker:

@@ -35,7 +35,7 @@ from django.db import DatabaseError
 from django.http import HttpResponse
 from redis import RedisError
 
-from .chqapi.wire import message_response
+from .guard.answers import message_response
 
 log = logging.getLogger("keys.outages")
 

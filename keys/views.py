@@ -19,8 +19,8 @@ from .access import decide_for_type, expiry_label
 from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
 from .chqapi import documents
-from .chqapi.guard import refusal_counts
 from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
+from .guard import refusal_counts
 from .models import ApiDocument, ApiKey, KeyAudit
 from .permissions import can_change, integration_access_required, integration_change_required
 from .tables import ApiDocumentTable, ApiKeyTable

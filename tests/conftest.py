@@ -55,7 +55,7 @@ def fresh_cache():
     """Cache entries (decision cache, last-used throttle, counters) and outages must not leak between tests."""
     from keys import outages
     from keys.access import process_cache
-    from keys.chqapi.guard import _refusals_logged
+    from keys.guard.refusals import _refusals_logged
     from keys.services import _touched
 
     per_process = (process_cache, _touched, _refusals_logged, outages)

@@ -8,7 +8,7 @@ there too."""
 import os
 from pathlib import Path
 
-from keys.chqapi.guard import ApiCall, register
+from keys.guard import ApiCall, register
 
 
 @register("import", "location")

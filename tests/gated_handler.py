@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from keys.chqapi.guard import ApiCall, register
+from keys.guard import ApiCall, register
 
 
 @register("export", "inventory")

@@ -3,12 +3,12 @@
 from django.http import JsonResponse
 from django.urls import include, path
 
-from keys.chqapi.guard import api_key_required
+from keys.guard import api_key_required
 
 
 @api_key_required("export", "inventory")
 def host_inventory(request):
-    return JsonResponse({"Items": [], "Key": request.api_decision.key_id})
+    return JsonResponse({"Items": [], "Key": request.api_call.decision.key_id})
 
 
 urlpatterns = [

@@ -13,9 +13,9 @@ from django.test import override_settings
 
 from bench.common import wsgi_environ
 from chq.wsgi import application
-from keys.chqapi import guard
 from keys.chqapi import wsgi as api_wsgi
 from keys.chqapi.wsgi import ApiHandler
+from keys.guard import flow
 
 pytestmark = pytest.mark.usefixtures("connections_kept")
 
@@ -146,7 +146,7 @@ def test_a_failing_view_answers_json_and_the_database_failing_answers_503(allowe
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(guard, "guarded_call", explode)
+    monkeypatch.setattr(flow, "guarded_call", explode)
     status, _, content = call("/chqapi/export/inventory", allowed_key)
     assert (status, json.loads(content)) == (500, {"Message": "The server failed while carrying out the call."})
     assert "boom" not in content.decode()
@@ -154,7 +154,7 @@ def test_a_failing_view_answers_json_and_the_database_failing_answers_503(allowe
     def database_down(*args, **kwargs):
         raise DatabaseError("unreachable")
 
-    monkeypatch.setattr(guard, "guarded_call", database_down)
+    monkeypatch.setattr(flow, "guarded_call", database_down)
     status, headers, content = call("/chqapi/export/inventory", allowed_key)
     assert status == 503
     assert headers["Retry-After"]

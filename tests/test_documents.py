@@ -15,7 +15,8 @@ from django.test import Client
 from django.utils import timezone
 
 from keys.access import MESSAGES, Reason
-from keys.chqapi import documents, guard
+from keys.chqapi import documents
+from keys.guard import ApiError, registry
 from keys.models import ApiDocument, ApiDocumentChunk, ApiType
 from keys.services import GrantSpec, api_key_change, api_key_remove
 from tests.conftest import stored_documents
@@ -103,7 +104,7 @@ def test_a_run_is_never_repeated(key, django_assert_num_queries):
 @pytest.mark.parametrize(
     ("failure", "status_code", "message"),
     [
-        (guard.ApiError(418, "short and stout"), 418, "short and stout"),
+        (ApiError(418, "short and stout"), 418, "short and stout"),
         (RuntimeError("boom"), 500, "The server failed while carrying out the call."),
     ],
 )
@@ -111,7 +112,7 @@ def test_a_failing_handler_leaves_an_error_document(key, monkeypatch, caplog, fa
     def failing(call):
         raise failure
 
-    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(failing))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(failing))
     document_id = queue(key)
     with caplog.at_level(logging.ERROR, logger="keys.api"):
         documents.run(document_id)
@@ -126,7 +127,7 @@ def test_a_failing_handler_leaves_an_error_document(key, monkeypatch, caplog, fa
 
 def test_a_document_whose_type_is_no_longer_served_is_an_error(key, monkeypatch):
     document_id = queue(key)
-    monkeypatch.delitem(guard._handlers, ("export", "apidocument"))
+    monkeypatch.delitem(registry._handlers, ("export", "apidocument"))
     documents.run(document_id)
     document = ApiDocument.objects.get(document_id=document_id)
     assert (document.status, document.status_code) == (Status.ERROR, 501)
@@ -533,7 +534,7 @@ def test_an_export_given_up_on_while_it_ran_keeps_no_answer(key, monkeypatch):
         result.rows = timed_out_midway()
         return result
 
-    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(slow))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(slow))
     stored_documents(key, 5)
     document_id = queue(key)
     documents.run(document_id)
@@ -586,7 +587,7 @@ def test_the_worker_gives_the_handler_the_call_as_it_came(make_key, monkeypatch)
         seen.update(call=call, status=document.status, started=document.started_at, modified=document.modified_at)
         return {"ok": True}
 
-    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(recording))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(recording))
     document_id = queue(key, {"Source": "ERP", "Data": {"Request": {}}})
     documents.run(document_id)
     call = seen["call"]
@@ -617,7 +618,9 @@ def _refused_run(document_id, status_code, reason):
 
 def test_a_key_deactivated_while_its_work_waits_is_refused_when_the_worker_comes(key, monkeypatch):
     ran = []
-    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(lambda call: ran.append(call)))
+    monkeypatch.setitem(
+        registry._handlers, ("export", "apidocument"), registry.Registration(lambda call: ran.append(call))
+    )
     first, second = queue(key), queue(key)
     documents.run(first)  # the worker's decision cache now holds the key, active
     api_key_change(key=key, is_active=False)

@@ -11,8 +11,7 @@ from django.db import OperationalError
 from django.test import Client, override_settings
 from django.urls import path
 
-from keys.chqapi import guard as api
-from keys.chqapi.guard import ApiError, api_key_required
+from keys.guard import ApiError, api_key_required, refusals, registry
 from keys.models import ApiDocument
 
 pytestmark = pytest.mark.django_db
@@ -86,12 +85,10 @@ def test_a_limit_of_zero_still_takes_an_empty_body(make_key):
 
 def test_503_exact(logged_key, settings):
     settings.KEYS_RETRY_AFTER_SECONDS = 7
-    with mock.patch("keys.chqapi.guard.decide", side_effect=OperationalError("down")):
+    with mock.patch("keys.guard.flow.decide", side_effect=OperationalError("down")):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 503
-    assert response.json() == {
-        "Message": "The service is unavailable for a moment (its database cannot be reached)."
-    }
+    assert response.json() == {"Message": "The service is unavailable for a moment (its database cannot be reached)."}
     assert response["Retry-After"] == "7"
 
 
@@ -111,7 +108,7 @@ def test_blocking_is_logged_with_who_how_long_and_how_many(caplog):
 
 def test_refusal_log_lines_are_sampled_with_a_count(caplog, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(refusals.time, "monotonic", lambda: clock[0])
     with caplog.at_level(logging.INFO, logger="keys.security"):
         for _ in range(3):
             post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.20")
@@ -128,11 +125,13 @@ def test_refusal_log_lines_are_sampled_with_a_count(caplog, monkeypatch):
 
 
 def test_refusal_log_memory_is_bounded(monkeypatch):
-    monkeypatch.setattr(api, "_refusals_logged", {(str(n), api.Reason.UNKNOWN_KEY): (0.0, 0) for n in range(10_000)})
+    monkeypatch.setattr(
+        refusals, "_refusals_logged", {(str(n), refusals.Reason.UNKNOWN_KEY): (0.0, 0) for n in range(10_000)}
+    )
     post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.21")
-    assert len(api._refusals_logged) == 10_001  # at the bound: kept
+    assert len(refusals._refusals_logged) == 10_001  # at the bound: kept
     post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.22")
-    assert len(api._refusals_logged) == 1  # over it: forgotten, then this one
+    assert len(refusals._refusals_logged) == 1  # over it: forgotten, then this one
 
 
 @pytest.mark.parametrize(
@@ -156,7 +155,7 @@ def test_a_streamed_answer_is_stored_with_what_was_sent_once_it_has_gone(logged_
     def streamed(call):
         return StreamingHttpResponse(iter([b'{"a": ', b"1}"]))
 
-    monkeypatch.setitem(api._handlers, ("export", "apidocument"), api.Registration(streamed))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(streamed))
     response = post(EXPORT, logged_key.value)
     assert not ApiDocument.objects.exists()  # nothing is recorded before the answer has gone
     assert b"".join(response.streaming_content) == b'{"a": 1}'
@@ -186,7 +185,7 @@ def test_stored_answer_is_the_answer(logged_key):
 def test_failed_bookkeeping_is_reported_with_the_document_id(logged_key, caplog):
     with (
         caplog.at_level(logging.ERROR, logger="keys.security"),
-        mock.patch("keys.chqapi.guard.services.api_key_touch", side_effect=RuntimeError("bug")),
+        mock.patch("keys.guard.bookkeeping.services.api_key_touch", side_effect=RuntimeError("bug")),
     ):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 200
@@ -194,13 +193,13 @@ def test_failed_bookkeeping_is_reported_with_the_document_id(logged_key, caplog)
 
 
 def test_registered_handler_is_served(make_key, monkeypatch):
-    monkeypatch.setattr(api, "_handlers", {})
+    monkeypatch.setattr(registry, "_handlers", {})
 
-    @api.register("export", "inventory")
+    @registry.register("export", "inventory")
     def inventory(call):
         return {"Items": [], "ApiId": call.api_id, "Direction": call.direction}
 
-    assert api.handler_for("export", "inventory") is inventory
+    assert registry.handler_for("export", "inventory") is inventory
     key = make_key(allowed_for_all=True)
     assert post("/chqapi/export/inventory", key.value).json() == {
         "Items": [],
@@ -220,8 +219,10 @@ def test_a_host_view_guarded_for_one_type(make_key, inventory_export):
 def stock(request):
     from django.http import JsonResponse
 
-    decision = request.api_decision
-    return JsonResponse({"key": decision.key_id, "type": decision.api_type_id, "document": request.api_document_id})
+    decision = request.api_call.decision
+    return JsonResponse(
+        {"key": decision.key_id, "type": decision.api_type_id, "document": request.api_call.document_id}
+    )
 
 
 urlpatterns = [path("stock", stock)]
@@ -231,7 +232,9 @@ def test_a_streamed_answer_closed_before_its_first_chunk_is_still_recorded(logge
     from django.http import StreamingHttpResponse
 
     monkeypatch.setitem(
-        api._handlers, ("export", "apidocument"), api.Registration(lambda call: StreamingHttpResponse(iter([b"{}"])))
+        registry._handlers,
+        ("export", "apidocument"),
+        registry.Registration(lambda call: StreamingHttpResponse(iter([b"{}"]))),
     )
     response = post(EXPORT, logged_key.value)
     response.close()  # the client left: the server closes the response without reading it

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client, override_settings
 
 from keys.access import Reason, authenticate, parse_key
-from keys.chqapi import guard as api
+from keys.guard import bookkeeping, refusal_counts
 from keys.models import ApiDocument
 
 pytestmark = pytest.mark.django_db
@@ -117,7 +117,7 @@ def test_throttle_at_a_limit_of_two_and_retry_after_lower_bound():
 def test_stored_duration_is_in_milliseconds(make_key, monkeypatch):
     key = make_key(allowed_for_all=True, logged_for_all=True)
     ticks = itertools.chain([100.0], itertools.repeat(100.25))  # the handler takes 0.25 s
-    monkeypatch.setattr(api.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(bookkeeping.time, "perf_counter", lambda: next(ticks))
     post("/chqapi/export/apidocument", key.value)
     assert ApiDocument.objects.get().duration_ms == pytest.approx(250.0)
 
@@ -128,7 +128,7 @@ def test_refusal_counts_per_reason(make_key, customer_import, inventory_export):
     post("/chqapi/export/inventory", "x")
     post("/chqapi/export/inventory", uuid.uuid4())
     post("/chqapi/export/nothing", key.value)
-    counts = api.refusal_counts()
+    counts = refusal_counts()
     assert counts == {
         "malformed_key": 1,
         "unknown_key": 1,

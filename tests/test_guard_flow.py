@@ -1,4 +1,4 @@
-"""The guard's own flow (keys.chqapi.guard.guarded_call and authenticated_call), called directly:
+"""The guard's own flow (keys.guard.flow.guarded_call and authenticated_call), called directly:
 what reaches the view, what is answered when the view fails, and what is logged."""
 
 import json
@@ -9,7 +9,7 @@ from django.db import DatabaseError
 from django.http import JsonResponse
 from django.test import RequestFactory
 
-from keys.chqapi.guard import ApiError, authenticated_call, guarded_call
+from keys.guard import ApiError, authenticated_call, guarded_call
 
 factory = RequestFactory()
 
@@ -19,7 +19,13 @@ def post(key, body: bytes = b"{}", path: str = "/chqapi/export/inventory"):
 
 
 def echo(request, *args, **kwargs):
-    return JsonResponse({"args": list(args), "kwargs": kwargs, "last4": getattr(request, "api_key_last4", None)})
+    return JsonResponse(
+        {
+            "args": list(args),
+            "kwargs": kwargs,
+            "last4": request.api_call.key_last4 if hasattr(request, "api_call") else None,
+        }
+    )
 
 
 def failing(exc: Exception):
@@ -155,12 +161,12 @@ def redis_like(settings, monkeypatch):
     from django.core.cache import cache
 
     from keys import freshness, shared
-    from keys.chqapi import guard as api
+    from keys.guard import throttle
 
     settings.KEYS_CHANGE_MARKER = "cache"
     settings.KEYS_SHARED_COUNTERS = "cache"
     counting = CountingCache(cache)
-    for module in (api, freshness, shared):
+    for module in (throttle, freshness, shared):
         monkeypatch.setattr(module, "cache", counting)
     return counting
 
@@ -218,9 +224,9 @@ def block(settings, request) -> None:
     import time
 
     from keys import shared
-    from keys.chqapi import guard as api
+    from keys.guard import throttle
 
-    subject = api._block_key(api.throttle_subject(api.client_address(request)))
+    subject = throttle._block_key(throttle.throttle_subject(throttle.client_address(request)))
     shared.set_until(subject, time.time() + 60, time.time() + 60)
 
 

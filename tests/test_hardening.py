@@ -17,8 +17,8 @@ from django.db import OperationalError, connection
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from keys.chqapi import guard as api
 from keys.chqapi import spool
+from keys.guard import refusal_counts, registry, throttle
 from keys.models import ApiDocument, ApiKey, ApiType, KeyAudit
 from keys.services import api_call_record
 from tests.conftest import make_user
@@ -98,7 +98,7 @@ def test_key_removed_while_its_call_runs_keeps_the_row(migrated_data, logged_key
         ApiKey.objects.filter(pk=call.decision.key_id).delete()
         return original(call)
 
-    monkeypatch.setitem(api._handlers, ("export", "apidocument"), api.Registration(removing_handler))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(removing_handler))
     response = post(EXPORT, logged_key.value, {"Source": "ERP"})
     assert response.status_code == 200
     log = ApiDocument.objects.get()
@@ -147,10 +147,10 @@ def test_a_reserved_document_whose_finished_row_is_refused_is_completed_by_the_r
 
 
 def test_a_database_refusing_the_reservation_is_503_before_the_handler_runs(logged_key, monkeypatch):
-    from keys.chqapi import guard
+    from keys.guard import registry
 
     ran = []
-    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(ran.append))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(ran.append))
     with refuse_writes_to("keys_apidocument"):
         response = post(EXPORT, logged_key.value, {"Data": {"ApiDocumentId": str(uuid.uuid4())}})
     assert response.status_code == 503
@@ -191,7 +191,7 @@ def test_handler_that_raises_is_json_500_and_stored_as_500(logged_key, monkeypat
     def broken(call):
         raise RuntimeError("bug")
 
-    monkeypatch.setitem(api._handlers, ("export", "apidocument"), api.Registration(broken))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(broken))
     response = post(EXPORT, logged_key.value)
     assert response.status_code == 500
     assert response.json() == {"Message": "The server failed while carrying out the call."}
@@ -293,17 +293,17 @@ def test_every_chqapi_answer_is_json(logged_key, method, path, status):
 
 
 def test_database_unreachable_is_503_json_with_retry_after(logged_key):
-    with mock.patch("keys.chqapi.guard.decide", side_effect=OperationalError("connection refused")):
+    with mock.patch("keys.guard.flow.decide", side_effect=OperationalError("connection refused")):
         response = post("/chqapi/export/inventory", logged_key.value)
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert "database" in response.json()["Message"]
-    with mock.patch("keys.chqapi.guard.authenticate", side_effect=OperationalError("connection refused")):
+    with mock.patch("keys.guard.flow.authenticate", side_effect=OperationalError("connection refused")):
         assert post("/chqapi/status", logged_key.value).status_code == 503
 
 
 def test_exception_outside_the_guard_is_json_500(logged_key):
-    with mock.patch("keys.chqapi.guard.too_large", side_effect=RuntimeError("bug")):
+    with mock.patch("keys.guard.flow.too_large", side_effect=RuntimeError("bug")):
         response = post(EXPORT, logged_key.value)
     assert response.status_code == 500
     assert response.json()["Message"].startswith("The server failed")
@@ -373,9 +373,9 @@ def test_ipv6_clients_are_counted_by_their_64():
 
 
 def test_throttle_subjects():
-    assert api.throttle_subject("2001:db8::1") == api.throttle_subject("2001:db8::ffff:1") == "2001:db8::/64"
-    assert api.throttle_subject("203.0.113.9") == "203.0.113.9"
-    assert api.throttle_subject(None) == "None"
+    assert throttle.throttle_subject("2001:db8::1") == throttle.throttle_subject("2001:db8::ffff:1") == "2001:db8::/64"
+    assert throttle.throttle_subject("203.0.113.9") == "203.0.113.9"
+    assert throttle.throttle_subject(None) == "None"
 
 
 @override_settings(KEYS_THROTTLE_REFUSALS=1)
@@ -540,4 +540,4 @@ def test_reset_api_throttle_lifts_every_block_at_once():
     call_command("reset_api_throttle", stdout=out)
     assert "cleared" in out.getvalue()
     assert post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.60").status_code == 401
-    assert api.refusal_counts()["malformed_key"] == 1  # counted again from zero
+    assert refusal_counts()["malformed_key"] == 1  # counted again from zero

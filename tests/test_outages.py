@@ -57,7 +57,7 @@ def test_a_database_outage_is_503s_with_one_traceback_and_a_line_when_it_is_over
     assert post(key.value).status_code == 200
     with (
         caplog.at_level(logging.INFO),
-        mock.patch("keys.chqapi.guard.decide", side_effect=OperationalError("connection refused")),
+        mock.patch("keys.guard.flow.decide", side_effect=OperationalError("connection refused")),
     ):
         answers = [post(key.value) for _ in range(50)]
     assert {a.status_code for a in answers} == {503}
@@ -86,7 +86,7 @@ def test_a_database_outage_is_503s_with_one_traceback_and_a_line_when_it_is_over
 
 def test_failures_closer_together_than_the_retry_time_are_one_outage(make_key, quick_retry, clock, caplog):
     key = make_key(allowed_for_all=True)
-    down = mock.patch("keys.chqapi.guard.decide", side_effect=OperationalError("flapping"))
+    down = mock.patch("keys.guard.flow.decide", side_effect=OperationalError("flapping"))
     with caplog.at_level(logging.INFO):
         for _ in range(3):
             with down:
@@ -108,12 +108,12 @@ def test_a_database_outage_in_the_status_call_and_outside_the_guard_is_logged_th
     key = make_key(allowed_for_all=True)
     with (
         caplog.at_level(logging.INFO),
-        mock.patch("keys.chqapi.guard.authenticate", side_effect=OperationalError("down")),
+        mock.patch("keys.guard.flow.authenticate", side_effect=OperationalError("down")),
     ):
         assert {post(key.value, "/chqapi/status").status_code for _ in range(5)} == {503}
     with (
         caplog.at_level(logging.INFO),
-        mock.patch("keys.chqapi.guard.guarded_call", side_effect=OperationalError("down")),
+        mock.patch("keys.guard.flow.guarded_call", side_effect=OperationalError("down")),
     ):
         assert {post(key.value).status_code for _ in range(5)} == {503}
     assert len(tracebacks(caplog)) == 1  # one outage of the database, whichever door it showed at

@@ -10,9 +10,10 @@ import sqlite3
 import pytest
 from django.db import connection
 
-from keys.chqapi import documents, guard
+from keys.chqapi import documents
 from keys.chqapi.export_request import MAX_FILTERS, MAX_VALUES
 from keys.chqapi.wire import MAX_PROBLEMS
+from keys.guard import ApiError, registry
 from keys.models import ApiDocument, ApiType
 from tests.conftest import stored_documents
 from tests.test_documents import EXPORT, post, queue
@@ -197,9 +198,9 @@ def test_an_async_document_stores_the_listed_problems_only(key, sent):
 
 def test_a_long_error_message_is_cut_where_it_is_stored(key, monkeypatch):
     def failing(call):
-        raise guard.ApiError(422, "x" * 100_000)
+        raise ApiError(422, "x" * 100_000)
 
-    monkeypatch.setitem(guard._handlers, ("export", "apidocument"), guard.Registration(failing))
+    monkeypatch.setitem(registry._handlers, ("export", "apidocument"), registry.Registration(failing))
     document_id = queue(key)
     documents.run(document_id)
     document = ApiDocument.objects.get(document_id=document_id)

@@ -430,7 +430,7 @@ def test_404_and_405_are_json(method, path, status):
 
 @pytest.fixture
 def async_location_import(monkeypatch):
-    from keys.chqapi import guard
+    from keys.guard import registry
 
     def location_import(call):
         return {
@@ -440,7 +440,7 @@ def async_location_import(monkeypatch):
             "Lines": [{"EntityNo": "0", "EntityId": "C5F703C8-F663-4A67-BDA8-E527EC25B3BB", "Status": "Successful"}],
         }
 
-    monkeypatch.setitem(guard._handlers, ("import", "location"), guard.Registration(location_import, True))
+    monkeypatch.setitem(registry._handlers, ("import", "location"), registry.Registration(location_import, True))
 
 
 def test_an_asynchronous_import_as_in_response_example_4(reader, async_location_import):

@@ -44,14 +44,18 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 
+from .. import services
 from ..access import decide_for_key_id
 from ..clients import client_address
+from ..guard import STATUS as REFUSAL_STATUS
+from ..guard import ApiCall, ApiError, registration_for, source_of
+from ..guard.bookkeeping import document_fields
+from ..guard.context import Call
 from ..models import ApiDocument, ApiDocumentChunk
 from ..text import storable, storable_text
+from . import writer
 from .export_request import InvalidRequest
 from .exports import PIECE_CHARS, STREAM_ABOVE, ExportResult, envelope_head, envelope_rows
-from .guard import DUPLICATE, ApiCall, ApiError, registration_for, reserve, source_of
-from .guard import STATUS as REFUSAL_STATUS
 from .wire import chq_datetime, invalid_body, invalid_message, json_response, request_type, standard
 
 log = logging.getLogger("keys.api")
@@ -68,13 +72,26 @@ TIMED_OUT = (
 )
 
 
+DUPLICATE = "An API document with this ApiDocumentId exists already; send a new GUID, or none to have one made."
+
+
+def reserve(request: HttpRequest, call: Call, document_id: uuid.UUID) -> None:
+    """Take the caller's own ApiDocumentId for this logged call before its handler runs
+    (keys/chqapi/writer.py); ApiError 409 when any document has it already."""
+    try:
+        services.api_document_reserve(**document_fields(request, call, document_id))
+    except writer.Taken:
+        raise ApiError(409, DUPLICATE) from None
+
+
 def take(request: HttpRequest, document_id: uuid.UUID) -> None:
     """A sync call's own ApiDocumentId, before its handler runs: 409 when any key's document
     has it. A logged call reserves it (its document stored InProcess, so a racing call with
     the same id is refused by the unique index); an unlogged call stores no document, so
     only a document stored already can have taken it."""
-    if request.api_decision.logged:
-        reserve(request, document_id)
+    call = request.api_call
+    if call.decision.logged:
+        reserve(request, call, document_id)
     elif ApiDocument.objects.filter(document_id=document_id).exists():
         raise ApiError(409, DUPLICATE)
 
@@ -108,7 +125,7 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
                 created_at=now,
                 modified_at=now,
                 key_id=decision.key_id,
-                key_last4=request.api_key_last4,
+                key_last4=request.api_call.key_last4,
                 key_description=decision.key_description[:255],
                 api_type_id=decision.api_type_id,
                 api_type_name=(decision.api_type_name or request.path)[:150],
@@ -129,7 +146,7 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
                 run_document.enqueue(str(document.document_id))
     except IntegrityError:
         raise ApiError(409, DUPLICATE) from None
-    request.api_document_stored = True  # the guard's bookkeeping must not store it again
+    request.api_call.document_stored = True  # the guard's bookkeeping must not store it again
     if not together:
         try:
             run_document.enqueue(str(document.document_id))

@@ -19,8 +19,8 @@ from django.http import HttpRequest, HttpResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import outages
+from ..guard import error_response
 from ..text import printable
-from .guard import error_response
 from .paths import is_api_path
 
 log = logging.getLogger("keys.api")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..guard.parsing import InvalidRequest
 from ..text import printable
 
 PREFIX = "apiRequest.Data"
@@ -42,14 +43,6 @@ OPERATORS = {
     for name in ("Equal", "Notequal", "Greaterthan", "Greaterthanorequal", "Lessthan", "Lessthanorequal", "Contains")
 }
 DIRECTIONS = {"ascending": False, "descending": True}
-
-
-class InvalidRequest(Exception):
-    """The request cannot be carried out; `model_state` maps each bad path to its messages."""
-
-    def __init__(self, model_state: dict[str, list[str]]):
-        super().__init__(model_state)
-        self.model_state = model_state
 
 
 @dataclass(frozen=True)

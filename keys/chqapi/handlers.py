@@ -6,12 +6,12 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
+from ..guard import ApiCall, register
 from ..models import ApiDocument, ApiType
 from ..text import printable, storable
 from . import documents
 from .export_request import MAX_ID, Filter, InvalidRequest, parse, whole_number
 from .exports import ExportResult
-from .guard import ApiCall, register
 from .wire import API_VERSION, RECEIVER, chq_datetime, elapsed_seconds, timespan
 
 # The page's filters and their operators. Notequal is accepted too: the reference lists it

@@ -12,8 +12,8 @@ installation.
 from collections.abc import Iterable
 from typing import Any
 
+from ..guard import registration_for
 from .export_request import MAX_DIGITS, MAX_FILTERS, MAX_ROWS, MAX_VALUES
-from .guard import registration_for
 from .handlers import FILTERS, SORTS
 from .wire import INVALID_REQUEST, MAX_PROBLEMS
 

@@ -10,13 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 
-from . import documents, export_request
-from .errors import post_only
-from .export_request import InvalidRequest
-from .exports import ExportResult, respond
-from .guard import (
+from ..guard import (
     ApiCall,
     ApiError,
+    InvalidRequest,
     api_key_authenticated,
     api_key_required,
     error_response,
@@ -24,39 +21,43 @@ from .guard import (
     parse_json,
     registration_for,
 )
+from . import documents, export_request
+from .errors import post_only
+from .exports import ExportResult, respond
 from .wire import invalid, json_response, request_type, standard
 
 
 def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bool = False) -> HttpResponse:
     registration = registration_for(direction, api_id)
+    context = request.api_call
     if registration is None:
         # The key checks passed: say so, so integrators can tell a bad key from a missing handler.
-        name = request.api_decision.api_type_name or f"{direction}/{api_id}"
+        name = context.decision.api_type_name or f"{direction}/{api_id}"
         return error_response(501, f"Your API key may call {name}, but this installation does not serve that API type.")
     try:
         body = parse_body(request)
         given = export_request.document_id(body)
         # Every accepted call is a document with an id the caller gets back, stored or not. The
         # request carries the id only once it is this call's: a 409's own record must not take it.
-        document_id = given or request.api_document_id or uuid.uuid4()
-        call = ApiCall(request, direction, api_id, body, request.api_decision, is_async, document_id)
+        document_id = given or context.document_id or uuid.uuid4()
+        call = ApiCall(request, direction, api_id, body, context.decision, is_async, document_id)
         if is_async or registration.asynchronous:
             document = documents.start(request, call)  # 409 when the id is taken
-            request.api_document_id = document_id
+            context.document_id = document_id
             return json_response(standard(document))
         if given is not None:
             documents.take(request, given)  # 409 when the id is taken; the handler has not run
-        request.api_document_id = document_id
+        context.document_id = document_id
         started_at, clock = timezone.now(), time.perf_counter()
         result = registration.handler(call)
     except InvalidRequest as exc:
         return invalid(exc.model_state)
     if isinstance(result, ExportResult):
-        request.api_document_counts = (result.total, result.records_count)
-        return respond(request.api_document_id, request_type(direction, api_id), result, started_at, clock)
+        context.document_counts = (result.total, result.records_count)
+        return respond(context.document_id, request_type(direction, api_id), result, started_at, clock)
     if isinstance(result, HttpResponseBase):  # streaming answers too
         return result
-    request.api_document_summary = documents.summary(result)
+    context.document_summary = documents.summary(result)
     # A handler's own dict may hold dates, decimals or UUIDs: Django's encoder writes them.
     return json_response(result, encoder=DjangoJSONEncoder)
 
@@ -81,7 +82,7 @@ def export_async_call(request: HttpRequest, api_id: str) -> HttpResponse:
 
 def _about_a_document(request: HttpRequest, answer) -> HttpResponse:
     try:
-        return answer(request.api_decision.key_id, documents.requested_id(parse_json(request)))
+        return answer(request.api_call.decision.key_id, documents.requested_id(parse_json(request)))
     except InvalidRequest as exc:
         return invalid(exc.model_state)
     except ApiError as exc:

@@ -1,0 +1,64 @@
+"""The handler registry: which function serves an API type (`register`), so a host
+project can serve more API types without touching the guard or the routes."""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpRequest
+
+from ..access import Decision
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """What a handler gets: the JSON body and the decision, and the request when the
+    handler runs inside one (None when an asynchronous document runs in a task worker)."""
+
+    request: HttpRequest | None
+    direction: str
+    api_id: str
+    body: dict[str, Any]
+    decision: Decision
+    is_async: bool = False
+    document_id: uuid.UUID | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[ApiCall], Any]
+
+
+@dataclass(frozen=True)
+class Registration:
+    handler: Handler
+    # An import registered as asynchronous always runs in the task worker (CHQ fixes each
+    # import's mode); an export runs asynchronously when called at .../async.
+    asynchronous: bool = False
+
+
+_handlers: dict[tuple[str, str], Registration] = {}
+
+
+def register(direction: str, api_id: str, *, asynchronous: bool = False) -> Callable[[Handler], Handler]:
+    """Serve `/chqapi/<direction>/<api_id>` with the decorated function.
+
+    The function takes an ApiCall and returns an ExportResult (keys/chqapi/exports.py:
+    answered in CHQ's export envelope), a dict (sent as JSON, 200) or an HttpResponse;
+    it may raise ApiError for a 4xx answer, or InvalidRequest for CHQ's 400.
+    """
+
+    def decorator(handler: Handler) -> Handler:
+        _handlers[(direction, api_id)] = Registration(handler, asynchronous)
+        return handler
+
+    return decorator
+
+
+def registration_for(direction: str, api_id: str) -> Registration | None:
+    return _handlers.get((direction, api_id))
+
+
+def handler_for(direction: str, api_id: str) -> Handler | None:
+    found = _handlers.get((direction, api_id))
+    return found.handler if found else None
