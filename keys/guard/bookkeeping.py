@@ -27,13 +27,12 @@ def finish(
     request: HttpRequest,
     call: Call,
     response: HttpResponse,
-    started: float,
     sent: bytes | None,
     cut_short: tuple[int, str] | None = None,
 ) -> None:
     """Bookkeeping after the answer is made: it can never change the answer."""
     try:
-        _bookkeep(request, call, response, started, sent, cut_short)
+        _bookkeep(request, call, response, sent, cut_short)
     except Exception:  # api_call_record spools what it cannot store; anything else is a bug to report
         security_log.exception("bookkeeping of API call %s failed", call.document_id)
 
@@ -72,7 +71,6 @@ def _bookkeep(
     request: HttpRequest,
     call: Call,
     response: HttpResponse,
-    started: float,
     sent: bytes | None,
     cut_short: tuple[int, str] | None,
 ) -> None:
@@ -94,7 +92,7 @@ def _bookkeep(
         records_count=count,
         error_message=error_message,
         status_code=status_code,
-        duration_ms=(time.perf_counter() - started) * 1000,
+        duration_ms=(time.perf_counter() - call.started) * 1000,
         response_body=response.content if sent is None else sent,
     )
 
@@ -180,15 +178,15 @@ class _RecordedWhenSentAsync(_Recording):
             self.sent += len(held)
 
 
-def recorded(request: HttpRequest, call: Call, response: HttpResponse, started: float) -> None:
+def recorded(request: HttpRequest, call: Call, response: HttpResponse) -> None:
     """Record the call now, or for a streamed answer as it is sent (before its last chunk
     goes, or when the stream breaks or the client leaves)."""
     if not response.streaming:
-        finish(request, call, response, started, None)
+        finish(request, call, response, None)
         return
     wrapper = _RecordedWhenSentAsync if response.is_async else _RecordedWhenSent
     response.streaming_content = wrapper(
         response.streaming_content,
         settings.KEYS_LOG_BODY_LIMIT + 1 if call.decision.logged else 0,
-        lambda sent, cut_short: finish(request, call, response, started, sent, cut_short),
+        lambda sent, cut_short: finish(request, call, response, sent, cut_short),
     )

@@ -21,6 +21,8 @@ class Call:
     key_last4: str
     # CHQ's "<api-id>-<direction>" of the type called; None for calls about the key itself.
     request_type: str | None = None
+    # When the view began (time.perf_counter()), for the document's duration.
+    started: float = 0.0
     # The id a logged call is stored under (None: not stored, unless a view gives it one).
     document_id: uuid.UUID | None = None
     # An export's TotalRecords and the count it answered, for its document.

@@ -128,6 +128,7 @@ def admit(request: HttpRequest, direction: str, type_id: str) -> Call | HttpResp
         # Only a stored call needs an id to be found by (uuid4 reads the OS's random source).
         document_id=uuid.uuid4() if decision.logged else None,
     )
+    call.started = time.perf_counter()
     return call
 
 
@@ -143,11 +144,11 @@ def failure(request: HttpRequest, call: Call, exc: Exception) -> HttpResponse:
     return error_response(500, "The server failed while carrying out the call.")
 
 
-def answered(request: HttpRequest, call: Call, response: HttpResponse, started: float) -> HttpResponse:
+def answered(request: HttpRequest, call: Call, response: HttpResponse) -> HttpResponse:
     """The view's answer, with the id the call is stored under, and recorded."""
     if call.document_id is not None:
         response["ApiDocumentId"] = str(call.document_id)
-    recorded(request, call, response, started)
+    recorded(request, call, response)
     return response
 
 
@@ -158,12 +159,11 @@ def guarded_call(
     call = admit(request, direction, type_id)
     if not isinstance(call, Call):
         return call
-    started = time.perf_counter()
     try:
         response = view(request, *args, **kwargs)
     except Exception as exc:
         response = failure(request, call, exc)
-    return answered(request, call, response, started)
+    return answered(request, call, response)
 
 
 async def guarded_call_async(
@@ -174,12 +174,11 @@ async def guarded_call_async(
     call = await sync_to_async(admit)(request, direction, type_id)
     if not isinstance(call, Call):
         return call
-    started = time.perf_counter()
     try:
         response = await view(request, *args, **kwargs)
     except Exception as exc:
         response = failure(request, call, exc)
-    return await sync_to_async(answered)(request, call, response, started)
+    return await sync_to_async(answered)(request, call, response)
 
 
 def authenticated(request: HttpRequest) -> Call | HttpResponse:
