@@ -45,8 +45,22 @@ async def asynchronous_stream(request):
 
 
 @api_key_required("export", "inventory")
+async def asynchronous_slow_stream(request):
+    """A chunk a second: a server that buffers the answer sends none before the last is made."""
+
+    async def chunks():
+        for n in range(3):
+            if n:
+                await asyncio.sleep(1.0)
+            yield f'{{"Chunk": {n}}}\n'.encode()
+
+    return StreamingHttpResponse(chunks(), content_type="application/x-ndjson")
+
+
+@api_key_required("export", "inventory")
 def sync_stream(request):
-    return StreamingHttpResponse((f'{{"Chunk": {n}}}\n'.encode() for n in range(3)), content_type="application/x-ndjson")
+    chunks = (f'{{"Chunk": {n}}}\n'.encode() for n in range(3))
+    return StreamingHttpResponse(chunks, content_type="application/x-ndjson")
 
 
 class ClassBased(ApiKeyRequiredMixin, View):
@@ -108,6 +122,7 @@ urlpatterns = [
     path("async", asynchronous),
     path("async-teapot", asynchronous_teapot),
     path("async-stream", asynchronous_stream),
+    path("async-slow-stream", asynchronous_slow_stream),
     path("sync-stream", sync_stream),
     path("cbv", ClassBased.as_view()),
     path("cbv-async", AsyncClassBased.as_view()),

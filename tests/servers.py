@@ -80,8 +80,8 @@ class Server:
             self.process.kill()
 
 
-def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def prepared(tmp: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """A server's environment (production settings, a scratch database of its own), migrated."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
     env |= {
         "DEBUG": "false",
@@ -98,6 +98,12 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
     env |= extra_env or {}
     for command in (["migrate", "--no-input"], ["collectstatic", "--no-input"]):
         subprocess.run([sys.executable, "manage.py", *command, "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+    return env
+
+
+def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = prepared(tmp, extra_env)
     process = subprocess.Popen(
         # Production's own gunicorn settings (worker class, threads, timeouts), on a port of its own.
         [sys.executable, "-m", "gunicorn", "-c", CONFIG, f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
@@ -107,7 +113,27 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
         stderr=open(tmp / "gunicorn.log", "wb"),  # noqa: SIM115  (closed with the process)
         start_new_session=True,  # its own process group, so crash() reaches the workers too
     )
-    server = Server(f"http://127.0.0.1:{port}", env, process)
+    return _answering(Server(f"http://127.0.0.1:{port}", env, process), tmp / "gunicorn.log", "gunicorn")
+
+
+def start_uvicorn(tmp: Path, app: str, *, extra_env: dict[str, str] | None = None) -> Server:
+    """One uvicorn process serving the ASGI application `app` ("module:attribute")."""
+    port = free_port()
+    env = prepared(tmp, extra_env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--host=127.0.0.1", f"--port={port}", "--log-level=warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "uvicorn.log", "wb"),  # noqa: SIM115  (closed with the process)
+        start_new_session=True,
+    )
+    return _answering(Server(f"http://127.0.0.1:{port}", env, process), tmp / "uvicorn.log", "uvicorn")
+
+
+def _answering(server: Server, log: Path, name: str) -> Server:
+    """`server` once it answers /healthz (within 60 s)."""
+    process = server.process
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -115,10 +141,10 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
                 return server
         except OSError:  # refused, reset, or a first answer slower than 2 s on a loaded machine
             if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {(tmp / 'gunicorn.log').read_text()}") from None
+                raise RuntimeError(f"{name} exited: {log.read_text()}") from None
             time.sleep(0.2)
     server.stop()
-    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+    raise RuntimeError(f"{name} did not answer /healthz within 60 s")
 
 
 @contextmanager

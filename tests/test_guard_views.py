@@ -165,3 +165,26 @@ def test_the_guard_package_never_imports_the_chq_wire_format():
                 assert "chqapi" not in (node.module or ""), module.name
             elif isinstance(node, ast.Import):
                 assert not any("chqapi" in alias.name for alias in node.names), module.name
+
+
+API_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "ApiKey"}
+
+
+def test_drf_spectacular_documents_the_apikey_header(settings):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from tests.guard_views_urls import urlpatterns
+
+    settings.REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+    drf = [p for p in urlpatterns if str(p.pattern) == "drf"]
+    schema = SchemaGenerator(patterns=drf).get_schema(request=None, public=True)
+    assert schema["components"]["securitySchemes"] == {"ApiKey": API_KEY_SCHEME}
+    assert schema["paths"]["/drf"]["post"]["security"] == [{"ApiKey": []}]
+
+
+def test_ninjas_openapi_documents_the_apikey_header():
+    from tests.guard_views_urls import ninja_api
+
+    schema = ninja_api.get_openapi_schema()
+    assert schema["components"]["securitySchemes"] == {"ApiKey": API_KEY_SCHEME}
+    assert schema["paths"]["/ninja/inventory"]["post"]["security"] == [{"ApiKey": []}]
