@@ -7,9 +7,11 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views import View
+from ninja import NinjaAPI
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from keys.contrib.drf import ApiKeyGuardedView
+from keys.contrib.drf import ApiKeyAuthentication, ApiKeyGuardedView, HasApiKey
 from keys.contrib.ninja import ApiKey, GuardedNinjaAPI
 from keys.guard import ApiError, ApiKeyRequiredMixin, api_key_required
 
@@ -91,6 +93,17 @@ class Drf(ApiKeyGuardedView):
         return Response({"Items": [], "Key": request.auth.decision.key_id})
 
 
+class DrfWithoutMixin(APIView):
+    """Only the authentication and permission classes: the decision, in DRF's answers."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+    api_direction, api_id = "export", "inventory"
+
+    def post(self, request):
+        return Response({"Items": [], "Key": request.auth.decision.key_id})
+
+
 class DrfTeapot(ApiKeyGuardedView):
     api_direction, api_id = "export", "inventory"
 
@@ -117,6 +130,15 @@ def ninja_teapot(request):
     raise ApiError(418, "short and stout")
 
 
+# Without GuardedNinjaAPI: the decision still holds, refusals come in ninja's own shape.
+plain_ninja_api = NinjaAPI(urls_namespace="plain-ninja")
+
+
+@plain_ninja_api.post("/inventory", auth=ApiKey("export", "inventory"))
+def plain_ninja_inventory(request):
+    return {"Items": [], "Key": request.auth.decision.key_id}
+
+
 urlpatterns = [
     path("plain", plain),
     path("async", asynchronous),
@@ -129,5 +151,7 @@ urlpatterns = [
     path("cbv-decorated", Decorated.as_view()),
     path("drf", Drf.as_view()),
     path("drf-teapot", DrfTeapot.as_view()),
+    path("drf-without-mixin", DrfWithoutMixin.as_view()),
     path("ninja/", ninja_api.urls),
+    path("plain-ninja/", plain_ninja_api.urls),
 ]

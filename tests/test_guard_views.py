@@ -167,6 +167,25 @@ def test_the_guard_package_never_imports_the_chq_wire_format():
                 assert not any("chqapi" in alias.name for alias in node.names), module.name
 
 
+def test_a_plain_ninja_api_still_decides_with_the_guard(allowed, make_key, customer_import):
+    assert sync_post("/plain-ninja/inventory", allowed.value).json() == {"Items": [], "Key": allowed.pk}
+    refused = sync_post("/plain-ninja/inventory", make_key(grants=[customer_import.pk]).value)
+    assert (refused.status_code, refused.json()) == (
+        403,
+        {"detail": "The API key is not allowed to call Inventory Export."},
+    )
+
+
+def test_drf_classes_without_the_mixin_still_decide_with_the_guard(allowed, make_key, customer_import):
+    assert sync_post("/drf-without-mixin", allowed.value).json() == {"Items": [], "Key": allowed.pk}
+    refused = sync_post("/drf-without-mixin", make_key(grants=[customer_import.pk]).value)
+    assert (refused.status_code, refused.json()) == (
+        403,
+        {"detail": "The API key is not allowed to call Inventory Export."},
+    )
+    assert sync_post("/drf-without-mixin", None).status_code == 401
+
+
 API_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "ApiKey"}
 
 

@@ -17,6 +17,7 @@ response: ninja renders inside its own view, so the record is taken around the v
 its `urls` mount (sync and async alike).
 """
 
+import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -25,6 +26,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI
+from ninja.errors import HttpError
 from ninja.security import APIKeyHeader
 
 from ..guard.answers import HEADER, ApiError
@@ -33,12 +35,21 @@ from ..guard.flow import admit, answered, authenticated, failure
 from ..guard.parsing import InvalidRequest
 
 
-class Refused(Exception):
-    """The guard refused the call; `response` is its answer."""
+class Refused(HttpError):
+    """The guard refused the call; `response` is its answer. A plain NinjaAPI (not
+    GuardedNinjaAPI) answers it as ninja answers an HttpError: `{"detail": message}`,
+    same status (and records no call)."""
 
     def __init__(self, response: HttpResponse):
-        super().__init__(response.status_code)
+        super().__init__(response.status_code, _message(response))
         self.response = response
+
+
+def _message(response: HttpResponse) -> str:
+    try:
+        return str(json.loads(response.content).get("Message", ""))
+    except (ValueError, AttributeError):
+        return ""
 
 
 class ApiKey(APIKeyHeader):
