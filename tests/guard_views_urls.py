@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from keys.contrib.drf import ApiKeyAuthentication, ApiKeyGuardedView, HasApiKey
 from keys.contrib.ninja import ApiKey, GuardedNinjaAPI
-from keys.guard import ApiError, ApiKeyRequiredMixin, api_key_required
+from keys.guard import ApiError, ApiKeyRequiredMixin, api_key_authenticated, api_key_required
 
 
 def answer(request) -> dict:
@@ -63,6 +63,13 @@ async def asynchronous_slow_stream(request):
 def sync_stream(request):
     chunks = (f'{{"Chunk": {n}}}\n'.encode() for n in range(3))
     return StreamingHttpResponse(chunks, content_type="application/x-ndjson")
+
+
+@api_key_authenticated
+async def about_the_key(request):
+    """A call about the key itself: any active key, no API type."""
+    await asyncio.sleep(0)
+    return JsonResponse({"Key": request.api_call.decision.key_id})
 
 
 class ClassBased(ApiKeyRequiredMixin, View):
@@ -146,6 +153,7 @@ urlpatterns = [
     path("async-stream", asynchronous_stream),
     path("async-slow-stream", asynchronous_slow_stream),
     path("sync-stream", sync_stream),
+    path("about-the-key", about_the_key),
     path("cbv", ClassBased.as_view()),
     path("cbv-async", AsyncClassBased.as_view()),
     path("cbv-decorated", Decorated.as_view()),

@@ -186,6 +186,14 @@ def test_drf_classes_without_the_mixin_still_decide_with_the_guard(allowed, make
     assert sync_post("/drf-without-mixin", None).status_code == 401
 
 
+def test_an_async_view_about_the_key_needs_only_an_active_key(post, make_key):
+    key = make_key()  # no API type at all
+    assert json.loads(post("/about-the-key", key.value).content) == {"Key": key.pk}
+    refused = post("/about-the-key", "00000000-0000-0000-0000-000000000000")
+    assert (refused.status_code, json.loads(refused.content)) == (401, {"Message": "The API key is not known."})
+    assert ApiDocument.objects.count() == 0  # calls about the key are never logged
+
+
 API_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "ApiKey"}
 
 
