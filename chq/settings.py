@@ -165,6 +165,10 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     CACHES["default"]["BACKEND"] = "chq.cache.RedisCache"
 
 # --- keys app -------------------------------------------------------------------
+# Every KEYS_* setting has a default in keys/conf.py (README: "Settings of the keys app");
+# the demo reads them from the environment so that deployments and tests can set them.
+# The pane's pages extend the demo's own base template (templates/base.html).
+KEYS_BASE_TEMPLATE = "base.html"
 # Files the app keeps beside its database: shared counters (throttle) and the
 # spool of call-log rows the database refused (see keys/shared.py, keys/chqapi/spool.py).
 KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "var")
@@ -253,7 +257,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -293,8 +296,6 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
-
-DJANGO_TABLES2_TEMPLATE = "keys/table.html"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
