@@ -3,7 +3,7 @@
 A host sets only what it wants different. django-appconf writes each default into
 `django.conf.settings` when this module is imported (keys/models.py imports it, so
 it happens while the app registry loads, before `ready()`, checks or any request),
-so the rest of the app keeps reading `settings.KEYS_X`.
+so the rest of the app keeps reading `settings.KEYS_…` as before.
 
 The defaults are for development: the app runs in a fresh `startproject` with no
 KEYS_* setting at all. The secrets are then derived from SECRET_KEY and the shared
