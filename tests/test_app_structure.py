@@ -132,6 +132,9 @@ def test_everything_reverses_where_the_host_mounts_it(admin_client, client):
     page = client.get(reverse("swagger")).content.decode()
     assert 'data-openapi-url="/docs/chq/openapi.json"' in page
     assert client.get(reverse("openapi-document")).status_code == 200
+    refused = client.post(reverse("chqapi-status"), b"{}", content_type="application/json")
+    assert refused.status_code == 401
+    assert refused.json()["Message"] == "The ApiKey header is missing or is not a GUID."
 
 
 @pytest.mark.urls("tests.mounted_urls")
