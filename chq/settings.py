@@ -159,41 +159,47 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # REDIS_URL is a shorthand for CACHE_URL=redis://...
 CACHES = {"default": env.cache_url("CACHE_URL", default=env.str("REDIS_URL", default="locmemcache://"))}
-_SHARED_CACHE = "redis" in CACHES["default"]["BACKEND"].lower()
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     # The same cache with one Redis client per pool instead of one per operation (chq/cache.py).
     CACHES["default"]["BACKEND"] = "chq.cache.RedisCache"
 
 # --- keys app -------------------------------------------------------------------
-# Files the app keeps beside its database: shared counters (throttle) and the
-# spool of call-log rows the database refused (see keys/shared.py, keys/chqapi/spool.py).
+# Every KEYS_* setting has its default in keys/conf.py (README: "Settings of the keys app").
+# The demo names its own base template and keeps its shared state beside its database, in
+# var/; any other KEYS_* setting comes from the environment when it is set there (as
+# deployments and tests do), else the app's default holds.
+KEYS_BASE_TEMPLATE = "base.html"
 KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "var")
-KEYS_SPOOL_DIR = env.path("KEYS_SPOOL_DIR", default=Path(KEYS_SHARED_STATE_DIR) / "spool")
-# Where the throttle's counts live: "file" (a memory-mapped table every worker on this
-# host shares) or "cache" (the configured cache; only sensible when it is Redis, shared by every host).
-# A key that expires within this many days is flagged in the keys table.
-KEYS_EXPIRY_WARNING_DAYS = env.int("KEYS_EXPIRY_WARNING_DAYS", default=7)
-KEYS_SHARED_COUNTERS = env.str("KEYS_SHARED_COUNTERS", default="cache" if _SHARED_CACHE else "file")
-# Retry-After of a 503 answer while the database or Redis cannot be reached; an outage is
-# logged as over when a call is answered this long after its last failure (keys/outages.py).
-KEYS_RETRY_AFTER_SECONDS = env.int("KEYS_RETRY_AFTER_SECONDS", default=5)
-# Each worker keeps the key states it has read (zero queries on a warm call) and
-# trusts them only while the change marker is unchanged (keys/freshness.py):
-# "file" on one host (the embedded default), "cache" when a shared cache (Redis)
-# lets several hosts see it. Off: one indexed query per call.
-KEYS_DECISION_CACHE = env.bool("KEYS_DECISION_CACHE", default=True)
-KEYS_CHANGE_MARKER = env.str("KEYS_CHANGE_MARKER", default="cache" if _SHARED_CACHE else "file")
-# Upper bound on a cached state's age: only changes made outside Django (raw SQL) wait for it.
-KEYS_DECISION_CACHE_SECONDS = env.int("KEYS_DECISION_CACHE_SECONDS", default=300)
-KEYS_DECISION_CACHE_SIZE = env.int("KEYS_DECISION_CACHE_SIZE", default=10_000)
-# Request and response bodies stored in a call log are cut at this many characters.
-KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
-# "last used" is written at most once per this many seconds per key and per grant.
-KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
-# Usage counts (keys/usage.py) are added up in each worker and stored this often: a crash loses at most this much.
-KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
-# Modules that register /chqapi/ handlers (keys.guard.register), imported at start-up.
-KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
+_FROM_ENVIRONMENT = {
+    env.str: ["KEYS_SHARED_COUNTERS", "KEYS_CHANGE_MARKER"],
+    env.path: ["KEYS_SPOOL_DIR"],
+    env.bool: ["KEYS_DECISION_CACHE"],
+    env.list: ["KEYS_HANDLER_MODULES"],
+    env.int: [
+        "KEYS_EXPIRY_WARNING_DAYS",
+        "KEYS_RETRY_AFTER_SECONDS",
+        "KEYS_DECISION_CACHE_SECONDS",
+        "KEYS_DECISION_CACHE_SIZE",
+        "KEYS_LOG_BODY_LIMIT",
+        "KEYS_LAST_USED_INTERVAL",
+        "KEYS_ASYNC_TIMEOUT_SECONDS",
+        "KEYS_MAX_BODY_BYTES",
+        "KEYS_TRUSTED_PROXIES",
+        "KEYS_THROTTLE_REFUSALS",
+        "KEYS_THROTTLE_WINDOW",
+        "KEYS_THROTTLE_BLOCK",
+    ],
+    env.float: [
+        "KEYS_USAGE_FLUSH_SECONDS",
+        "KEYS_WORKER_HEARTBEAT_SECONDS",
+        "KEYS_WORKER_STALE_SECONDS",
+        "KEYS_WORKER_RETRY_MAX_SECONDS",
+    ],
+}
+for _parse, _names in _FROM_ENVIRONMENT.items():
+    for _name in _names:
+        if _name in env:
+            globals()[_name] = _parse(_name)
 # Asynchronous API documents run in a task worker through Django's tasks API (the
 # django-tasks backport). The default keeps the queue in the database (worker:
 # `manage.py db_worker`). TASKS_BACKEND=rq keeps it in Redis (TASKS_REDIS_URL,
@@ -209,29 +215,10 @@ elif TASKS_BACKEND == "database":
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 else:
     raise ImproperlyConfigured(f"TASKS_BACKEND is {TASKS_BACKEND!r}; use database (the default) or rq.")
-# A document whose work started this many seconds ago and has not finished (its
-# worker was killed, say) is reported as Error, never InProcess for ever.
-KEYS_ASYNC_TIMEOUT_SECONDS = env.int("KEYS_ASYNC_TIMEOUT_SECONDS", default=600)
-# The task worker (keys/chqapi/worker.py) writes a heartbeat this often (seconds). It is
-# gone when none is fresher than KEYS_WORKER_STALE_SECONDS: /healthz says "worker": "gone",
-# and status tells the caller of a document queued longer than that that it waits for one.
-KEYS_WORKER_HEARTBEAT_SECONDS = env.float("KEYS_WORKER_HEARTBEAT_SECONDS", default=5.0)
-KEYS_WORKER_STALE_SECONDS = env.float("KEYS_WORKER_STALE_SECONDS", default=60.0)
-# While the database fails, the worker retries after 0.5 s, doubling up to this many seconds.
-KEYS_WORKER_RETRY_MAX_SECONDS = env.float("KEYS_WORKER_RETRY_MAX_SECONDS", default=10.0)
-# API request bodies over this size are refused with 413 before any other work.
-KEYS_MAX_BODY_BYTES = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = KEYS_MAX_BODY_BYTES
+# Django's own bound on a request body follows the API's (KEYS_MAX_BODY_BYTES: a 413 before any other work).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("KEYS_MAX_BODY_BYTES", default=1024 * 1024)
 # The API key dialog posts up to three fields per API type, and the catalog may hold thousands.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
-# How many reverse proxies stand in front of the app and append to X-Forwarded-For
-# (0: use REMOTE_ADDR). Client addresses feed throttling, call logs and the audit trail.
-KEYS_TRUSTED_PROXIES = env.int("KEYS_TRUSTED_PROXIES", default=0)
-# After this many refused ApiKey attempts from one address within the window (seconds),
-# the address gets 429 for KEYS_THROTTLE_BLOCK seconds. 0 turns throttling off.
-KEYS_THROTTLE_REFUSALS = env.int("KEYS_THROTTLE_REFUSALS", default=20)
-KEYS_THROTTLE_WINDOW = env.int("KEYS_THROTTLE_WINDOW", default=60)
-KEYS_THROTTLE_BLOCK = env.int("KEYS_THROTTLE_BLOCK", default=60)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -253,7 +240,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -293,8 +279,6 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
-
-DJANGO_TABLES2_TEMPLATE = "keys/table.html"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {

@@ -6,7 +6,6 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chq.health import healthz
-from keys.chqapi import swagger
 from keys.chqapi.urls import missed
 
 
@@ -23,9 +22,8 @@ urlpatterns = [
     path("settings/", include("keys.urls")),
     path("chqapi/", include("keys.chqapi.urls")),
     *missed,
-    # CHQ's Swagger page, at CHQ's own path (keys/chqapi/swagger.py).
-    path("integration/api/index", swagger.swagger_page, name="swagger"),
-    path("integration/api/openapi.json", swagger.openapi_document, name="openapi-document"),
+    # CHQ's Swagger page and OpenAPI document, at CHQ's own paths (/integration/api/index).
+    path("integration/api/", include("keys.chqapi.docs_urls")),
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", favicon),
 ]

@@ -153,7 +153,7 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     # Searched like the pane (description words, the whole value or a part of it): values are
     # stored encrypted, so the admin's own icontains over columns cannot find them.
     search_fields = ("description",)
-    # The search box posts to search_view (templates/admin/keys/apikey/search_form.html), never a GET ?q=.
+    # The search box posts to search_view (keys/templates/admin/keys/apikey/search_form.html), never a GET ?q=.
     search_help_text = (
         "Description words, the last four characters of a value, or a whole value. A search for a value "
         "lists the keys it finds without putting the value in the address (or in the search box)."

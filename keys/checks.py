@@ -1,7 +1,44 @@
-"""System checks of keys' settings (`manage.py check`)."""
+"""System checks of keys' settings (`manage.py check`; the production ones with `--deploy`).
+
+Every KEYS_* setting has a default (keys/conf.py), so none is ever missing; these
+checks name a value that cannot work, and with --deploy a development stand-in that
+production must replace.
+"""
+
+import base64
+import binascii
+from numbers import Real
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import derived_encryption_keys, derived_lookup_secret, temporary_state_dir
+
+# Settings that are counts or durations: below the bound they cannot mean anything.
+MINIMUMS = {
+    "KEYS_EXPIRY_WARNING_DAYS": 0,
+    "KEYS_RETRY_AFTER_SECONDS": 0,
+    "KEYS_DECISION_CACHE_SECONDS": 0,
+    "KEYS_DECISION_CACHE_SIZE": 1,
+    "KEYS_LOG_BODY_LIMIT": 0,
+    "KEYS_LAST_USED_INTERVAL": 0,
+    "KEYS_USAGE_FLUSH_SECONDS": 0,
+    "KEYS_ASYNC_TIMEOUT_SECONDS": 1,
+    "KEYS_WORKER_RETRY_MAX_SECONDS": 0,
+    "KEYS_MAX_BODY_BYTES": 1,
+    "KEYS_TRUSTED_PROXIES": 0,
+    "KEYS_THROTTLE_REFUSALS": 0,
+    "KEYS_THROTTLE_WINDOW": 1,
+    "KEYS_THROTTLE_BLOCK": 1,
+}
+CHOICES = {"KEYS_SHARED_COUNTERS": ("file", "cache"), "KEYS_CHANGE_MARKER": ("file", "cache")}
+
+
+def is_fernet_key(key) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (AttributeError, ValueError, UnicodeEncodeError, binascii.Error):
+        return False
 
 
 @register()
@@ -19,3 +56,70 @@ def check_worker_heartbeat(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+@register()
+def check_values(app_configs, **kwargs) -> list[Error]:
+    """Values of the wrong kind would fail at first use, as a 500 in the middle of an API call."""
+    errors = []
+    for name, minimum in MINIMUMS.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, Real) or value < minimum:
+            errors.append(Error(f"{name} is {value!r}; it must be a number of at least {minimum}.", id="keys.E002"))
+    for name, choices in CHOICES.items():
+        if (value := getattr(settings, name)) not in choices:
+            errors.append(Error(f"{name} is {value!r}; use one of {', '.join(choices)}.", id="keys.E003"))
+    keys = settings.KEYS_ENCRYPTION_KEYS
+    if isinstance(keys, str) or not isinstance(keys, list | tuple) or not keys:
+        errors.append(Error("KEYS_ENCRYPTION_KEYS must be a non-empty list of Fernet keys.", id="keys.E004"))
+    else:
+        errors += [
+            Error(
+                f"KEYS_ENCRYPTION_KEYS: key {number} is not a Fernet key (32 bytes, URL-safe base64).",
+                hint="Generate one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'",
+                id="keys.E005",
+            )
+            for number, key in enumerate(keys, start=1)
+            if not is_fernet_key(key)
+        ]
+    if not isinstance(settings.KEYS_LOOKUP_SECRET, str) or not settings.KEYS_LOOKUP_SECRET:
+        errors.append(Error("KEYS_LOOKUP_SECRET must be a non-empty string.", id="keys.E006"))
+    modules = settings.KEYS_HANDLER_MODULES
+    if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
+        errors.append(Error("KEYS_HANDLER_MODULES must be a list of module names.", id="keys.E007"))
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_production_settings(app_configs, **kwargs) -> list[Warning]:
+    """The development stand-ins of keys/conf.py, which production must replace."""
+    warnings = []
+    if derived_lookup_secret() == settings.KEYS_LOOKUP_SECRET:
+        warnings.append(
+            Warning(
+                "KEYS_LOOKUP_SECRET is not set: it is derived from SECRET_KEY, so rotating SECRET_KEY "
+                "would make every API key unknown.",
+                hint="Set KEYS_LOOKUP_SECRET to a long random string of its own.",
+                id="keys.W001",
+            )
+        )
+    if list(settings.KEYS_ENCRYPTION_KEYS or []) == derived_encryption_keys():
+        warnings.append(
+            Warning(
+                "KEYS_ENCRYPTION_KEYS is not set: the key is derived from SECRET_KEY, so rotating SECRET_KEY "
+                "would make every stored key value unreadable.",
+                hint="Set KEYS_ENCRYPTION_KEYS to a list of Fernet keys (Fernet.generate_key()).",
+                id="keys.W002",
+            )
+        )
+    if str(settings.KEYS_SHARED_STATE_DIR) == str(temporary_state_dir()):
+        warnings.append(
+            Warning(
+                f"KEYS_SHARED_STATE_DIR is not set: the throttle counts and change marker live in "
+                f"{settings.KEYS_SHARED_STATE_DIR}, which the system may clean.",
+                hint="Set KEYS_SHARED_STATE_DIR to a directory every worker process can write.",
+                id="keys.W003",
+            )
+        )
+    return warnings

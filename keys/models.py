@@ -16,7 +16,8 @@ from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models
 from django.utils import timezone
 
-from . import sealing
+# Every KEYS_* setting gets its default here, while the app registry loads (before ready()).
+from . import conf, sealing  # noqa: F401
 
 
 class DecisionQuerySet(models.QuerySet):

@@ -14,8 +14,9 @@ anyone call the API. So no key value is stored in the clear:
   an operator adds a new key in front, runs `rotate_key_encryption`, and then
   drops the old one.
 
-Both secrets come from the environment (chq/settings.py); production refuses
-to start without them.
+Both secrets are settings (keys/conf.py): in development they are derived from
+SECRET_KEY, and `check --deploy` names one production has not set. The demo
+project reads them from the environment and refuses to start without them.
 """
 
 import hashlib

@@ -55,6 +55,8 @@ class ApiKeyTable(tables.Table):
         fields = ["value", "description", "state", "is_active", "allowed_for_all", "created_at", "last_used_at"]
         sequence = [*fields, "calls_7_days"]
         order_by = "-created_at"
+        # The pane's own table template, set here rather than through DJANGO_TABLES2_TEMPLATE (the host's tables).
+        template_name = "keys/table.html"
         empty_text = "No API keys yet."
         # A grid, because rows are selectable with the mouse and the arrow keys.
         attrs = {"class": "keys-table", "role": "grid", "aria-label": "keys", "aria-multiselectable": "false"}
@@ -117,6 +119,7 @@ class ApiDocumentTable(tables.Table):
         model = ApiDocument
         fields = ["created_at", "api_type_name", "status_code", "duration_ms", "source", "client_address"]
         orderable = False
+        template_name = "keys/table.html"
         empty_text = (
             "No stored calls match. Calls are stored only while logging is on for the key and API type; "
             "asynchronous calls always are."

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
+from django.shortcuts import render as django_render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url, trigger_client_event
@@ -34,6 +35,12 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+def render(request: HttpRequest, template: str, context: dict | None = None, status: int | None = None) -> HttpResponse:
+    """A page or partial of the pane; its pages extend the host's base template (KEYS_BASE_TEMPLATE)."""
+    context = {"keys_base_template": settings.KEYS_BASE_TEMPLATE, **(context or {})}
+    return django_render(request, template, context, status=status)
+
+
 def keys_changed(message: str, *, select: int | None = None) -> HttpResponse:
     response = HttpResponse(status=204)
     return trigger_client_event(response, "keysChanged", {"message": message, "select": select})
@@ -53,7 +60,7 @@ def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
     browser's history) and the table's sort and page links carry the search without such words."""
     query = TableQueryForm(request.POST if request.method == "POST" else request.GET, columns=SORTABLE)
     if not query.is_valid():
-        return render(request, "400.html", {"message": query.problem()}, status=400)
+        return render(request, "keys/400.html", {"message": query.problem()}, status=400)
     search = query.cleaned_data["q"]
     state = {name: value for name, value in query.cleaned_data.items() if value}
     address = QueryDict(mutable=True)
@@ -121,7 +128,7 @@ def _key_dialog(request: HtmxHttpRequest, key: ApiKey | None) -> HttpResponse:
 
 
 def _gone(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "404.html", status=404)
+    return render(request, "keys/404.html", status=404)
 
 
 @require_http_methods(["GET", "POST"])
