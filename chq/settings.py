@@ -192,6 +192,8 @@ KEYS_LOG_BODY_LIMIT = env.int("KEYS_LOG_BODY_LIMIT", default=64 * 1024)
 KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
 # Usage counts (keys/usage.py) are added up in each worker and stored this often: a crash loses at most this much.
 KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
+# The API types this project declares: CHQ's own 126 (keys.catalog.CHQ). `sync_api_types` syncs exactly these.
+KEYS_CATALOGS = ["keys.catalog:api_types.json"]
 # Modules that register /chqapi/ handlers (keys.chqapi.guard.register), imported at start-up.
 KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
 # Asynchronous API documents run in a task worker through Django's tasks API (the
