@@ -22,7 +22,6 @@ from . import audit, catalog, sealing, shared, usage
 from .audit import Actor
 from .chqapi import writer
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
-from .signals import decisions_changed
 from .text import storable_text
 
 security_log = logging.getLogger("keys.security")
@@ -73,8 +72,6 @@ def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
         if (grant.logged, grant.logging_until) != (spec.logged, spec.logging_until):
             grant.logged, grant.logging_until = spec.logged, spec.logging_until
             changed.append(grant)
-    # Bulk writes send no signals; say so explicitly.
-    decisions_changed()
     ApiKeyGrant.objects.bulk_update(changed, ["logged", "logging_until"])
     ApiKeyGrant.objects.bulk_create(
         ApiKeyGrant(key=key, api_type_id=t, logged=s.logged, logging_until=s.logging_until)
