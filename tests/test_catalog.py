@@ -81,6 +81,7 @@ def test_no_catalog_is_declared_by_default(settings):
     assert catalog.declared() == []
     # Nothing declared: the sync keeps every type there is, and says so.
     out = sync()
+    assert "No API types are declared: name catalog files in KEYS_CATALOGS" in out
     assert "0 added, 0 updated, 0 removed, 0 unchanged, 126 undeclared kept" in out
     assert ApiType.objects.count() == 126
 

@@ -98,7 +98,7 @@ def resolve(source: str | os.PathLike) -> Path:
     if match and not os.path.isabs(text):
         try:
             root = importlib.resources.files(match["package"])
-        except ModuleNotFoundError:
+        except (ModuleNotFoundError, TypeError):  # TypeError: a module that is not a package
             raise CatalogError(f"Catalog {text!r}: there is no package {match['package']!r}.") from None
         return Path(str(root.joinpath(match["resource"])))
     path = Path(text)

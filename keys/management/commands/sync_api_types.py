@@ -58,6 +58,13 @@ class Command(BaseCommand):
         if options["json"]:
             cli.emit(self, options, self._data(report, applied=not dry_run, **options), "")
             return
+        if not entries:
+            self.stdout.write(
+                self.style.WARNING(
+                    "No API types are declared: name catalog files in KEYS_CATALOGS (keys.catalog.CHQ is CHQ's "
+                    "own) or register types with keys.catalog.api_type() (README: API-type catalog)."
+                )
+            )
         self._print(report, dry_run=dry_run, prune=prune)
 
     @staticmethod
