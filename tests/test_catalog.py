@@ -306,3 +306,31 @@ def test_missing_catalog_file(tmp_path, settings):
 
 def test_catalog_file_is_the_one_in_the_repo():
     assert CATALOG_FILE.is_file()
+
+
+def test_a_declared_types_swagger_group_tags_its_operation(settings, tmp_path):
+    from keys.chqapi import openapi
+
+    settings.KEYS_CATALOGS = [catalog.CHQ, str(write_catalog(tmp_path, [WIDGETS]))]
+    catalog.api_type(**GADGETS)
+    sync()
+    paths = openapi.for_installation()["paths"]
+    assert paths["/chqapi/import/gadgets/bulk"]["post"]["tags"] == ["Gadgets"]
+    assert paths["/chqapi/export/widgets"]["post"]["tags"] == ["Common"]  # no swagger_group: the common section
+    assert paths["/chqapi/import/adjustment"]["post"]["tags"] == ["Adjustment"]  # CHQ's own, from its file
+
+
+def test_the_migration_loads_what_the_project_declares(settings):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    load_catalog = import_module("keys.migrations.0002_catalog_and_groups").load_catalog
+    ApiType.objects.all().delete()
+    settings.KEYS_CATALOGS = []
+    load_catalog(apps, None)
+    assert not ApiType.objects.exists()  # a host that declares nothing gets no CHQ types
+    catalog.api_type(**GADGETS)
+    settings.KEYS_CATALOGS = [catalog.CHQ]
+    load_catalog(apps, None)
+    assert ApiType.objects.count() == 127
