@@ -315,6 +315,7 @@ def catalog_sync(
     entries: Iterable[dict],
     *,
     prune: bool = False,
+    confirmed: Iterable[str] | None = None,
     dry_run: bool = False,
     api_type_model: type[ApiType] = ApiType,
     grant_model: type[ApiKeyGrant] = ApiKeyGrant,
@@ -324,6 +325,8 @@ def catalog_sync(
     admin or the ORM, or dropped from a catalog) stays unless `prune`, and even then
     while a key uses it. All or nothing: one transaction; a declared name that an
     undeclared type being kept holds is a CatalogError before anything is written.
+    `confirmed`: the names a person agreed to see removed; removing any other
+    (a type added since they were asked) is a CatalogError and nothing changes.
 
     The model classes are parameters so the data migration can pass its
     historical models.
@@ -342,6 +345,11 @@ def catalog_sync(
                 report.kept_in_use.append(api_type.name)
             else:
                 report.undeclared.append(api_type.name)
+        if confirmed is not None and (unseen := sorted(set(report.removed) - set(confirmed))):
+            raise catalog.CatalogError(
+                f"Since the question, more API types would be removed ({', '.join(unseen)}). "
+                "Run the command again to see them."
+            )
         staying = {t.name: t for t in gone if t not in removed}
         for entry in wanted.values():
             if holder := staying.get(entry["name"]):

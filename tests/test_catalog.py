@@ -334,3 +334,20 @@ def test_the_migration_loads_what_the_project_declares(settings):
     settings.KEYS_CATALOGS = [catalog.CHQ]
     load_catalog(apps, None)
     assert ApiType.objects.count() == 127
+
+
+def test_a_type_added_after_the_question_is_not_removed_unseen(monkeypatch):
+    widgets_by_orm()
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+
+    def answer(question):  # while the question waits, someone adds another type
+        ApiType.objects.create(direction="export", api_id="gadgets", name="Gadgets Export")
+        return "y"
+
+    monkeypatch.setattr("builtins.input", answer)
+    with pytest.raises(CommandError, match=r"more API types would be removed \(Gadgets Export\)"):
+        sync("--prune")
+    assert set(ApiType.objects.filter(api_id__in=["widgets", "gadgets"]).values_list("api_id", flat=True)) == {
+        "widgets",
+        "gadgets",
+    }

@@ -47,7 +47,7 @@ class Command(BaseCommand):
                     cli.emit(self, options, self._data(report, applied=False, **options), "Nothing changed.")
                     return
             if not dry_run:
-                report = catalog_sync(entries, prune=prune)
+                report = catalog_sync(entries, prune=prune, confirmed=report.removed if prune else None)
         except catalog.CatalogError as exc:
             raise CommandError(f"{exc} Fix the catalog and run the command again; nothing was changed.") from exc
         except IntegrityError as exc:
