@@ -15,12 +15,14 @@ admin, a command, a host's own code, `manage.py shell`):
   sends nothing for. DecisionQuerySet (keys/models.py) sends `rows_changed`
   for them, received here like the others.
 An override of save() misses queryset writes and cascades; a call in a service
-misses every write that is not a service's. One receiver also means one place
-to switch off: tests do, to show that nothing else advances the marker.
+misses every write that is not a service's. One receiver is also one place to
+watch: tests/test_staleness.py replaces its marker with a counter and shows
+that each kind of change moves the counter and nothing else moves the marker.
 
-Not seen: raw SQL (the decision cache's age bound, KEYS_DECISION_CACHE_SECONDS,
-covers it) and a migration's historical models (no receivers; the tables are
-new or being reshaped, and no worker serves calls during a migration).
+Not seen: raw SQL, and a data migration's historical models (they have no
+receivers). The workers that served before a migration are restarted with the
+new code, which empties their caches; otherwise the decision cache's age bound
+(KEYS_DECISION_CACHE_SECONDS) covers both.
 """
 
 from django.db import transaction
