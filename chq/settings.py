@@ -200,6 +200,8 @@ for _parse, _names in _FROM_ENVIRONMENT.items():
     for _name in _names:
         if _name in env:
             globals()[_name] = _parse(_name)
+# The API types this project declares: CHQ's own 126 (keys.catalog.CHQ). `sync_api_types` syncs exactly these.
+KEYS_CATALOGS = ["keys.catalog:api_types.json"]
 # Asynchronous API documents run in a task worker through Django's tasks API (the
 # django-tasks backport). The default keeps the queue in the database (worker:
 # `manage.py db_worker`). TASKS_BACKEND=rq keeps it in Redis (TASKS_REDIS_URL,

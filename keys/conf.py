@@ -51,8 +51,10 @@ def _shared_cache() -> bool:
 
 
 class KeysConf(AppConf):
-    # Modules that register API handlers (keys.chqapi.guard.register), imported by ready().
+    # Modules that register API handlers (keys.guard.register), imported by ready().
     HANDLER_MODULES: list[str] = []
+    # The API types the project declares: catalog files (paths, or "package:resource" like keys.catalog.CHQ).
+    CATALOGS: list[str] = []
     # The template the pane's pages extend (blocks: title, crumbs, main); the app's own works standalone.
     BASE_TEMPLATE = "keys/base.html"
     # Lookup digests of key values are HMACs under this secret (keys/sealing.py). None: derived from SECRET_KEY.

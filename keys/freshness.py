@@ -1,5 +1,6 @@
 """The change marker: a number every committed change to keys, grants or API
-types advances, read by every worker before it trusts its own cached decisions.
+types advances (keys/signals.py, the one place that does), read by every worker
+before it trusts its own cached decisions.
 
 Each worker process keeps the key states it has looked up (keys/access.py), so
 a warm call makes no query. The marker is what makes that safe: a process

@@ -21,38 +21,33 @@ from . import conf, sealing  # noqa: F401
 
 
 class DecisionQuerySet(models.QuerySet):
-    """Queryset writes send no signals; these still make cached decisions stale
-    (keys/signals.py), so `ApiKey.objects.filter(...).update(is_active=False)` in a
-    shell is obeyed by the next call like any other change."""
+    """The writes Django sends no signal for (update, bulk_create, bulk_update) send
+    keys.signals.rows_changed, so a cached decision goes stale by the one way every
+    other change takes (keys/signals.py says why signals), `ApiKey.objects.filter(...)
+    .update(is_active=False)` in a shell included. delete() needs nothing: Django
+    sends post_delete for each row."""
 
-    # Written by the guard once a minute; no decision reads them.
-    BOOKKEEPING = frozenset({"last_used_at"})
+    def _changed(self, fields) -> None:
+        from .signals import rows_changed
 
-    def _changed(self) -> None:
-        from .signals import decisions_changed
-
-        decisions_changed()
+        rows_changed.send(sender=self.model, fields=fields)
 
     def update(self, **kwargs):
         count = super().update(**kwargs)
-        if count and not set(kwargs) <= self.BOOKKEEPING:
-            self._changed()
+        if count:
+            self._changed(set(kwargs))
         return count
-
-    def delete(self):
-        result = super().delete()
-        self._changed()
-        return result
 
     def bulk_create(self, *args, **kwargs):
         created = super().bulk_create(*args, **kwargs)
-        self._changed()
+        if created:
+            self._changed(None)
         return created
 
     def bulk_update(self, objs, fields, *args, **kwargs):
         count = super().bulk_update(objs, fields, *args, **kwargs)
-        if count and not set(fields) <= self.BOOKKEEPING:
-            self._changed()
+        if count:
+            self._changed(set(fields))
         return count
 
 

@@ -2,7 +2,6 @@
 whichever door it comes in by (pane, admin, command)."""
 
 import functools
-import json
 import logging
 import math
 import time
@@ -19,16 +18,16 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, sealing, shared, usage
+from . import audit, catalog, sealing, shared, usage
 from .audit import Actor
 from .chqapi import writer
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
-from .signals import decisions_changed
 from .text import storable_text
 
 security_log = logging.getLogger("keys.security")
 
-CATALOG_FILE = Path(__file__).resolve().parent / "catalog" / "api_types.json"
+# CHQ's own catalog (keys.catalog.CHQ), the one file a host may choose among its KEYS_CATALOGS.
+CATALOG_FILE = catalog.resolve(catalog.CHQ)
 
 INTEGRATION_GROUPS = {
     "Integration viewers": ["access_integration_settings"],
@@ -73,8 +72,6 @@ def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
         if (grant.logged, grant.logging_until) != (spec.logged, spec.logging_until):
             grant.logged, grant.logging_until = spec.logged, spec.logging_until
             changed.append(grant)
-    # Bulk writes send no signals; say so explicitly.
-    decisions_changed()
     ApiKeyGrant.objects.bulk_update(changed, ["logged", "logging_until"])
     ApiKeyGrant.objects.bulk_create(
         ApiKeyGrant(key=key, api_type_id=t, logged=s.logged, logging_until=s.logging_until)
@@ -299,8 +296,9 @@ def key_encryption_rotate() -> RotationReport:
 class SyncReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    kept_in_use: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # undeclared, removed (--prune only)
+    kept_in_use: list[str] = field(default_factory=list)  # undeclared, kept with --prune: a key uses it
+    undeclared: list[str] = field(default_factory=list)  # undeclared, kept: no --prune
     unchanged: int = 0
 
     @property
@@ -309,60 +307,60 @@ class SyncReport:
 
 
 def catalog_entries(path: Path = CATALOG_FILE) -> list[dict]:
-    """Read and check the catalog file; a broken file is a ValueError that says where."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"Cannot read the catalog file {path}: {exc.strerror}.") from exc
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"The catalog file {path} is not valid JSON: {exc}.") from exc
-    entries = data.get("api_types") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise ValueError(f'The catalog file {path} needs an "api_types" list.')
-    seen_ids, seen_names = set(), set()
-    for n, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict) or not all(
-            isinstance(entry.get(k), str) for k in ("direction", "api_id", "name")
-        ):
-            raise ValueError(f"Entry {n} of {path} needs string fields direction, api_id and name.")
-        if entry["direction"] not in ("import", "export") or not entry["api_id"] or not entry["name"]:
-            raise ValueError(f"Entry {n} of {path} has an empty id or name, or a direction other than import/export.")
-        ident = (entry["direction"], entry["api_id"])
-        if ident in seen_ids or entry["name"] in seen_names:
-            raise ValueError(
-                f"Entry {n} of {path} repeats {entry['direction']}:{entry['api_id']} or {entry['name']!r}."
-            )
-        seen_ids.add(ident)
-        seen_names.add(entry["name"])
-    return entries
+    """Read and check one catalog file; a broken file is a ValueError (keys.catalog.CatalogError) that says where."""
+    return catalog.read_file(path)
 
 
 def catalog_sync(
     entries: Iterable[dict],
     *,
+    prune: bool = False,
+    confirmed: Iterable[str] | None = None,
     dry_run: bool = False,
     api_type_model: type[ApiType] = ApiType,
     grant_model: type[ApiKeyGrant] = ApiKeyGrant,
 ) -> SyncReport:
-    """Make the API-type table match `entries`: add new types, update names and
-    groups, remove types the file no longer lists unless a key uses them.
+    """Make the API-type table match the declared `entries` (keys.catalog.declared()):
+    add new types, update names and groups. A type not declared (one added in the
+    admin or the ORM, or dropped from a catalog) stays unless `prune`, and even then
+    while a key uses it. All or nothing: one transaction; a declared name that an
+    undeclared type being kept holds is a CatalogError before anything is written.
+    `confirmed`: the names a person agreed to see removed; removing any other
+    (a type added since they were asked) is a CatalogError and nothing changes.
 
     The model classes are parameters so the data migration can pass its
     historical models.
     """
     report = SyncReport()
     with transaction.atomic():
-        existing = {(t.direction, t.api_id): t for t in api_type_model.objects.all()}
+        existing = {(t.direction, t.api_id): t for t in api_type_model.objects.select_for_update()}
         wanted = {(e["direction"], e["api_id"]): e for e in entries}
         in_use = set(grant_model.objects.values_list("api_type_id", flat=True).distinct())
         gone = [t for ident, t in existing.items() if ident not in wanted]
+        removed = [t for t in gone if prune and t.pk not in in_use]
         for api_type in gone:
-            if api_type.pk in in_use:
+            if api_type in removed:
+                report.removed.append(api_type.name)
+            elif prune:
                 report.kept_in_use.append(api_type.name)
             else:
-                report.removed.append(api_type.name)
+                report.undeclared.append(api_type.name)
+        if confirmed is not None and (unseen := sorted(set(report.removed) - set(confirmed))):
+            raise catalog.CatalogError(
+                f"Since the question, more API types would be removed ({', '.join(unseen)}). "
+                "Run the command again to see them."
+            )
+        staying = {t.name: t for t in gone if t not in removed}
+        for entry in wanted.values():
+            if holder := staying.get(entry["name"]):
+                why = "a key uses it" if prune else "run with --prune to remove it, if no key uses it"
+                raise catalog.CatalogError(
+                    f"The declared API type {entry['direction']}:{entry['api_id']} is named {entry['name']!r}, "
+                    f"as the undeclared {holder.direction}:{holder.api_id} is, which stays ({why}). "
+                    "Rename one of them."
+                )
         if not dry_run:
-            api_type_model.objects.filter(pk__in=[t.pk for t in gone if t.pk not in in_use]).delete()
+            api_type_model.objects.filter(pk__in=[t.pk for t in removed]).delete()
         # Renames go in two passes so that two types swapping names never
         # collide with the unique name constraint half-way.
         to_update = []
@@ -390,8 +388,6 @@ def catalog_sync(
                 for ident, e in wanted.items()
                 if ident not in existing
             )
-            if report.changed:
-                decisions_changed()
     return report
 
 

@@ -362,10 +362,10 @@ def build(api_types: Iterable[dict]) -> dict[str, Any]:
 
 def for_installation() -> dict[str, Any]:
     """The document for the API types this installation knows, with their catalog Swagger groups."""
+    from ..catalog import declared
     from ..models import ApiType
-    from ..services import catalog_entries
 
-    groups = {(e["direction"], e["api_id"]): e.get("swagger_group", "") for e in catalog_entries()}
+    groups = {(e["direction"], e["api_id"]): e.get("swagger_group", "") for e in declared()}
     return build(
         {
             "direction": t.direction,

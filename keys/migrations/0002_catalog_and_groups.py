@@ -1,15 +1,17 @@
-"""Load the API-type catalog and create the two integration-settings groups,
-so both are there after `migrate` on any database."""
+"""Load the declared API-type catalog (KEYS_CATALOGS and keys.catalog.api_type
+registrations, keys/catalog/__init__.py) and create the two integration-settings
+groups, so both are there after `migrate` on any database."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 
 def load_catalog(apps, schema_editor):
-    from keys.services import catalog_entries, catalog_sync
+    from keys.catalog import declared
+    from keys.services import catalog_sync
 
     catalog_sync(
-        catalog_entries(),
+        declared(),
         api_type_model=apps.get_model("keys", "ApiType"),
         grant_model=apps.get_model("keys", "ApiKeyGrant"),
     )
