@@ -194,6 +194,9 @@ KEYS_LAST_USED_INTERVAL = env.int("KEYS_LAST_USED_INTERVAL", default=60)
 KEYS_USAGE_FLUSH_SECONDS = env.float("KEYS_USAGE_FLUSH_SECONDS", default=5.0)
 # Modules that register /chqapi/ handlers (keys.chqapi.guard.register), imported at start-up.
 KEYS_HANDLER_MODULES = env.list("KEYS_HANDLER_MODULES", default=[])
+# The OpenAPI document lists the catalog's types no handler serves, each with its 501 ("omit": leaves
+# them out, the app's default): CHQ's Swagger page shows its whole catalog, and so does the demo's.
+KEYS_OPENAPI_UNSERVED = env.str("KEYS_OPENAPI_UNSERVED", default="list")
 # Asynchronous API documents run in a task worker through Django's tasks API (the
 # django-tasks backport). The default keeps the queue in the database (worker:
 # `manage.py db_worker`). TASKS_BACKEND=rq keeps it in Redis (TASKS_REDIS_URL,
