@@ -8,11 +8,11 @@ import datetime as dt
 import json
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 import schemathesis
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client
-from django.urls import path
+from django.urls import path as route
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -86,7 +86,7 @@ def test_the_installations_document_groups_types_as_chq_does():
     document = Client().get("/integration/api/openapi.json").json()
     assert document["openapi"] == "3.0.3"
     scheme = document["components"]["securitySchemes"]["ApiKey"]
-    assert {name: scheme[name] for name in ("type", "in", "name")} == {"type": "apiKey", "in": "header", "name": "ApiKey"}
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "ApiKey")
     operations = {path: item["post"] for path, item in document["paths"].items()}
     assert operations["/chqapi/export/apidocument"]["tags"] == ["Common"]
     assert operations["/chqapi/status"]["tags"] == ["Common"]
@@ -130,7 +130,8 @@ def resolved(document: dict, schema: dict) -> dict:
 
 
 def answer_schema(document: dict, path: str, method: str = "post") -> dict:
-    return resolved(document, document["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"])
+    answer = document["paths"][path][method]["responses"]["200"]
+    return resolved(document, answer["content"]["application/json"]["schema"])
 
 
 def test_shared_shapes_are_components_and_the_typed_export_answer_spells_out_its_envelope():
@@ -251,7 +252,7 @@ def test_a_host_without_the_api_gets_its_guarded_views_only():
 class HostOnly:
     """A URLconf (any object with urlpatterns) without the API, and no guarded view."""
 
-    urlpatterns = [path("open", lambda request: None)]
+    urlpatterns = [route("open", lambda request: None)]
 
 
 @pytest.mark.urls("tests.openapi_urls")
@@ -268,7 +269,8 @@ def test_the_hosts_own_guarded_views_are_in_the_document():
     # Described: its method, its path parameter, its answer's schema as a component, its own group.
     item = host["/host/items/{number}"]
     assert list(item) == ["get"]
-    assert item["get"]["parameters"] == [{"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}]
+    [parameter] = item["get"]["parameters"]
+    assert parameter == {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
     assert answer_schema(document, "/host/items/{number}", "get")["properties"]["Changed"]["format"] == "date-time"
     assert item["get"]["tags"] == ["Host"]
     assert "Host" in [tag["name"] for tag in document["tags"]]
@@ -301,15 +303,14 @@ def test_registered_schemas_become_components(monkeypatch):
 
     registration = guard.Registration(
         widgets,
-        request_schema={"title": "WidgetsImportRequest", "type": "object", "properties": {"Widgets": {"type": "array"}}},
+        request_schema={"title": "WidgetsImportRequest", "type": "object", "properties": {"Widgets": {}}},
         response_schema=WidgetsAnswer,
         summary="Import widgets",
     )
     monkeypatch.setitem(guard._handlers, ("import", "widgets"), registration)
+    export_answer = openapi.export_answer("Widgets", Widget, title="WidgetsExportAnswer")
     monkeypatch.setitem(
-        guard._handlers,
-        ("export", "widgets"),
-        guard.Registration(widgets, response_schema=openapi.export_answer("Widgets", Widget, title="WidgetsExportAnswer")),
+        guard._handlers, ("export", "widgets"), guard.Registration(widgets, response_schema=export_answer)
     )
     entries = [
         {"direction": "import", "api_id": "widgets", "name": "Widgets Import", "swagger_group": "Widgets"},
@@ -334,7 +335,8 @@ def test_registered_schemas_become_components(monkeypatch):
     body = document["paths"]["/chqapi/export/widgets"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == openapi.ref("ExportRequest")
     # An untitled schema stays inline; two different schemas of one name are a mistake said by name.
-    monkeypatch.setitem(guard._handlers, ("import", "widgets"), guard.Registration(widgets, response_schema={"type": "array"}))
+    untitled = guard.Registration(widgets, response_schema={"type": "array"})
+    monkeypatch.setitem(guard._handlers, ("import", "widgets"), untitled)
     assert answer_schema(openapi.build(entries, unserved="omit"), "/chqapi/import/widgets") == {"type": "array"}
     clash = guard.Registration(widgets, response_schema={"title": "Message", "type": "string"})
     monkeypatch.setitem(guard._handlers, ("import", "widgets"), clash)

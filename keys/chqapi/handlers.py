@@ -187,6 +187,8 @@ ITEM_SCHEMA = {
             "format": "int32",
             "enum": ApiDocument.Status.values,
             "description": ", ".join(f"{c.value} {c.label}" for c in ApiDocument.Status),
+            # The names generated clients give the values (openapi-python-client reads this extension).
+            "x-enum-varnames": ApiDocument.Status.names,
         },
         "ParentAPIDocumentId": {"type": "string", "format": "uuid"},
         "UseApiVersion": {"type": "integer", "format": "int32"},
