@@ -149,7 +149,10 @@ def test_shared_shapes_are_components_and_the_typed_export_answer_spells_out_its
     body = DOCUMENT["paths"]["/chqapi/export/apidocument"]["post"]["requestBody"]["content"]["application/json"]
     request = resolved(DOCUMENT, body["schema"])
     filters = request["properties"]["Data"]["properties"]["Request"]["properties"]["Filters"]["items"]
-    assert resolved(DOCUMENT, filters)["properties"]["Field"]["enum"] == ["ApiType", "Source", "Status"]
+    own_filter = resolved(DOCUMENT, filters)["properties"]
+    assert own_filter["Field"]["enum"] == ["ApiType", "Source", "Status"]
+    assert own_filter["Operator"]["enum"] == ["Equal", "Notequal", "Contains"]  # the ones it reads
+    assert len(schemas["Filter"]["properties"]["Operator"]["enum"]) == 7
     shared = schemas["ExportRequest"]["properties"]["Data"]["properties"]["Request"]["properties"]
     assert shared["Filters"]["items"] == openapi.ref("Filter")
     assert shared["SortDescriptions"]["items"] == openapi.ref("SortDescription")

@@ -93,13 +93,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 # --- the schemas a handler registers ---------------------------------------------
 
 
-def _filter(fields: Iterable[str] | None, title: str) -> dict[str, Any]:
+def _filter(fields: Iterable[str] | None, title: str, operators: Iterable[str] | None = None) -> dict[str, Any]:
+    allowed = set(operators) if operators else set(OPERATOR_NAMES)
     return {
         "title": title,
         "type": "object",
         "properties": {
             "Field": {"type": "string", "enum": sorted(fields)} if fields else {"type": "string"},
-            "Operator": {"type": "string", "enum": OPERATOR_NAMES, "default": "Equal"},
+            "Operator": {"type": "string", "enum": [o for o in OPERATOR_NAMES if o in allowed], "default": "Equal"},
             "Value": {
                 "type": "string",
                 "description": (
@@ -160,13 +161,15 @@ def export_request(
     title: str,
     example: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The schema of the standard export request of one API type: its filter fields and sort
+    """The schema of the standard export request of one API type: its filter fields (a mapping
+    of each to its operators, as export_request.parse takes them, or just the names) and sort
     names as enums, in components of its own (`<title>Filter`, `<title>SortDescription`).
     For `register(..., request_schema=...)`; a type registered without one gets the shared
     ExportRequest, whose Field and Name are any string."""
     schema = _export_request(title, f"{title}Filter", f"{title}SortDescription")
+    operators = {o for ops in filters.values() for o in ops} if isinstance(filters, Mapping) else None
     schema["$defs"] = {
-        f"{title}Filter": _filter(list(filters or ()), f"{title}Filter"),
+        f"{title}Filter": _filter(list(filters or ()), f"{title}Filter", operators),
         f"{title}SortDescription": _sort(list(sorts or ()), f"{title}SortDescription"),
     }
     if example is not None:
