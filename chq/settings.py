@@ -202,6 +202,9 @@ for _parse, _names in _FROM_ENVIRONMENT.items():
             globals()[_name] = _parse(_name)
 # The API types this project declares: CHQ's own 126 (keys.catalog.CHQ). `sync_api_types` syncs exactly these.
 KEYS_CATALOGS = ["keys.catalog:api_types.json"]
+# The OpenAPI document lists the catalog's types no handler serves, each with its 501 ("omit": leaves
+# them out, the app's default): CHQ's Swagger page shows its whole catalog, and so does the demo's.
+KEYS_OPENAPI_UNSERVED = env.str("KEYS_OPENAPI_UNSERVED", default="list")
 # Asynchronous API documents run in a task worker through Django's tasks API (the
 # django-tasks backport). The default keeps the queue in the database (worker:
 # `manage.py db_worker`). TASKS_BACKEND=rq keeps it in Redis (TASKS_REDIS_URL,

@@ -31,7 +31,11 @@ MINIMUMS = {
     "KEYS_THROTTLE_WINDOW": 1,
     "KEYS_THROTTLE_BLOCK": 1,
 }
-CHOICES = {"KEYS_SHARED_COUNTERS": ("file", "cache"), "KEYS_CHANGE_MARKER": ("file", "cache")}
+CHOICES = {
+    "KEYS_SHARED_COUNTERS": ("file", "cache"),
+    "KEYS_CHANGE_MARKER": ("file", "cache"),
+    "KEYS_OPENAPI_UNSERVED": ("list", "omit"),
+}
 
 
 def is_fernet_key(key) -> bool:

@@ -55,6 +55,8 @@ class KeysConf(AppConf):
     HANDLER_MODULES: list[str] = []
     # The API types the project declares: catalog files (paths, or "package:resource" like keys.catalog.CHQ).
     CATALOGS: list[str] = []
+    # The OpenAPI document: "omit" a catalog type no handler serves, or "list" it with its 501 answer.
+    OPENAPI_UNSERVED = "omit"
     # The template the pane's pages extend (blocks: title, crumbs, main); the app's own works standalone.
     BASE_TEMPLATE = "keys/base.html"
     # Lookup digests of key values are HMACs under this secret (keys/sealing.py). None: derived from SECRET_KEY.

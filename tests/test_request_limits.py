@@ -213,9 +213,14 @@ def test_the_limits_are_in_the_openapi_document():
     from keys.chqapi import openapi
 
     operation = openapi.build([{"direction": "export", "api_id": "apidocument", "name": "API Document Export"}])
+    schemas = operation["components"]["schemas"]
     schema = operation["paths"]["/chqapi/export/apidocument"]["post"]["requestBody"]["content"]["application/json"]
-    request = schema["schema"]["properties"]["Data"]["properties"]["Request"]["properties"]
+    assert schema["schema"] == openapi.ref("ApiDocumentExportRequest")
+    request = schemas["ApiDocumentExportRequest"]["properties"]["Data"]["properties"]["Request"]["properties"]
     assert request["Filters"]["maxItems"] == request["SortDescriptions"]["maxItems"] == MAX_FILTERS
-    assert f"at most {MAX_VALUES}" in request["Filters"]["items"]["properties"]["Value"]["description"]
-    model_state = operation["components"]["schemas"]["InvalidRequest"]["properties"]["ModelState"]
+    assert request["Filters"]["items"] == openapi.ref("ApiDocumentExportRequestFilter")
+    value = schemas["ApiDocumentExportRequestFilter"]["properties"]["Value"]
+    assert f"at most {MAX_VALUES}" in value["description"]
+    assert f"at most {MAX_VALUES}" in schemas["Filter"]["properties"]["Value"]["description"]
+    model_state = schemas["InvalidRequest"]["properties"]["ModelState"]
     assert model_state["maxProperties"] == MAX_PROBLEMS + 1

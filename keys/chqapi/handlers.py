@@ -9,7 +9,7 @@ from django.db.models.functions import Lower
 from ..guard import ApiCall, register
 from ..models import ApiDocument, ApiType
 from ..text import printable, storable
-from . import documents
+from . import documents, openapi
 from .export_request import MAX_ID, Filter, InvalidRequest, parse, whole_number
 from .exports import ExportResult
 from .wire import API_VERSION, RECEIVER, chq_datetime, elapsed_seconds, timespan
@@ -23,6 +23,19 @@ FILTERS = {
 }
 SORTS = {"RecModified": "modified_at"}
 STATUS_BY_NAME = {choice.label.lower(): choice.value for choice in ApiDocument.Status}
+# API Document Export's Request Example #1 (without its ApiDocumentId, which would be taken the second
+# time Swagger's "Try it out" sends it).
+EXAMPLE_REQUEST = {
+    "Source": "Integrator",
+    "Data": {
+        "Request": {
+            "Filters": [{"Field": "ApiType", "Operator": "Equal", "Value": "location-export"}],
+            "SortDescriptions": [{"Direction": "Ascending", "Name": "RecModified"}],
+            "Top": 10,
+            "Skip": 0,
+        }
+    },
+}
 
 
 def _values(item: Filter) -> list[str]:
@@ -151,7 +164,72 @@ def item(document: ApiDocument) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
-@register("export", "apidocument")
+_LINE_DATES = {"RecCreated": openapi.TIMESTAMP, "RecModified": openapi.TIMESTAMP, "StreamingDate": openapi.TIMESTAMP}
+# item()'s fields, for the OpenAPI document: those item() leaves out when they have no value are not required.
+ITEM_SCHEMA = {
+    "title": "ApiDocument",
+    "type": "object",
+    "description": "One API document, as API Document Export's page lists its fields.",
+    "properties": {
+        **_LINE_DATES,
+        "APIDocumentId": {"type": "string", "format": "uuid"},
+        "APIType": {"type": "string", "example": "location-export"},
+        "Area": {"type": "integer", "format": "int32"},
+        "Source": {"type": "string"},
+        "Receiver": {"type": "string", "example": RECEIVER},
+        "Progress": {"type": "number", "format": "double"},
+        "TotalRecords": {"type": "integer", "format": "int32"},
+        "AcceptedRecords": {"type": "integer", "format": "int32"},
+        "ElapsedTime": openapi.TIMESPAN,
+        "IsSynchronously": {"type": "boolean"},
+        "Status": {
+            "type": "integer",
+            "format": "int32",
+            "enum": ApiDocument.Status.values,
+            "description": ", ".join(f"{c.value} {c.label}" for c in ApiDocument.Status),
+            # The names generated clients give the values (openapi-python-client reads this extension).
+            "x-enum-varnames": ApiDocument.Status.names,
+        },
+        "ParentAPIDocumentId": {"type": "string", "format": "uuid"},
+        "UseApiVersion": {"type": "integer", "format": "int32"},
+        "ApiDocumentLines": {"type": "array", "items": openapi.ref("ApiDocumentLine")},
+    },
+    "required": [
+        "RecCreated",
+        "RecModified",
+        "StreamingDate",
+        "APIDocumentId",
+        "APIType",
+        "Area",
+        "Source",
+        "Receiver",
+        "IsSynchronously",
+        "Status",
+        "UseApiVersion",
+    ],
+    "$defs": {
+        "ApiDocumentLine": {
+            "title": "ApiDocumentLine",
+            "type": "object",
+            "properties": {
+                **_LINE_DATES,
+                "APIDocumentLineId": {"type": "string", "format": "uuid"},
+                # As the import's handler answered them: any JSON value.
+                "EntityNo": {"description": "The entity's number, as the import answered it."},
+                "EntityId": {"description": "The entity's id, as the import answered it."},
+            },
+            "required": list(_LINE_DATES),
+        }
+    },
+}
+
+
+@register(
+    "export",
+    "apidocument",
+    request_schema=openapi.export_request(FILTERS, SORTS, title="ApiDocumentExportRequest", example=EXAMPLE_REQUEST),
+    response_schema=openapi.export_answer("ApiDocuments", ITEM_SCHEMA, title="ApiDocumentExportAnswer"),
+)
 def api_document_export(call: ApiCall) -> ExportResult:
     """The calling key's API documents: filtered, sorted, skipped and cut to Top."""
     request = parse(call.body, filters=FILTERS, sorts=set(SORTS))

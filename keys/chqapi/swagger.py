@@ -22,4 +22,5 @@ def swagger_page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def openapi_document(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(openapi.for_installation())
+    # The paths are reversed in the URLconf this request was resolved in (a middleware may set its own).
+    return JsonResponse(openapi.for_installation(urlconf=getattr(request, "urlconf", None)))

@@ -48,6 +48,7 @@ def api_key_required(direction: str, api_id: str | None = None) -> Callable:
                 type_id = api_id if api_id is not None else kwargs["api_id"]
                 return await guarded_call_async(request, direction, type_id, view, args, kwargs)
 
+            wrapped_async.keys_api_type = (direction, api_id)  # how keys/chqapi/openapi.py finds guarded views
             return wrapped_async
 
         @csrf_exempt  # called by programs with a header key, never with a browser's cookies
@@ -56,6 +57,7 @@ def api_key_required(direction: str, api_id: str | None = None) -> Callable:
             type_id = api_id if api_id is not None else kwargs["api_id"]
             return guarded_call(request, direction, type_id, view, args, kwargs)
 
+        wrapped.keys_api_type = (direction, api_id)  # how keys/chqapi/openapi.py finds guarded views
         return wrapped
 
     return decorator
@@ -89,7 +91,9 @@ class ApiKeyRequiredMixin:
 
     @classmethod
     def as_view(cls, **initkwargs):
-        return csrf_exempt(super().as_view(**initkwargs))
+        view = csrf_exempt(super().as_view(**initkwargs))
+        view.keys_api_type = (cls.api_direction, cls.api_id)  # for keys/chqapi/openapi.py, as the decorator's
+        return view
 
     def dispatch(self, request: HttpRequest, *args, **kwargs):
         type_id = self.api_id if self.api_id is not None else kwargs["api_id"]

@@ -35,21 +35,36 @@ class Registration:
     # An import registered as asynchronous always runs in the task worker (CHQ fixes each
     # import's mode); an export runs asynchronously when called at .../async.
     asynchronous: bool = False
+    # For the OpenAPI document (keys/chqapi/openapi.py): the request body's and the 200 answer's
+    # JSON schemas (dicts, or pydantic model classes), and the operation's summary.
+    request_schema: Any = None
+    response_schema: Any = None
+    summary: str | None = None
 
 
 _handlers: dict[tuple[str, str], Registration] = {}
 
 
-def register(direction: str, api_id: str, *, asynchronous: bool = False) -> Callable[[Handler], Handler]:
+def register(
+    direction: str,
+    api_id: str,
+    *,
+    asynchronous: bool = False,
+    request_schema: Any = None,
+    response_schema: Any = None,
+    summary: str | None = None,
+) -> Callable[[Handler], Handler]:
     """Serve `/chqapi/<direction>/<api_id>` with the decorated function.
 
     The function takes an ApiCall and returns an ExportResult (keys/chqapi/exports.py:
     answered in CHQ's export envelope), a dict (sent as JSON, 200) or an HttpResponse;
     it may raise ApiError for a 4xx answer, or InvalidRequest for CHQ's 400.
+    `request_schema` and `response_schema` describe the body and the 200 answer in the
+    OpenAPI document (keys/chqapi/openapi.py has helpers for the export shapes).
     """
 
     def decorator(handler: Handler) -> Handler:
-        _handlers[(direction, api_id)] = Registration(handler, asynchronous)
+        _handlers[(direction, api_id)] = Registration(handler, asynchronous, request_schema, response_schema, summary)
         return handler
 
     return decorator
