@@ -5,7 +5,8 @@ Reads each process's user + system time from /proc before and after a wrk run
 (BENCH_SECONDS, default 4) and prints µs per answered request, per process
 name (gunicorn workers, postgres, redis-server, ...): a logged call's document
 is written in the request (keys/chqapi/writer.py), so the workers' own CPU is
-the whole of it on SQLite. DATABASE_URL / CACHE_URL: PostgreSQL and Redis, as
+the whole of it on SQLite. The bare Django view (bench/baselines/bare.py) comes first, the
+limit the allowed and refused rows are held against. DATABASE_URL / CACHE_URL: PostgreSQL and Redis, as
 in bench/verify.py. Linux only (/proc); needs wrk.
 """
 
@@ -19,6 +20,7 @@ from bench.verify import Row, manage, start, wrk
 from chq.dotenv import fresh_secrets
 
 TICKS = os.sysconf("SC_CLK_TCK")
+UNKNOWN_KEY = "00000000-0000-4000-8000-000000000000"
 
 
 def cpu_ticks() -> dict[tuple[str, str], int]:
@@ -50,6 +52,8 @@ def main() -> None:
             "KEYS_SHARED_STATE_DIR": str(scratch / "var"),
             "STATIC_ROOT": str(scratch / "static"),
             "KEYS_HANDLER_MODULES": "bench.echo_handler",
+            # Counted, never blocked: the refused row must measure 401s, not 429s.
+            "KEYS_THROTTLE_REFUSALS": "1000000000",
         }
     )
     if os.environ.get("CACHE_URL"):
@@ -67,13 +71,21 @@ unlogged = api_key_create(description="cpu unlogged", is_active=True, grants=[Gr
 print(plain.value, logged.value, unlogged.value)
 """
     plain, logged, unlogged = manage(env, "shell", "-c", code).split()[-3:]
-    process, url = start("product", "chq.wsgi", env, scratch)
+    bare_env = {k: v for k, v in env.items() if k != "DJANGO_SETTINGS_MODULE"}
+    servers = {
+        "bare": start("bare", "bench.baselines.bare:application", bare_env, scratch),
+        "product": start("product", "chq.wsgi", env, scratch),
+    }
     try:
         for row in (
+            # The limit, as in bench/verify.py: what a bare Django view costs in the same server.
+            Row("bare view", "bare", "/", 200),
             Row("allowed", "product", "/chqapi/export/inventory", 501, {"ApiKey": plain}),
+            Row("refused", "product", "/chqapi/export/inventory", 401, {"ApiKey": UNKNOWN_KEY}),
             Row("logged", "product", "/chqapi/import/inventory", 200, {"ApiKey": logged}),
             Row("same call unlogged", "product", "/chqapi/import/inventory", 200, {"ApiKey": unlogged}),
         ):
+            url = servers[row.server][1]
             wrk(url, row)  # warm
             before = cpu_ticks()
             result = wrk(url, row)
@@ -93,8 +105,9 @@ print(plain.value, logged.value, unlogged.value)
                 + ", ".join(f"{name} {ticks / TICKS * 1e6 / requests:.0f}" for name, ticks in shares)
             )
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=15)
 
 
 if __name__ == "__main__":
