@@ -23,6 +23,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 UNKNOWN_KEY = "00000000-0000-4000-8000-000000000000"
 
 
+PARENTS: dict[str, str] = {}  # pid → its parent's pid, as cpu_ticks last saw it
+
+
 def cpu_ticks() -> dict[tuple[str, str], int]:
     """(pid, name) → user + system clock ticks, for every process."""
     found = {}
@@ -34,7 +37,15 @@ def cpu_ticks() -> dict[tuple[str, str], int]:
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         found[(pid, name)] = int(fields[11]) + int(fields[12])
+        PARENTS[pid] = fields[1]
     return found
+
+
+def server_ticks(spent: dict[str, int], server: int) -> int:
+    """What the server's own processes (its master and workers) spent: on a machine shared with
+    other work, the figure that belongs to the row alone."""
+    root = str(server)
+    return sum(ticks for pid, ticks in spent.items() if root in (pid, PARENTS.get(pid)))
 
 
 def main() -> None:
@@ -93,15 +104,19 @@ print(plain.value, logged.value, unlogged.value)
             if set(result["statuses"]) != {str(row.expect)}:
                 sys.exit(f"{row.name}: answers {result['statuses']}, not all {row.expect}")
             per_name: dict[str, int] = {}
+            per_pid: dict[str, int] = {}
             for (pid, name), ticks in after.items():
                 spent = ticks - before.get((pid, name), ticks)
                 if spent > 0:
                     per_name[name] = per_name.get(name, 0) + spent
+                    per_pid[pid] = spent
             requests = result["requests"]
             shares = sorted(per_name.items(), key=lambda item: -item[1])[:6]
             total = sum(per_name.values()) / TICKS * 1e6 / requests
+            own = server_ticks(per_pid, servers[row.server][0].pid) / TICKS * 1e6 / requests
             print(
-                f"{row.name}: {result['rps']:.0f} req/s; CPU µs per request {total:.0f} in all: "
+                f"{row.name}: {result['rps']:.0f} req/s; CPU µs per request {own:.0f} in the server, "
+                f"{total:.0f} in all: "
                 + ", ".join(f"{name} {ticks / TICKS * 1e6 / requests:.0f}" for name, ticks in shares)
             )
     finally:
