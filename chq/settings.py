@@ -85,7 +85,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: a request for another host gets a 400 before any other work (and no cookie).
+    # First: answers API calls through KEYS_API_MIDDLEWARE alone; the rest is the site's chain.
+    "keys.chqapi.middleware.ApiMiddleware",
+    # A request for another host gets a 400 before any other work (and no cookie).
     "keys.chqapi.errors.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -97,9 +99,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "keys.chqapi.errors.ApiErrorsMiddleware",
     # Last, as django-axes asks: it answers a locked-out login after the view has run.
     "axes.middleware.AxesMiddleware",
+]
+
+# What an API call passes through (keys/chqapi/middleware.py), outermost first: the Host check, then
+# the security headers. A host adds its own here (CORS, request ids, tracing) to have them on the API.
+KEYS_API_MIDDLEWARE = [
+    "keys.chqapi.errors.AllowedHostMiddleware",
+    "django.middleware.security.SecurityMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [

@@ -1,7 +1,7 @@
-"""A real multi-worker gunicorn server (production's chq/gunicorn.conf.py) on a scratch database, for the tests
-that must go over a socket (chunked bodies, throttling shared by workers,
-freshness across workers). Production settings (DEBUG off), embedded SQLite
-unless DATABASE_URL says otherwise."""
+"""A real multi-worker gunicorn server (production's chq/gunicorn.conf.py), or a uvicorn
+one (chq/asgi.py), on a scratch database, for the tests that must go over a socket
+(chunked bodies, throttling shared by workers, freshness across workers, one request path).
+Production settings (DEBUG off), embedded SQLite unless DATABASE_URL says otherwise."""
 
 import os
 import shutil
@@ -47,6 +47,7 @@ class Server:
     url: str
     env: dict[str, str]
     process: subprocess.Popen
+    log: Path | None = None  # where the server writes its stderr
 
     def manage(self, *args: str) -> str:
         """Run a management command in another process, against the server's database."""
@@ -80,8 +81,8 @@ class Server:
             self.process.kill()
 
 
-def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def server_env(tmp: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Production settings on a scratch database under `tmp`, migrated and with static files collected."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
     env |= {
         "DEBUG": "false",
@@ -98,16 +99,19 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
     env |= extra_env or {}
     for command in (["migrate", "--no-input"], ["collectstatic", "--no-input"]):
         subprocess.run([sys.executable, "manage.py", *command, "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+    return env
+
+
+def _serve(name: str, command: list[str], port: int, env: dict[str, str], log: Path) -> Server:
     process = subprocess.Popen(
-        # Production's own gunicorn settings (worker class, threads, timeouts), on a port of its own.
-        [sys.executable, "-m", "gunicorn", "-c", CONFIG, f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "gunicorn.log", "wb"),  # noqa: SIM115  (closed with the process)
+        stderr=open(log, "wb"),  # noqa: SIM115  (closed with the process)
         start_new_session=True,  # its own process group, so crash() reaches the workers too
     )
-    server = Server(f"http://127.0.0.1:{port}", env, process)
+    server = Server(f"http://127.0.0.1:{port}", env, process, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -115,10 +119,30 @@ def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = Non
                 return server
         except OSError:  # refused, reset, or a first answer slower than 2 s on a loaded machine
             if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {(tmp / 'gunicorn.log').read_text()}") from None
+                raise RuntimeError(f"{name} exited: {log.read_text()}") from None
             time.sleep(0.2)
     server.stop()
-    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+    raise RuntimeError(f"{name} did not answer /healthz within 60 s")
+
+
+def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = server_env(tmp, extra_env)
+    # Production's own gunicorn settings (worker class, threads, timeouts), on a port of its own.
+    command = [sys.executable, "-m", "gunicorn", "-c", CONFIG, f"--workers={workers}", f"--bind=127.0.0.1:{port}"]
+    return _serve("gunicorn", command, port, env, tmp / "gunicorn.log")
+
+
+def start_uvicorn(tmp: Path, *, env: dict[str, str] | None = None) -> Server:
+    """`uvicorn chq.asgi:application`, one process, on a port of its own: on the database and
+    secrets of `env` (another server's, to share its keys) or on a fresh scratch database."""
+    port = free_port()
+    env = env or server_env(tmp)
+    command = [
+        *(sys.executable, "-m", "uvicorn", "chq.asgi:application", "--host=127.0.0.1", f"--port={port}"),
+        *("--lifespan=off", "--no-access-log", "--log-level=warning"),  # Django speaks no lifespan protocol
+    ]
+    return _serve("uvicorn", command, port, env, tmp / "uvicorn.log")
 
 
 @contextmanager
