@@ -15,7 +15,7 @@ from asgiref.sync import async_to_sync
 from django.core import signals
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, connections
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient, override_settings
 from django.urls import include, reverse
@@ -279,6 +279,22 @@ def test_no_api_middleware_at_all_still_answers_json_with_a_length(settings, all
     status, headers, content = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
     assert (status, headers["Content-Length"]) == (501, str(len(content)))
     assert "X-Content-Type-Options" not in headers  # the host chose no security headers
+
+
+def test_atomic_requests_wraps_the_api_view_as_django_wraps_any_view(allowed_key, monkeypatch):
+    depth = []
+    view = guard.guarded_call
+
+    def recording(*args, **kwargs):
+        depth.append(len(connection.atomic_blocks))
+        return view(*args, **kwargs)
+
+    monkeypatch.setattr(guard, "guarded_call", recording)
+    call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    assert status == 501
+    assert depth[1] == depth[0] + 1  # one transaction more around the view (the test's own is outside)
 
 
 # A host that mounts the API elsewhere: its paths are the API's, wherever they are.

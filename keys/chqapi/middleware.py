@@ -34,6 +34,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.base import BaseHandler
+from django.db import connections
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.urls import Resolver404, ResolverMatch, get_resolver
@@ -73,13 +75,19 @@ def api_route(urlconf: str | None, path: str) -> ResolverMatch | None:
     return match if match.func in _api_views() else None
 
 
-def _call_view(request: HttpRequest, process_view: list, process_exception: list) -> HttpResponseBase:
+# Django's own wrapping of a view in a transaction per database with ATOMIC_REQUESTS (honouring
+# @non_atomic_requests), as its handler does for every view it calls.
+_make_view_atomic = BaseHandler().make_view_atomic
+
+
+def _call_view(request: HttpRequest, process_view: list, process_exception: list, atomic: bool) -> HttpResponseBase:
     match = request.resolver_match
     try:
         for hook in process_view:
             if (response := hook(request, match.func, match.args, match.kwargs)) is not None:
                 return response
-        return match.func(request, *match.args, **match.kwargs)
+        view = _make_view_atomic(match.func) if atomic else match.func
+        return view(request, *match.args, **match.kwargs)
     except Exception as exc:
         for hook in process_exception:
             if (response := hook(request, exc)) is not None:
@@ -90,12 +98,14 @@ def _call_view(request: HttpRequest, process_view: list, process_exception: list
 def api_chain(paths: Iterable[str]) -> Callable[[HttpRequest], HttpResponseBase]:
     """The middleware named by `paths` (outermost first) around the API's view, as Django
     builds a chain: each one's process_view before the view, process_exception innermost
-    first. Synchronous: the API's views are, and so the chain costs no thread hop of its own."""
+    first, the view in a transaction where a database has ATOMIC_REQUESTS. Synchronous: the
+    API's views are, and so the chain costs no thread hop of its own."""
     process_view: list = []
     process_exception: list = []
+    atomic = any(database["ATOMIC_REQUESTS"] for database in connections.settings.values())
 
     def handler(request):
-        return _call_view(request, process_view, process_exception)
+        return _call_view(request, process_view, process_exception, atomic)
 
     for path in reversed(list(paths)):
         middleware = import_string(path)
