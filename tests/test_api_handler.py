@@ -349,6 +349,41 @@ def test_a_streamed_export_is_an_async_iterator_under_asgi(make_key):
     assert len(json.loads(b"".join(parts))["ApiDocument"]["Response"]["ApiDocuments"]) == STREAM_ABOVE + 500
 
 
+def test_under_an_async_chain_the_middleware_is_async_and_streams_too(settings, make_key, monkeypatch):
+    """A host whose chain below is async-capable (here: nothing else) gets ApiMiddleware as an
+    async middleware: no thread hop of its own; the API's chain still runs in Django's sync thread."""
+    settings.MIDDLEWARE = ["keys.chqapi.middleware.ApiMiddleware"]
+    awaited = []
+    acall = middleware.ApiMiddleware._acall
+
+    def counted(self, request):
+        awaited.append(request.path)
+        return acall(self, request)
+
+    monkeypatch.setattr(middleware.ApiMiddleware, "_acall", counted)
+    documents = ApiType.objects.get(direction="export", api_id="apidocument")
+    key = make_key(grants=[documents.pk])
+    stored_documents(key, STREAM_ABOVE + 1)
+
+    async def calls():
+        client = AsyncClient()
+        export = await client.post(
+            "/chqapi/export/apidocument", b"{}", content_type="application/json", headers={"ApiKey": str(key.value)}
+        )
+        parts = [part async for part in export]
+        site = await client.get("/healthz")
+        return export, parts, site
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "StreamingHttpResponse must consume synchronous iterators")
+        export, parts, site = async_to_sync(calls)()
+    assert awaited == ["/chqapi/export/apidocument", "/healthz"]
+    assert (export.status_code, export.is_async, export["X-Content-Type-Options"]) == (200, True, "nosniff")
+    assert len(json.loads(b"".join(parts))["ApiDocument"]["Response"]["ApiDocuments"]) == STREAM_ABOVE + 1
+    assert site.status_code == 200
+    assert "X-Content-Type-Options" not in site  # the site's chain (here: empty) answered it
+
+
 def test_an_async_only_api_middleware_is_refused_by_name(settings):
     with pytest.raises(ImproperlyConfigured, match=r"tests\.test_api_handler\.AsyncOnly"):
         middleware.api_chain(["tests.test_api_handler.AsyncOnly"])
