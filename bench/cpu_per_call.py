@@ -6,8 +6,9 @@ Reads each process's user + system time from /proc before and after a wrk run
 name (gunicorn workers, postgres, redis-server, ...): a logged call's document
 is written in the request (keys/chqapi/writer.py), so the workers' own CPU is
 the whole of it on SQLite. The bare Django view (bench/baselines/bare.py) comes first, the
-limit the allowed and refused rows are held against. DATABASE_URL / CACHE_URL: PostgreSQL and Redis, as
-in bench/verify.py. Linux only (/proc); needs wrk.
+limit the allowed and refused rows are held against. BENCH_SERVER=asgi runs both under
+uvicorn (bench/baselines/bare_asgi.py, chq/asgi.py) instead of gunicorn. DATABASE_URL /
+CACHE_URL: PostgreSQL and Redis, as in bench/verify.py. Linux only (/proc); needs wrk.
 """
 
 import os
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.verify import Row, manage, start, wrk
+from bench.verify import Row, manage, start, start_asgi, wrk
 from chq.dotenv import fresh_secrets
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -83,10 +84,16 @@ print(plain.value, logged.value, unlogged.value)
 """
     plain, logged, unlogged = manage(env, "shell", "-c", code).split()[-3:]
     bare_env = {k: v for k, v in env.items() if k != "DJANGO_SETTINGS_MODULE"}
-    servers = {
-        "bare": start("bare", "bench.baselines.bare:application", bare_env, scratch),
-        "product": start("product", "chq.wsgi", env, scratch),
-    }
+    if os.environ.get("BENCH_SERVER") == "asgi":
+        servers = {
+            "bare": start_asgi("bare", "bench.baselines.bare_asgi:application", bare_env, scratch),
+            "product": start_asgi("product", "chq.asgi:application", env, scratch),
+        }
+    else:
+        servers = {
+            "bare": start("bare", "bench.baselines.bare:application", bare_env, scratch),
+            "product": start("product", "chq.wsgi", env, scratch),
+        }
     try:
         for row in (
             # The limit, as in bench/verify.py: what a bare Django view costs in the same server.
