@@ -480,3 +480,18 @@ print(key.value)
     assert servers.wait_for(lambda: gunicorn.manage("shell", "-c", recorded).split()[-1] == "1")
     # Django's ASGI handler warns when it reads a sync iterator whole instead.
     assert "must consume synchronous iterators" not in uvicorn.log.read_text()
+
+
+def test_system_checks_name_a_missing_or_late_api_middleware_and_a_wrong_chain(settings):
+    from keys.checks import check_api_middleware
+
+    assert check_api_middleware(None) == []  # the demo project: first, and the default chain
+    site = [name for name in settings.MIDDLEWARE if name != "keys.chqapi.middleware.ApiMiddleware"]
+    settings.MIDDLEWARE = site
+    assert [check.id for check in check_api_middleware(None)] == ["keys.W020"]
+    settings.MIDDLEWARE = [site[0], "keys.chqapi.middleware.ApiMiddleware", *site[1:]]
+    (late,) = check_api_middleware(None)
+    assert (late.id, site[0] in late.msg) == ("keys.W021", True)
+    settings.MIDDLEWARE = ["keys.chqapi.middleware.ApiMiddleware", *site]
+    settings.KEYS_API_MIDDLEWARE = "django.middleware.security.SecurityMiddleware"
+    assert [check.id for check in check_api_middleware(None)] == ["keys.E022"]
