@@ -475,6 +475,9 @@ print(key.value)
     assert gunicorn.manage("shell", "-c", recorded).split()[-1] == "0"  # still being made and sent
     rest = response.read()
     connection.close()
+    # Far more than the server could have sent ahead into the sockets' buffers (4 MiB for the
+    # sender at most, tcp_wmem; the reader's window stays small while it reads nothing).
+    assert len(first + rest) > 8 * 2**20
     answer = json.loads(first + rest)
     assert len(answer["ApiDocument"]["Response"]["ApiDocuments"]) == STREAMED_ROWS
     assert servers.wait_for(lambda: gunicorn.manage("shell", "-c", recorded).split()[-1] == "1")
