@@ -12,6 +12,10 @@ and only the application differs), production settings:
              default CONN_MAX_AGE=0. "vs drf" is against the first.
   - product: this project, on a scratch SQLite database with no Redis (the
              embedded default), or DATABASE_URL / CACHE_URL when set.
+  - bare-asgi, product-asgi: the bare view and the product under uvicorn
+             (BENCH_WORKERS processes; bench/baselines/bare_asgi.py, chq/asgi.py),
+             the same request path under an ASGI server; its rows are held
+             against the bare view under uvicorn.
 wrk (-t1 -c8 by default) loads each row for BENCH_SECONDS; every row runs once
 per round, BENCH_ROUNDS rounds, in alternating order, all in one run. Each row
 says which status it must get; a row whose answers were anything else (or that
@@ -56,6 +60,7 @@ class Row:
     expect: int
     headers: dict[str, str] = field(default_factory=dict)
     rounds: list[dict] = field(default_factory=list)
+    limit: str = "bare"  # the server whose bare view this row is held against ("vs bare")
 
     @property
     def valid(self) -> bool:
@@ -74,7 +79,25 @@ def start(name: str, app: str, env: dict, scratch: Path) -> tuple[subprocess.Pop
         stdout=subprocess.DEVNULL,
         stderr=open(scratch / f"{name}.log", "wb"),  # noqa: SIM115  (lives as long as the server)
     )
-    url = f"http://127.0.0.1:{port}"
+    return process, _answering(f"http://127.0.0.1:{port}")
+
+
+def start_asgi(name: str, app: str, env: dict, scratch: Path) -> tuple[subprocess.Popen, str]:
+    """`app` under uvicorn, BENCH_WORKERS processes, as an ASGI deployment would run it."""
+    port = free_port()
+    # Django speaks no lifespan protocol.
+    options = ["--lifespan=off", "--no-access-log", "--log-level=warning", f"--workers={WORKERS}"]
+    process = subprocess.Popen(
+        [PYTHON, "-m", "uvicorn", app, "--host=127.0.0.1", f"--port={port}", *options],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(scratch / f"{name}.log", "wb"),  # noqa: SIM115  (lives as long as the server)
+    )
+    return process, _answering(f"http://127.0.0.1:{port}")
+
+
+def _answering(url: str) -> str:
     for _ in range(300):
         try:
             urllib.request.urlopen(urllib.request.Request(url + "/", data=b"{}"), timeout=1)
@@ -83,7 +106,7 @@ def start(name: str, app: str, env: dict, scratch: Path) -> tuple[subprocess.Pop
             break  # it answers
         except OSError:
             time.sleep(0.1)
-    return process, url
+    return url
 
 
 def wrk(url: str, row: Row) -> dict:
@@ -153,6 +176,9 @@ print(plain.value, logged.value, unlogged.value)
             "drf-default", "bench.baselines.drf_api_key:application", drf_env | {"BENCH_DRF_CONN_MAX_AGE": "0"}, scratch
         ),
         "product": start("product", "chq.wsgi", product_env, scratch),
+        # The same two under an ASGI server: the request path must hold its ratios there too.
+        "bare-asgi": start_asgi("bare-asgi", "bench.baselines.bare_asgi:application", base_env, scratch),
+        "product-asgi": start_asgi("product-asgi", "chq.asgi:application", product_env, scratch),
     }
     rows = [
         Row("bare Django view (the limit)", "bare", "/", 200),
@@ -169,6 +195,23 @@ print(plain.value, logged.value, unlogged.value)
             {"ApiKey": "00000000-0000-4000-8000-000000000000"},
         ),
         Row("refused: malformed key (401)", "product", "/chqapi/export/inventory", 401, {"ApiKey": "not-a-guid"}),
+        Row("ASGI: bare view (uvicorn)", "bare-asgi", "/", 200, limit="bare-asgi"),
+        Row(
+            "ASGI: allowed (501)",
+            "product-asgi",
+            "/chqapi/export/inventory",
+            501,
+            {"ApiKey": plain},
+            limit="bare-asgi",
+        ),
+        Row(
+            "ASGI: refused: unknown key (401)",
+            "product-asgi",
+            "/chqapi/export/inventory",
+            401,
+            {"ApiKey": "00000000-0000-4000-8000-000000000000"},
+            limit="bare-asgi",
+        ),
         Row("  same, CONN_MAX_AGE=0 (default)", "drf-default", "/", 200, {"Authorization": f"Api-Key {drf_key}"}),
     ]
     try:
@@ -195,10 +238,13 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
     database = env["DATABASE_URL"].split(":")[0]
     cache = env.get("CACHE_URL", "none").split(":")[0]
     worker = os.environ.get("GUNICORN_CMD_ARGS") or "chq/gunicorn.conf.py"
-    print(f"gunicorn {WORKERS} workers per server ({worker}); wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s a row", end="")
+    print(f"gunicorn {WORKERS} workers per server ({worker}), ASGI rows uvicorn {WORKERS} workers;", end="")
+    print(f" wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s a row", end="")
     print(f", {ROUNDS} rounds")
     print(f"product: database {database}, shared cache {cache}; medians of the rounds")
-    bare, drf, drf_default = rows[0], rows[1], rows[-1]
+    by_name = {row.name: row for row in rows}
+    limits = {row.server: row for row in rows if row.path == "/" and row.server == row.limit}
+    drf, drf_default = by_name["DRF + drf-api-key HasAPIKey"], by_name["  same, CONN_MAX_AGE=0 (default)"]
     header = (
         f"{'row':<32}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'vs bare':>9}{'vs drf':>8}{'vs drf*':>9}"
         "  statuses (all rounds)"
@@ -211,6 +257,7 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
             for code, n in r["statuses"].items():
                 statuses[code] = statuses.get(code, 0) + n
         rps, p50, p99 = row.median("rps"), row.median("p50_us") / 1000, row.median("p99_us") / 1000
+        bare = limits[row.limit]
         ok = row.valid and bare.valid
         vs_bare = f"{rps / bare.median('rps'):.2f}x" if ok else "INVALID"
         vs_drf = f"{rps / drf.median('rps'):.2f}x" if ok and drf.valid else "-"
@@ -232,7 +279,7 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
             }
         )
     print("vs drf: DRF + drf-api-key on persistent connections, as here; vs drf*: as installed (CONN_MAX_AGE=0)")
-    logged, unlogged = rows[3], rows[4]
+    logged, unlogged = by_name["allowed and logged (200)"], by_name["  same call, not logged (200)"]
     if logged.valid and unlogged.valid:
         cost = logged.median("rps") / unlogged.median("rps")
         out["logged_vs_same_call_unlogged"] = cost

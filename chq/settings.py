@@ -85,7 +85,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: a request for another host gets a 400 before any other work (and no cookie).
+    # First: answers API calls through KEYS_API_MIDDLEWARE alone; the rest is the site's chain.
+    "keys.chqapi.middleware.ApiMiddleware",
+    # A request for another host gets a 400 before any other work (and no cookie).
     "keys.chqapi.errors.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -97,7 +99,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "keys.chqapi.errors.ApiErrorsMiddleware",
     # Last, as django-axes asks: it answers a locked-out login after the view has run.
     "axes.middleware.AxesMiddleware",
 ]

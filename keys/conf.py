@@ -55,6 +55,13 @@ class KeysConf(AppConf):
     HANDLER_MODULES: list[str] = []
     # The API types the project declares: catalog files (paths, or "package:resource" like keys.catalog.CHQ).
     CATALOGS: list[str] = []
+    # The middleware API calls run through (outermost first; keys/chqapi/middleware.py), instead of
+    # the site's whole MIDDLEWARE: by default a disallowed host is a JSON 400 before any other work,
+    # then SecurityMiddleware's HTTPS redirect, nosniff, HSTS, referrer and opener policies.
+    API_MIDDLEWARE = [
+        "keys.chqapi.errors.AllowedHostMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+    ]
     # The OpenAPI document: "omit" a catalog type no handler serves, or "list" it with its 501 answer.
     OPENAPI_UNSERVED = "omit"
     # The template the pane's pages extend (blocks: title, crumbs, main); the app's own works standalone.

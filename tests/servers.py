@@ -1,7 +1,7 @@
-"""A real multi-worker gunicorn server (production's chq/gunicorn.conf.py) on a scratch database, for the tests
-that must go over a socket (chunked bodies, throttling shared by workers,
-freshness across workers). Production settings (DEBUG off), embedded SQLite
-unless DATABASE_URL says otherwise."""
+"""A real multi-worker gunicorn server (production's chq/gunicorn.conf.py), or a uvicorn
+one (chq/asgi.py), on a scratch database, for the tests that must go over a socket
+(chunked bodies, throttling shared by workers, freshness across workers, one request path).
+Production settings (DEBUG off), embedded SQLite unless DATABASE_URL says otherwise."""
 
 import os
 import shutil
@@ -47,6 +47,7 @@ class Server:
     url: str
     env: dict[str, str]
     process: subprocess.Popen
+    log: Path | None = None  # where the server writes its stderr
 
     def manage(self, *args: str) -> str:
         """Run a management command in another process, against the server's database."""
@@ -80,8 +81,8 @@ class Server:
             self.process.kill()
 
 
-def prepared(tmp: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
-    """A server's environment (production settings, a scratch database of its own), migrated."""
+def server_env(tmp: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Production settings on a scratch database under `tmp`, migrated and with static files collected."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
     env |= {
         "DEBUG": "false",
@@ -101,39 +102,16 @@ def prepared(tmp: Path, extra_env: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
-def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
-    env = prepared(tmp, extra_env)
+def _serve(name: str, command: list[str], port: int, env: dict[str, str], log: Path) -> Server:
     process = subprocess.Popen(
-        # Production's own gunicorn settings (worker class, threads, timeouts), on a port of its own.
-        [sys.executable, "-m", "gunicorn", "-c", CONFIG, f"--workers={workers}", f"--bind=127.0.0.1:{port}"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "gunicorn.log", "wb"),  # noqa: SIM115  (closed with the process)
+        stderr=open(log, "wb"),  # noqa: SIM115  (closed with the process)
         start_new_session=True,  # its own process group, so crash() reaches the workers too
     )
-    return _answering(Server(f"http://127.0.0.1:{port}", env, process), tmp / "gunicorn.log", "gunicorn")
-
-
-def start_uvicorn(tmp: Path, app: str, *, extra_env: dict[str, str] | None = None) -> Server:
-    """One uvicorn process serving the ASGI application `app` ("module:attribute")."""
-    port = free_port()
-    env = prepared(tmp, extra_env)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host=127.0.0.1", f"--port={port}", "--log-level=warning"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "uvicorn.log", "wb"),  # noqa: SIM115  (closed with the process)
-        start_new_session=True,
-    )
-    return _answering(Server(f"http://127.0.0.1:{port}", env, process), tmp / "uvicorn.log", "uvicorn")
-
-
-def _answering(server: Server, log: Path, name: str) -> Server:
-    """`server` once it answers /healthz (within 60 s)."""
-    process = server.process
+    server = Server(f"http://127.0.0.1:{port}", env, process, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -145,6 +123,29 @@ def _answering(server: Server, log: Path, name: str) -> Server:
             time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"{name} did not answer /healthz within 60 s")
+
+
+def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = server_env(tmp, extra_env)
+    # Production's own gunicorn settings (worker class, threads, timeouts), on a port of its own.
+    command = [sys.executable, "-m", "gunicorn", "-c", CONFIG, f"--workers={workers}", f"--bind=127.0.0.1:{port}"]
+    return _serve("gunicorn", command, port, env, tmp / "gunicorn.log")
+
+
+def start_uvicorn(
+    tmp: Path, app: str = "chq.asgi:application", *, env: dict[str, str] | None = None, extra_env=None
+) -> Server:
+    """`uvicorn <app>` (production's ASGI application unless told), one process, on a port of its
+    own: on the database and secrets of `env` (another server's, to share its keys) or on a
+    fresh scratch database."""
+    port = free_port()
+    env = env or server_env(tmp, extra_env)
+    command = [
+        *(sys.executable, "-m", "uvicorn", app, "--host=127.0.0.1", f"--port={port}"),
+        *("--lifespan=off", "--no-access-log", "--log-level=warning"),  # Django speaks no lifespan protocol
+    ]
+    return _serve("uvicorn", command, port, env, tmp / "uvicorn.log")
 
 
 @contextmanager

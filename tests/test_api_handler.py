@@ -1,21 +1,35 @@
-"""The lean handler that answers /chqapi/ calls in production (keys/chqapi/wsgi.py),
-called in process through chq/wsgi.py's application as gunicorn calls it: the
-same security headers and JSON answers as the site's full middleware chain."""
+"""The one request path of /chqapi/ calls (keys/chqapi/middleware.py): ApiMiddleware, first
+in MIDDLEWARE, answers them through KEYS_API_MIDDLEWARE's short chain under Django's own
+handler. Called in process through chq/wsgi.py's application as gunicorn calls it, through
+the test client and Django's ASGI handler, and over sockets from a real gunicorn and a real
+uvicorn: the same security headers and JSON answers everywhere."""
 
+import http.client
 import io
 import json
-from unittest import mock
+import urllib.parse
+import warnings
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core import signals
-from django.db import DatabaseError, close_old_connections
-from django.test import override_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import DatabaseError, connection, connections
+from django.http import StreamingHttpResponse
+from django.test import AsyncClient, override_settings
+from django.urls import include, reverse
+from django.urls import path as route
 
 from bench.common import wsgi_environ
 from chq.wsgi import application
-from keys.chqapi import wsgi as api_wsgi
-from keys.chqapi.wsgi import ApiHandler
+from keys.chqapi import middleware
+from keys.chqapi.exports import STREAM_ABOVE
+from keys.chqapi.urls import missed
 from keys.guard import flow
+from keys.models import ApiType
+from tests import servers
+from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.usefixtures("connections_kept")
 
@@ -23,8 +37,8 @@ pytestmark = pytest.mark.usefixtures("connections_kept")
 def call(
     path: str, key: str = "", body: bytes = b"{}", method: str = "POST", app=application, **environ
 ) -> tuple[int, dict, bytes]:
-    """One WSGI call; (status, headers, body). A test that changes the security settings passes
-    a handler made after the change (a handler reads them once, when it is made, as Django's does)."""
+    """One WSGI call; (status, headers, body). A test that changes the middleware's settings passes
+    a handler made after the change (WSGIHandler()): middleware read them once, when made."""
     base = wsgi_environ(path, key, body, method)
     started = []
     result = app(base | environ, lambda status, headers, *a: started.append((status, headers)))
@@ -55,13 +69,13 @@ def test_an_allowed_call_gets_the_sites_security_headers_and_no_cookie(client, a
 
 def test_hsts_is_sent_over_https(allowed_key, settings):
     settings.SECURE_HSTS_SECONDS = 3600
-    _, headers, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler(), **{"wsgi.url_scheme": "https"})
+    _, headers, _ = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler(), **{"wsgi.url_scheme": "https"})
     assert headers["Strict-Transport-Security"].startswith("max-age=3600")
 
 
 def test_plain_http_is_redirected_when_https_is_required(allowed_key, settings):
     settings.SECURE_SSL_REDIRECT = True
-    status, headers, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler())
+    status, headers, _ = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
     assert status == 301
     assert headers["Location"] == "https://127.0.0.1/chqapi/export/inventory"
 
@@ -84,14 +98,15 @@ def test_a_disallowed_host_is_a_json_400_before_any_work(
     settings.SECURE_SSL_REDIRECT = redirect
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     settings.ALLOWED_HOSTS = ["chq.example"]
+    app = WSGIHandler()
     with django_assert_num_queries(0):  # no key lookup: a valid key made no difference
         status, headers, content = call(
-            "/chqapi/export/inventory", allowed_key, app=ApiHandler(), HTTP_HOST="evil.example", **environ
+            "/chqapi/export/inventory", allowed_key, app=app, HTTP_HOST="evil.example", **environ
         )
     assert (status, json.loads(content)) == (400, HOST_REFUSED)
     assert headers["Content-Type"] == "application/json"
     assert "Set-Cookie" not in headers
-    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=ApiHandler(), HTTP_HOST="chq.example", **environ)
+    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=app, HTTP_HOST="chq.example", **environ)
     assert status == (301 if redirect and not environ else 501)
 
 
@@ -101,7 +116,6 @@ def test_a_disallowed_host_is_refused_on_site_pages_and_through_the_test_client_
         status, headers, content = call(path, method="GET", HTTP_HOST="evil.example")
         assert (status, json.loads(content)) == (400, HOST_REFUSED), path
         assert "Set-Cookie" not in headers
-    # The test client runs the site's MIDDLEWARE for /chqapi/ too: the same check comes first.
     response = client.post(
         "/chqapi/export/inventory",
         b"{}",
@@ -161,31 +175,7 @@ def test_a_failing_view_answers_json_and_the_database_failing_answers_503(allowe
     assert "unreachable" not in content.decode()
 
 
-@pytest.fixture
-def started_as_in_production():
-    """request_started with Django's receivers only, as in production; the test's connection is
-    kept open by taking close_old_connections off request_finished (as the test client does)."""
-    signals.request_started.connect(close_old_connections)
-    yield
-    signals.request_started.disconnect(close_old_connections)
-
-
-def test_request_started_work_is_done_directly_while_only_djangos_receivers_listen(
-    allowed_key, started_as_in_production, monkeypatch
-):
-    closed = []
-    monkeypatch.setattr(api_wsgi, "close_old_connections", lambda: closed.append(1))
-    with mock.patch.object(signals.request_started, "send") as sent:
-        status, _, _ = call("/chqapi/export/inventory", allowed_key)
-    assert status == 501
-    assert closed == [1]  # what close_old_connections, the receiver, would have done
-    sent.assert_not_called()
-
-
-def test_any_other_receiver_gets_the_signal_and_request_finished_is_always_sent(
-    allowed_key, started_as_in_production, monkeypatch
-):
-    monkeypatch.setattr(api_wsgi, "close_old_connections", lambda: None)  # the test's connection stays
+def test_djangos_handler_sends_request_started_and_request_finished_for_an_api_call(allowed_key):
     seen = []
 
     def started(sender, environ, **kwargs):
@@ -197,14 +187,12 @@ def test_any_other_receiver_gets_the_signal_and_request_finished_is_always_sent(
     signals.request_started.connect(started)
     signals.request_finished.connect(finished)
     try:
-        call("/chqapi/export/inventory", allowed_key)
+        status, _, _ = call("/chqapi/export/inventory", allowed_key)
     finally:
         signals.request_started.disconnect(started)
         signals.request_finished.disconnect(finished)
+    assert status == 501
     assert seen == [("started", "/chqapi/export/inventory"), ("finished", None)]
-    with mock.patch.object(signals.request_started, "send") as sent:
-        call("/chqapi/export/inventory", allowed_key)  # back to Django's receivers alone
-    sent.assert_not_called()
 
 
 def test_a_refused_calls_body_is_never_read(allowed_key):
@@ -219,13 +207,16 @@ def test_a_refused_calls_body_is_never_read(allowed_key):
 
 
 def test_remembered_routes_are_bounded_and_right(allowed_key):
-    api_wsgi.resolve.cache_clear()
+    middleware.api_route.cache_clear()
     for n in range(3):
         call(f"/chqapi/export/made-up-{n}", allowed_key)
     call("/chqapi/export/inventory/async", allowed_key)
-    assert api_wsgi.resolve("/chqapi/export/inventory/async").url_name == "chqapi-export-async"
-    assert api_wsgi.resolve("/chqapi/export/echo/EcommQty").kwargs == {"api_id": "echo/EcommQty"}
-    assert api_wsgi.resolve.cache_info().maxsize == api_wsgi.RESOLVED_PATHS
+    assert middleware.api_route.cache_info().currsize == 4
+    assert middleware.api_route("chq.urls", "/chqapi/export/inventory/async").url_name == "chqapi-export-async"
+    assert middleware.api_route("chq.urls", "/chqapi/export/echo/EcommQty").kwargs == {"api_id": "echo/EcommQty"}
+    assert middleware.api_route("chq.urls", "/settings/integrations/keys/") is None  # a site page
+    assert middleware.api_route("chq.urls", "/no/such/page") is None
+    assert middleware.api_route.cache_info().maxsize == middleware.RESOLVED_PATHS
 
 
 @override_settings(KEYS_DECISION_CACHE=True)
@@ -234,3 +225,277 @@ def test_a_warm_allowed_call_makes_no_query_through_the_handler(allowed_key, dja
     with django_assert_num_queries(0):
         status, _, _ = call("/chqapi/export/inventory", allowed_key)
     assert status == 501
+
+
+class SiteMarker:
+    """A site middleware: marks every answer that went through the site's chain."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response["X-Site-Chain"] = "yes"
+        return response
+
+
+class ApiMarker(SiteMarker):
+    """A host's middleware named in KEYS_API_MIDDLEWARE: sees the API's calls and their failures."""
+
+    failures: list = []
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response["X-Api-Chain"] = request.resolver_match.url_name
+        return response
+
+    def process_exception(self, request, exception):
+        self.failures.append(str(exception))
+
+
+def test_only_the_middleware_the_host_names_run_on_the_api(settings, allowed_key, monkeypatch):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_api_handler.SiteMarker"]
+    settings.KEYS_API_MIDDLEWARE = [*settings.KEYS_API_MIDDLEWARE, "tests.test_api_handler.ApiMarker"]
+    app = WSGIHandler()
+    status, headers, _ = call("/chqapi/export/inventory", allowed_key, app=app)
+    assert (status, headers["X-Api-Chain"]) == (501, "chqapi-export")
+    assert "X-Site-Chain" not in headers
+    assert headers["X-Content-Type-Options"] == "nosniff"  # the API's chain keeps its defaults
+    status, headers, _ = call("/accounts/login/", method="GET", app=app)
+    assert (status, headers["X-Site-Chain"]) == (200, "yes")
+    assert "X-Api-Chain" not in headers
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(flow, "guarded_call", explode)
+    ApiMarker.failures.clear()
+    status, _, content = call("/chqapi/export/inventory", allowed_key, app=app)
+    assert (status, ApiMarker.failures) == (500, ["boom"])  # the host's hook saw it, the answer stays JSON
+    assert json.loads(content)["Message"] == "The server failed while carrying out the call."
+
+
+def test_no_api_middleware_at_all_still_answers_json_with_a_length(settings, allowed_key):
+    settings.KEYS_API_MIDDLEWARE = []
+    status, headers, content = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    assert (status, headers["Content-Length"]) == (501, str(len(content)))
+    assert "X-Content-Type-Options" not in headers  # the host chose no security headers
+
+
+def test_atomic_requests_wraps_the_api_view_as_django_wraps_any_view(allowed_key, monkeypatch):
+    depth = []
+    view = flow.guarded_call
+
+    def recording(*args, **kwargs):
+        depth.append(len(connection.atomic_blocks))
+        return view(*args, **kwargs)
+
+    monkeypatch.setattr(flow, "guarded_call", recording)
+    call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
+    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    assert status == 501
+    assert depth[1] == depth[0] + 1  # one transaction more around the view (the test's own is outside)
+
+
+# A host that mounts the API elsewhere: its paths are the API's, wherever they are.
+urlpatterns = [route("integrations/chq/", include("keys.chqapi.urls")), *missed]
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_the_api_mounted_elsewhere_takes_the_same_path_and_reverses_there(settings, allowed_key):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_api_handler.SiteMarker"]
+    url = reverse("chqapi-export", kwargs={"api_id": "inventory"})
+    assert url == "/integrations/chq/export/inventory"
+    status, headers, content = call(url, allowed_key, app=WSGIHandler())
+    assert status == 501
+    assert json.loads(content)["Message"].startswith("Your API key may call ")
+    assert "X-Site-Chain" not in headers
+    status, headers, _ = call("/integrations/chq/nowhere", allowed_key, app=WSGIHandler())
+    assert (status, headers["Content-Type"]) == (404, "application/json")
+
+
+def test_djangos_asgi_handler_takes_the_same_path(allowed_key, client):
+    """In process, through the async chain Django builds under ASGI (the async test client)."""
+    site = client.post("/chqapi/export/inventory", b"{}", content_type="application/json", HTTP_APIKEY=allowed_key)
+    response = async_to_sync(AsyncClient().post)(
+        "/chqapi/export/inventory", b"{}", content_type="application/json", headers={"ApiKey": allowed_key}
+    )
+    assert response.status_code == 501
+    assert sorted(response.headers.items()) == sorted(site.headers.items())
+    assert response["Content-Length"] == str(len(response.content))
+
+
+def test_a_streamed_export_is_an_async_iterator_under_asgi(make_key):
+    """Django's ASGI handler would read a sync iterator whole (and warn); the export is streamed
+    through an async iterator instead, chunk by chunk, and is the same text as under WSGI."""
+    documents = ApiType.objects.get(direction="export", api_id="apidocument")
+    key = make_key(grants=[documents.pk])
+    stored_documents(key, STREAM_ABOVE + 500)
+    status, _, content = call("/chqapi/export/apidocument", str(key.value))  # WSGI: a sync iterator, as before
+    assert status == 200
+    assert len(json.loads(content)["ApiDocument"]["Response"]["ApiDocuments"]) == STREAM_ABOVE + 500
+
+    async def export() -> tuple[StreamingHttpResponse, list[bytes]]:
+        response = await AsyncClient().post(
+            "/chqapi/export/apidocument", b"{}", content_type="application/json", headers={"ApiKey": str(key.value)}
+        )
+        return response, [part async for part in response]
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "StreamingHttpResponse must consume synchronous iterators")
+        response, parts = async_to_sync(export)()
+    assert (response.status_code, response.streaming, response.is_async) == (200, True, True)
+    assert len(parts) > 2  # sent in pieces, as made
+    assert len(json.loads(b"".join(parts))["ApiDocument"]["Response"]["ApiDocuments"]) == STREAM_ABOVE + 500
+
+
+def test_under_an_async_chain_the_middleware_is_async_and_streams_too(settings, make_key, monkeypatch):
+    """A host whose chain below is async-capable (here: nothing else) gets ApiMiddleware as an
+    async middleware: no thread hop of its own; the API's chain still runs in Django's sync thread."""
+    settings.MIDDLEWARE = ["keys.chqapi.middleware.ApiMiddleware"]
+    awaited = []
+    acall = middleware.ApiMiddleware._acall
+
+    def counted(self, request):
+        awaited.append(request.path)
+        return acall(self, request)
+
+    monkeypatch.setattr(middleware.ApiMiddleware, "_acall", counted)
+    documents = ApiType.objects.get(direction="export", api_id="apidocument")
+    key = make_key(grants=[documents.pk])
+    stored_documents(key, STREAM_ABOVE + 1)
+
+    async def calls():
+        client = AsyncClient()
+        export = await client.post(
+            "/chqapi/export/apidocument", b"{}", content_type="application/json", headers={"ApiKey": str(key.value)}
+        )
+        parts = [part async for part in export]
+        site = await client.get("/healthz")
+        return export, parts, site
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "StreamingHttpResponse must consume synchronous iterators")
+        export, parts, site = async_to_sync(calls)()
+    assert awaited == ["/chqapi/export/apidocument", "/healthz"]
+    assert (export.status_code, export.is_async, export["X-Content-Type-Options"]) == (200, True, "nosniff")
+    assert len(json.loads(b"".join(parts))["ApiDocument"]["Response"]["ApiDocuments"]) == STREAM_ABOVE + 1
+    assert site.status_code == 200
+    assert "X-Content-Type-Options" not in site  # the site's chain (here: empty) answered it
+
+
+def test_an_async_only_api_middleware_is_refused_by_name(settings):
+    with pytest.raises(ImproperlyConfigured, match=r"tests\.test_api_handler\.AsyncOnly"):
+        middleware.api_chain(["tests.test_api_handler.AsyncOnly"])
+
+
+class AsyncOnly(SiteMarker):
+    sync_capable = False
+    async_capable = True
+
+
+# --- Over sockets: gunicorn (chq/wsgi.py) and uvicorn (chq/asgi.py) on one database -----------------
+
+# What the server itself adds (or writes in its own case): not the application's answer.
+SERVER_HEADERS = {"date", "server", "connection", "keep-alive", "transfer-encoding"}
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory):
+    running = servers.start(tmp_path_factory.mktemp("gunicorn"), workers=1)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def uvicorn(gunicorn, tmp_path_factory):
+    running = servers.start_uvicorn(tmp_path_factory.mktemp("uvicorn"), env=gunicorn.env)
+    yield running
+    running.stop()
+
+
+def _application_headers(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items() if name.lower() not in SERVER_HEADERS}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_uvicorn_and_the_test_client_answer_with_the_same_headers(
+    gunicorn, uvicorn, client, make_key, inventory_export, migrated_data
+):
+    served = gunicorn.manage("create_api_key", "--description", "headers", "--all", "--quiet")
+    local = str(make_key(allowed_for_all=True).value)
+    calls = {"allowed": (501, served, local), "refused": (401, "not-a-key", "not-a-key")}
+    for name, (expect, key, local_key) in calls.items():
+        answers = {}
+        for server in (gunicorn, uvicorn):
+            status, body, headers = server.post("/chqapi/export/inventory", headers={"ApiKey": key})
+            assert status == expect, (name, server.url, body)
+            answers[server.url] = _application_headers(headers)
+        response = client.post(
+            "/chqapi/export/inventory", b"{}", content_type="application/json", HTTP_APIKEY=local_key
+        )
+        assert response.status_code == expect
+        answers["test client"] = _application_headers(response.headers)
+        assert answers["test client"]["content-length"] == str(len(response.content))
+        first, *others = answers.values()
+        for other in others:
+            assert other.keys() == first.keys(), name
+            assert {k: v for k, v in other.items() if k != "content-length"} == {
+                k: v for k, v in first.items() if k != "content-length"
+            }, name
+
+
+STREAMED_ROWS = 30000  # an answer of megabytes, far more than the sockets between server and client hold
+
+
+def test_a_streamed_export_streams_under_uvicorn(gunicorn, uvicorn):
+    """The first bytes of a large export arrive while the server is still making the rest: the
+    logged call is recorded only once its answer has been sent, and it is not yet."""
+    code = f"""
+from keys.models import ApiDocument, ApiType
+from keys.services import GrantSpec, api_key_create
+documents = ApiType.objects.get(direction="export", api_id="apidocument")
+key = api_key_create(description="stream", is_active=True, grants=[GrantSpec(documents.pk, logged=True)])
+row = dict(key_last4="0000", api_type_name="x", request_type="location-export", method="POST", path="/",
+           status_code=200, duration_ms=1.0)
+ApiDocument.objects.bulk_create((ApiDocument(key_id=key.pk, **row) for _ in range({STREAMED_ROWS})), batch_size=2000)
+print(key.value)
+"""
+    key = gunicorn.manage("shell", "-c", code).split()[-1]
+    address = urllib.parse.urlsplit(uvicorn.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    connection.request("POST", "/chqapi/export/apidocument", b"{}", {"ApiKey": key, "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    document_id = response.getheader("ApiDocumentId")
+    first = response.read(1000)
+    assert first.startswith(b'{"ApiDocument": {')
+    recorded = f"from keys.models import ApiDocument as D; print(D.objects.filter(document_id='{document_id}').count())"
+    assert gunicorn.manage("shell", "-c", recorded).split()[-1] == "0"  # still being made and sent
+    rest = response.read()
+    connection.close()
+    # Far more than the server could have sent ahead into the sockets' buffers (4 MiB for the
+    # sender at most, tcp_wmem; the reader's window stays small while it reads nothing).
+    assert len(first + rest) > 8 * 2**20
+    answer = json.loads(first + rest)
+    assert len(answer["ApiDocument"]["Response"]["ApiDocuments"]) == STREAMED_ROWS
+    assert servers.wait_for(lambda: gunicorn.manage("shell", "-c", recorded).split()[-1] == "1")
+    # Django's ASGI handler warns when it reads a sync iterator whole instead.
+    assert "must consume synchronous iterators" not in uvicorn.log.read_text()
+
+
+def test_system_checks_name_a_missing_or_late_api_middleware_and_a_wrong_chain(settings):
+    from keys.checks import check_api_middleware
+
+    assert check_api_middleware(None) == []  # the demo project: first, and the default chain
+    site = [name for name in settings.MIDDLEWARE if name != "keys.chqapi.middleware.ApiMiddleware"]
+    settings.MIDDLEWARE = site
+    assert [check.id for check in check_api_middleware(None)] == ["keys.W020"]
+    settings.MIDDLEWARE = [site[0], "keys.chqapi.middleware.ApiMiddleware", *site[1:]]
+    (late,) = check_api_middleware(None)
+    assert (late.id, site[0] in late.msg) == ("keys.W021", True)
+    settings.MIDDLEWARE = ["keys.chqapi.middleware.ApiMiddleware", *site]
+    settings.KEYS_API_MIDDLEWARE = "django.middleware.security.SecurityMiddleware"
+    assert [check.id for check in check_api_middleware(None)] == ["keys.E022"]

@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from keys.guard import registry as guard
 from keys.chqapi import openapi
+from keys.guard import registry as guard
 from keys.services import catalog_entries
 
 # The document for the catalog file, as the installation's (its types are the catalog's) gives it,

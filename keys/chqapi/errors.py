@@ -5,9 +5,9 @@ an unexpected failure (500), or a database or shared state that cannot be reache
 answer; an HTML error page is one they cannot read.
 
 A request for a host not in ALLOWED_HOSTS, on any path, is refused here too, as the
-first step of both handlers (the site's chain and keys/chqapi/wsgi.py): Django checks
-the Host only where something asks for it (request.get_host()), which the API's
-handler never did.
+first step of both chains (the site's MIDDLEWARE and the API's KEYS_API_MIDDLEWARE,
+keys/chqapi/middleware.py): Django checks the Host only where something asks for it
+(request.get_host()), which an API view never does.
 """
 
 import logging
@@ -40,8 +40,8 @@ def disallowed_host(request: HttpRequest) -> HttpResponse | None:
 
 
 class AllowedHostMiddleware:
-    """First on the site's chain: a disallowed host is refused before any other middleware
-    runs (none sets a cookie or reads a session for it). keys/chqapi/wsgi.py runs the same check first."""
+    """First on the site's chain and on the API's (KEYS_API_MIDDLEWARE): a disallowed host is
+    refused before any other middleware runs (none sets a cookie or reads a session for it)."""
 
     def __init__(self, get_response: Callable):
         self.get_response = get_response
@@ -96,19 +96,3 @@ def exception_response(request: HttpRequest, exception: Exception) -> HttpRespon
     log.error("API %s failed", printable(request.path), exc_info=exception)
     return error_response(500, "The server failed while carrying out the call.")
 
-
-class ApiErrorsMiddleware:
-    """On the site's middleware chain (the test client's, and any server that does not use
-    chq/wsgi.py): the API's JSON errors for /chqapi/ paths. keys/chqapi/wsgi.py does the same
-    without a middleware."""
-
-    def __init__(self, get_response: Callable):
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not is_api_path(request.path):
-            return None
-        return exception_response(request, exception)
