@@ -4,7 +4,7 @@ bench/verify.py: where a logged call's cost goes, beside an allowed one's.
 Reads each process's user + system time from /proc before and after a wrk run
 (BENCH_SECONDS, default 4) and prints µs per answered request, per process
 name (gunicorn workers, postgres, redis-server, ...): a logged call's document
-is written in the request (keys/chqapi/writer.py), so the workers' own CPU is
+is written in the request (keys/calllog/writer.py), so the workers' own CPU is
 the whole of it on SQLite. The bare Django view (bench/baselines/bare.py) comes first, the
 limit the allowed and refused rows are held against. BENCH_SERVER=asgi runs both under
 uvicorn (bench/baselines/bare_asgi.py, chq/asgi.py) instead of gunicorn. DATABASE_URL /

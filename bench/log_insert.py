@@ -1,6 +1,6 @@
 """What storing one logged call costs SQLite itself: the API document table's own
 schema (read from a migrated scratch database), 40,000 rows inserted in WAL with
-synchronous=NORMAL: one row per transaction, as keys/chqapi/writer.py commits
+synchronous=NORMAL: one row per transaction, as keys/calllog/writer.py commits
 each logged call before its answer, and in transactions of 200, what batching
 would save; with every index, without the two unused ones (status partial), and
 with only the unique document id. No Django in the loop. `python bench/log_insert.py` prints µs a row for each."""
@@ -76,7 +76,7 @@ def main() -> None:
             database.execute(sql)
         started = time.perf_counter()
         for first in range(0, ROWS, batch):
-            if batch == 1:  # one statement in autocommit: its own transaction, as keys/chqapi/writer.py writes
+            if batch == 1:  # one statement in autocommit: its own transaction, as keys/calllog/writer.py writes
                 database.execute(insert, rows[first])
                 continue
             database.execute("BEGIN IMMEDIATE")

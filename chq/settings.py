@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served locally at /integration/api/index
     # Before django_tasks_db: keys' `db_worker` (keys/management/commands/) replaces the library's.
     "keys",
+    "keys.chqapi",  # CHQ's API on the keys app: /chqapi/, its handlers, API documents, the Swagger page
     "django_tasks",
     "django_tasks_db",
 ]

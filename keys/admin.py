@@ -20,7 +20,6 @@ from django.utils.html import format_html
 
 from . import services
 from .audit import Actor
-from .chqapi import documents
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit, KeyUsage
 from .permissions import ACCESS, can_change
 from .selectors import key_search, search_for_address
@@ -421,7 +420,7 @@ class ApiDocumentAdmin(EvidenceMixin, admin.ModelAdmin):
     @admin.display(description="response body")
     def response(self, obj):
         # An async export's answer lives in chunks and may be megabytes: the first part, as a sync log keeps.
-        return format_html("<pre>{}</pre>", documents.response_text(obj, limit=settings.KEYS_LOG_BODY_LIMIT))
+        return format_html("<pre>{}</pre>", obj.response_text(limit=settings.KEYS_LOG_BODY_LIMIT))
 
 
 @admin.register(KeyUsage)

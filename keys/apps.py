@@ -11,7 +11,6 @@ class KeysConfig(AppConfig):
         from django.conf import settings
 
         from . import checks, conf, signals  # noqa: F401  (system checks; settings' defaults; cache invalidation)
-        from .chqapi import handlers  # noqa: F401  (built-in handlers)
 
         # A host's own API handlers register themselves when their module is imported.
         for module in settings.KEYS_HANDLER_MODULES:

@@ -72,7 +72,7 @@ class KeysConf(AppConf):
     ENCRYPTION_KEYS: list[str] | None = None
     # Files every worker process on one machine shares: throttle counts, change marker. None: a temporary directory.
     SHARED_STATE_DIR: str | Path | None = None
-    # Call-log rows the database refused, replayed later (keys/chqapi/spool.py). None: SHARED_STATE_DIR/spool.
+    # Call-log rows the database refused, replayed later (keys/calllog/spool.py). None: SHARED_STATE_DIR/spool.
     SPOOL_DIR: str | Path | None = None
     # Where the throttle counts live: "file" (SHARED_STATE_DIR) or "cache" (the default cache). None: by the cache.
     SHARED_COUNTERS: str | None = None

@@ -311,6 +311,24 @@ class ApiDocument(models.Model):
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCESSFUL, self.Status.ERROR)
 
+    def answer_pieces(self):
+        """An asynchronous export's stored answer, one chunk in memory at a time."""
+        chunks = self.chunks.order_by("seq")
+        return chunks.values_list("text", flat=True).iterator(chunk_size=4)
+
+    def response_text(self, *, limit: int | None = None) -> str:
+        """The stored answer's text, or its first `limit` characters (read only that far):
+        an asynchronous export's from its chunks, any other from its response body."""
+        if self.response_body or not self.is_async:
+            return self.response_body[:limit]
+        taken, length = [], 0
+        for piece in self.answer_pieces():
+            taken.append(piece)
+            length += len(piece)
+            if limit is not None and length >= limit:
+                break
+        return "".join(taken)[:limit]
+
 
 class ApiDocumentChunk(models.Model):
     """One piece of an asynchronous export's stored answer, in order of `seq`.
@@ -411,7 +429,7 @@ class KeyUsage(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    """A task worker's sign of life (keys/chqapi/worker.py): every worker process writes
+    """A task worker's sign of life (keys/worker.py): every worker process writes
     its row every KEYS_WORKER_HEARTBEAT_SECONDS, in the database every web host reads,
     so /healthz and status can tell a waiting queue from one that nobody serves. Times
     are the database's own clock (one clock for every host)."""

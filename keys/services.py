@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from . import audit, catalog, sealing, shared, usage
 from .audit import Actor
-from .chqapi import writer
+from .calllog import writer
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from .text import storable_text
 
@@ -463,7 +463,7 @@ def _api_document_row(
     error_message: str = "",
     summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A logged call's document as the row keys/chqapi/writer.py writes: every text made storable."""
+    """A logged call's document as the row keys/calllog/writer.py writes: every text made storable."""
     limit = settings.KEYS_LOG_BODY_LIMIT
     request_text, response_text = storable_text(request_body), storable_text(response_body)
     now = timezone.now()
@@ -501,7 +501,7 @@ def _api_document_row(
 
 def api_call_record(**fields: Any) -> None:
     """Store one logged call: the only database write a verified call makes, committed
-    before its answer is sent (keys/chqapi/writer.py stores it exactly once).
+    before its answer is sent (keys/calllog/writer.py stores it exactly once).
 
     Never raises: what the database refuses waits in the spool. Takes the fields of
     `_api_document_row`.
@@ -511,7 +511,7 @@ def api_call_record(**fields: Any) -> None:
 
 def api_document_reserve(**fields: Any) -> None:
     """Take a caller's ApiDocumentId before its handler runs: its document stored InProcess,
-    completed by api_call_record. Raises keys.chqapi.writer.Taken when the id is taken."""
+    completed by api_call_record. Raises keys.calllog.writer.Taken when the id is taken."""
     row = _api_document_row(status_code=202, duration_ms=0.0, response_body=b"", **fields)
     writer.reserve(row | {"ended_at": None, "status": ApiDocument.Status.IN_PROCESS})
 

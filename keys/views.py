@@ -19,7 +19,6 @@ from . import selectors, services
 from .access import decide_for_type, expiry_label
 from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
-from .chqapi import documents
 from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
 from .guard import refusal_counts
 from .models import ApiDocument, ApiKey, KeyAudit
@@ -309,6 +308,6 @@ def _pretty(body: str) -> str:
 def log_entry(request: HtmxHttpRequest, pk: int, log_pk: int) -> HttpResponse:
     log = get_object_or_404(ApiDocument, key_id=pk, pk=log_pk)
     # An async export's answer lives in chunks and may be megabytes: the first part, as a sync log keeps.
-    response_text = documents.response_text(log, limit=settings.KEYS_LOG_BODY_LIMIT)
+    response_text = log.response_text(limit=settings.KEYS_LOG_BODY_LIMIT)
     context = {"log": log, "request_body": _pretty(log.request_body), "response_body": _pretty(response_text)}
     return render(request, "keys/dialogs.html#log-entry", context)

@@ -34,6 +34,7 @@ HOST_APPS = [
     "django_tables2",
     "drf_spectacular_sidecar",
     "keys",
+    "keys.chqapi",
     "django_tasks",
     "django_tasks_db",
 ]
@@ -142,7 +143,9 @@ def create_host(where: Path, wheel: Path, *, apps: list[str] = HOST_APPS, urls: 
         settings.write(
             "\n# The keys app, with none of its settings: every one has a default.\n"
             f"INSTALLED_APPS += {apps!r}\n"
-            'MIDDLEWARE += ["django_htmx.middleware.HtmxMiddleware"]\n'
+            # First: CHQ API calls take their own short chain (KEYS_API_MIDDLEWARE), not the site's.
+            'MIDDLEWARE = ["keys.chqapi.middleware.ApiMiddleware", *MIDDLEWARE, '
+            '"django_htmx.middleware.HtmxMiddleware"]\n'
         )
     text = host.urls_file.read_text().replace("from django.urls import path", "from django.urls import include, path")
     host.urls_file.write_text(text + "\nurlpatterns += [\n" + "".join(f"    {u},\n" for u in urls) + "]\n")

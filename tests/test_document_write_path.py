@@ -1,4 +1,4 @@
-"""Every logged call's document is stored before its answer leaves (keys/chqapi/writer.py),
+"""Every logged call's document is stored before its answer leaves (keys/calllog/writer.py),
 proven against a real 4-worker gunicorn on SQLite and on PostgreSQL, with four clients
 at once: status right after each answer, an ApiDocumentId taken once (before its
 handler runs), racing clients, and as many documents as answered calls."""

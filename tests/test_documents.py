@@ -88,7 +88,7 @@ def test_a_successful_run_stores_its_counts_and_answer(key):
     document = ApiDocument.objects.get(document_id=document_id)
     # The key's two documents match; Top 1 sends one.
     assert (document.status_code, document.total_records, document.records_count) == (200, 2, 1)
-    answer = json.loads(documents.response_text(document))["ApiDocument"]
+    answer = json.loads(document.response_text())["ApiDocument"]
     assert (answer["ApiDocumentId"], answer["RecordsCount"]) == (document_id.upper(), 1)
     assert document.error_message == ""
     assert document.duration_ms > 0
@@ -236,7 +236,7 @@ def test_getdata_answers_every_field_and_a_logged_document_keeps_its_content(mak
         assert data["Response"]["ApiDocument"]["Status"] == "Successful"
     document = ApiDocument.objects.get(document_id=document_id)
     assert document.request_body
-    assert json.loads(documents.response_text(document))["ApiDocument"]["ApiDocumentId"] == document_id.upper()
+    assert json.loads(document.response_text())["ApiDocument"]["ApiDocumentId"] == document_id.upper()
 
 
 def test_getdata_delivers_an_unlogged_documents_content_once(key):

@@ -17,7 +17,7 @@ from django.db import OperationalError, connection
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from keys.chqapi import spool
+from keys.calllog import spool
 from keys.guard import refusal_counts, registry, throttle
 from keys.models import ApiDocument, ApiKey, ApiType, KeyAudit
 from keys.services import api_call_record

@@ -71,6 +71,6 @@ def test_worker_is_unknown_when_the_database_fails(client):
 
 
 def test_worker_is_unknown_when_its_heartbeats_cannot_be_read(client):
-    with mock.patch("keys.chqapi.worker.seen", side_effect=RuntimeError("no table")):
+    with mock.patch("keys.worker.seen", side_effect=RuntimeError("no table")):
         response = client.get("/healthz")
     assert (response.status_code, response.json()["worker"]) == (200, "unknown")

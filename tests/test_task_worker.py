@@ -1,4 +1,4 @@
-"""The task worker (keys/chqapi/worker.py) against real faults, with real processes: a
+"""The task worker (keys/worker.py) against real faults, with real processes: a
 gunicorn server and `manage.py db_worker` on a scratch database. SQLite's write lock
 held by another connection for 10 s, and a PostgreSQL server stopped for 5 s: the
 worker stays up, logs the outage once, and runs the work queued afterwards. A worker

@@ -1,4 +1,4 @@
-"""How keys' task worker (keys/chqapi/worker.py) fails and recovers, in one process: the
+"""How keys' task worker (keys/worker.py) fails and recovers, in one process: the
 backoff and its single log lines per outage, an error that is not an outage ending
 it, its own stranded claims put back, a heartbeat round that fails, and what
 status says of a document that waits with no worker alive. The same faults against
@@ -18,7 +18,8 @@ from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands import db_worker
 from django_tasks_db.models import DBTaskResult
 
-from keys.chqapi import documents, worker
+from keys import worker
+from keys.chqapi import documents
 from keys.chqapi.tasks import run_document
 from keys.models import ApiDocument, WorkerHeartbeat
 

@@ -14,7 +14,7 @@ document still InProcess KEYS_ASYNC_TIMEOUT_SECONDS after it started (its
 worker was killed, say) is marked Error with a message saying so the next time
 anyone asks about it; it is not run again, since the caller may already have
 sent it again. A document InQueue for longer than KEYS_WORKER_STALE_SECONDS
-while no task worker is alive (keys/chqapi/worker.py) is still InProcess to its
+while no task worker is alive (keys/worker.py) is still InProcess to its
 caller, with an ErrorMessage saying that it waits for a worker and when one was
 last seen: it runs when one starts, so nothing is given up.
 
@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from .. import services
 from ..access import decide_for_key_id
+from ..calllog import writer
 from ..clients import client_address
 from ..guard import STATUS as REFUSAL_STATUS
 from ..guard import ApiCall, ApiError, registration_for, source_of
@@ -53,7 +54,7 @@ from ..guard.bookkeeping import document_fields
 from ..guard.context import Call
 from ..models import ApiDocument, ApiDocumentChunk
 from ..text import storable, storable_text
-from . import writer
+from ..worker import queue_in_database
 from .export_request import InvalidRequest
 from .exports import PIECE_CHARS, STREAM_ABOVE, ExportResult, envelope_head, envelope_rows
 from .wire import chq_datetime, invalid_body, invalid_message, json_response, request_type, standard
@@ -77,7 +78,7 @@ DUPLICATE = "An API document with this ApiDocumentId exists already; send a new 
 
 def reserve(request: HttpRequest, call: Call, document_id: uuid.UUID) -> None:
     """Take the caller's own ApiDocumentId for this logged call before its handler runs
-    (keys/chqapi/writer.py); ApiError 409 when any document has it already."""
+    (keys/calllog/writer.py); ApiError 409 when any document has it already."""
     try:
         services.api_document_reserve(**document_fields(request, call, document_id))
     except writer.Taken:
@@ -99,17 +100,6 @@ def take(request: HttpRequest, document_id: uuid.UUID) -> None:
 QUEUE_DOWN = "The work could not be queued: the task queue did not answer. Send the request again."
 
 
-def _queue_shares_the_database() -> bool:
-    """The database backend queues in the database's own transaction; any other (RQ, a
-    broker) must be given the task only after the document has committed, or its worker
-    could look for the document before it exists."""
-    from django_tasks_db.backend import DatabaseBackend
-
-    from .tasks import run_document
-
-    return isinstance(run_document.get_backend(), DatabaseBackend)
-
-
 def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
     """Store an asynchronous call's document InQueue and queue its work (in one
     transaction when the queue is the database)."""
@@ -117,7 +107,7 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
 
     decision = call.decision
     now = timezone.now()
-    together = _queue_shares_the_database()
+    together = queue_in_database()
     try:
         with transaction.atomic():
             document = ApiDocument.objects.create(
@@ -355,7 +345,7 @@ WAITING = (
 def explain_wait(document: ApiDocument) -> None:
     """Put in the (unsaved) error message of a document queued longer than
     KEYS_WORKER_STALE_SECONDS that no worker is alive to take: true only while it lasts."""
-    from .worker import seen
+    from ..worker import seen
 
     bound = timedelta(seconds=settings.KEYS_WORKER_STALE_SECONDS)
     if document.status != Status.IN_QUEUE or document.created_at > timezone.now() - bound:
@@ -390,26 +380,6 @@ def _chunked(document: ApiDocument) -> bool:
     return document.status == Status.SUCCESSFUL and ApiDocumentChunk.objects.filter(document=document, seq=0).exists()
 
 
-def _pieces(document: ApiDocument) -> Iterator[str]:
-    """The stored answer's text, one chunk in memory at a time."""
-    chunks = ApiDocumentChunk.objects.filter(document=document).order_by("seq")
-    return chunks.values_list("text", flat=True).iterator(chunk_size=4)
-
-
-def response_text(document: ApiDocument, *, limit: int | None = None) -> str:
-    """The stored answer's text, or its first `limit` characters (read only that far):
-    an asynchronous export's from its chunks, any other from its response body."""
-    if document.response_body or not document.is_async:
-        return document.response_body[:limit]
-    taken, length = [], 0
-    for piece in _pieces(document):
-        taken.append(piece)
-        length += len(piece)
-        if limit is not None and length >= limit:
-            break
-    return "".join(taken)[:limit]
-
-
 def _answer(document: ApiDocument, pieces: Iterable[str]) -> HttpResponseBase:
     """JSON text made of `pieces`, and the content delivered: whole up to STREAM_ABOVE rows
     (with a Content-Length, like a synchronous export's), streamed beyond, and delivered
@@ -434,7 +404,7 @@ def status(key_id: int, document_id: uuid.UUID) -> HttpResponseBase:
     if not document.finished:
         return json_response(standard(document))
     if _chunked(document):  # an export's success envelope
-        return _answer(document, _pieces(document))
+        return _answer(document, document.answer_pieces())
     answer = _stored(document.response_body) if document.status == Status.SUCCESSFUL else None
     _delivered(document)
     if isinstance(answer, dict) and "ApiDocument" in answer:  # an export's success envelope, stored whole
@@ -472,4 +442,4 @@ def getdata(key_id: int, document_id: uuid.UUID) -> HttpResponseBase:
     del data["Response"], data["Truncated"]
     head = f'{json.dumps(data)[:-1]}, "Response": '
     tail = f', "Truncated": {json.dumps(document.truncated)}}}'
-    return _answer(document, itertools.chain([head], _pieces(document), [tail]))
+    return _answer(document, itertools.chain([head], document.answer_pieces(), [tail]))

@@ -1,5 +1,5 @@
 """`manage.py db_worker`: django-tasks-db's command with keys' Worker, which rides out
-database outages and writes a heartbeat (keys/chqapi/worker.py). It replaces the
+database outages and writes a heartbeat (keys/worker.py). It replaces the
 library's command of the same name because "keys" comes before "django_tasks_db" in
 INSTALLED_APPS (Django takes a command from the first app that has it)."""
 
@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
 from django_tasks_db.management.commands import db_worker
 
-from keys.chqapi.worker import Worker
+from keys.worker import Worker
 
 
 class Command(db_worker.Command):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from keys import cli
-from keys.chqapi import spool
+from keys.calllog import spool
 
 
 class Command(BaseCommand):

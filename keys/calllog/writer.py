@@ -20,7 +20,7 @@ statement, one round trip.
 
 A row the database refuses for its key or type (removed while the call ran)
 is stored without that reference, keeping its snapshots; a row the database
-refuses outright goes to the spool (keys/chqapi/spool.py), the failure is
+refuses outright goes to the spool (keys/calllog/spool.py), the failure is
 logged, and the spool stores it later: the call was answered, so its
 document must not be lost.
 """

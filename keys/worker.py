@@ -48,7 +48,7 @@ from django_tasks_db.management.commands import db_worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
-from ..models import WorkerHeartbeat
+from .models import WorkerHeartbeat
 
 log = logging.getLogger("keys.worker")
 
@@ -85,12 +85,20 @@ class Seen:
     last_seen: datetime | None
 
 
+def queue_in_database() -> bool:
+    """Whether the tasks queue is the database backend's, which queues in the database's own
+    transaction (and whose workers, these, write heartbeats); any other (RQ, a broker) must be
+    given a task only after what it works on has committed, or its worker could look too soon."""
+    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+    from django_tasks_db.backend import DatabaseBackend
+
+    return isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], DatabaseBackend)
+
+
 def seen() -> Seen | None:
     """The workers' state, from their heartbeats; None when the queue is not the
     database (another backend's workers write no heartbeat here)."""
-    from .documents import _queue_shares_the_database
-
-    if not _queue_shares_the_database():
+    if not queue_in_database():
         return None
     bound = timedelta(seconds=settings.KEYS_WORKER_STALE_SECONDS)
     found = WorkerHeartbeat.objects.aggregate(
