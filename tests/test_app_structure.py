@@ -4,6 +4,8 @@ its URLs wherever a host mounts them (tests/mounted_urls.py)."""
 
 import base64
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +16,8 @@ from django.core.checks import run_checks
 from django.urls import reverse
 
 from keys import conf
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.django_db
 
@@ -143,3 +147,35 @@ def test_an_anonymous_visitor_goes_to_the_hosts_login_url(client, settings):
     response = client.get(reverse("keys:pane"))
     assert response.status_code == 302
     assert response["Location"] == "/people/login/?next=/admin-area/settings/integrations/keys/"
+
+
+def test_the_keys_app_never_imports_the_chq_wire_format():
+    """Dependencies run one way: keys.chqapi builds on keys (the guard, the call log, the
+    worker), and nothing of keys outside it imports it, so a host can leave it out."""
+    import ast
+
+    import keys
+
+    root = Path(keys.__file__).parent
+    found = []
+    for module in root.rglob("*.py"):
+        if (root / "chqapi") in module.parents:
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in getattr(node, "names", [])] if isinstance(node, ast.Import) else []
+            if any(name == "chqapi" or ".chqapi" in name or name.startswith("chqapi") for name in names):
+                found.append(f"{module.relative_to(root)}:{node.lineno}")
+    assert found == []
+
+
+def test_importing_the_guard_and_the_services_loads_neither_the_wire_format_nor_drf_nor_ninja():
+    code = (
+        "import sys, django, os\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings_without_chqapi'\n"
+        "django.setup()\n"
+        "import keys.guard, keys.services, keys.views, keys.admin\n"
+        "print(sorted(m for m in ('keys.chqapi', 'rest_framework', 'ninja') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]", result.stderr
