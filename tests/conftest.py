@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,42 @@ def scratch_postgres():
 
     with scratch_postgres_database() as url:
         yield url
+
+
+# --- a fresh startproject host with the keys app installed from the wheel (tests/hostproject.py) ---
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory):
+    """Slow (a wheel, a venv, a migrate): one per session, for tests/test_host_project.py and
+    the browser test of the pane in it."""
+    from tests import hostproject
+
+    root = tmp_path_factory.mktemp("host-project")
+    wheel = hostproject.build_wheel(root / "dist")
+    host = hostproject.create_host(
+        root / "host",
+        wheel,
+        apps=[*hostproject.HOST_APPS, "rest_framework", "widgets"],
+        urls=[*hostproject.HOST_URLS, hostproject.HOST_URL_GUARDED_VIEWS],
+        extras="drf,ninja",
+        settings='KEYS_CATALOGS = [BASE_DIR / "widgets" / "catalog.json"]\n',
+    )
+    shutil.copytree(Path(__file__).parent / "host_widgets", host.dir / "widgets")
+    host.manage("migrate", "--no-input", "-v", "0")
+    return host
+
+
+@pytest.fixture(scope="session")
+def served(host):
+    """The host's server and a signed-in superuser's session cookie."""
+    session = host.python_code(
+        "from django.contrib.auth import get_user_model\n"
+        "from django.test import Client\n"
+        "user = get_user_model().objects.create_superuser('admin', 'admin@example.com', 'a-long-test-password')\n"
+        "client = Client()\n"
+        "client.force_login(user)\n"
+        "print(client.cookies['sessionid'].value)\n"
+    ).strip()
+    with host.serve() as base:
+        yield base, f"sessionid={session}"

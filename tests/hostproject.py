@@ -44,6 +44,8 @@ HOST_URLS = [
     'path("chqapi/", include("keys.chqapi.urls"))',
     'path("api/docs/", include("keys.chqapi.docs_urls"))',
 ]
+# The host's own guarded views (tests/host_widgets, copied in as the host's app "widgets").
+HOST_URL_GUARDED_VIEWS = 'path("widgets/", include("widgets.urls"))'
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -127,25 +129,35 @@ class Host:
             server.stderr.close()
 
 
-def create_host(where: Path, wheel: Path, *, apps: list[str] = HOST_APPS, urls: list[str] = HOST_URLS) -> Host:
-    """A `startproject host` in `where` (outside the repository) with its own venv holding the wheel."""
+def create_host(
+    where: Path,
+    wheel: Path,
+    *,
+    apps: list[str] = HOST_APPS,
+    urls: list[str] = HOST_URLS,
+    extras: str = "",
+    settings: str = "",
+) -> Host:
+    """A `startproject host` in `where` (outside the repository) with its own venv holding the wheel
+    (with `extras`, e.g. "drf,ninja"); `settings` is appended to the host's settings."""
     where.mkdir(parents=True, exist_ok=True)
     assert ROOT not in where.resolve().parents, "the host must live outside the repository"
     venv = where / "venv"
     run([sys.executable, "-m", "venv", venv], cwd=where)
     python = venv / "bin" / "python"
     # The wheel's declared dependencies, at the versions the repository is tested with.
-    run([python, "-m", "pip", "install", "-q", wheel, "-c", ROOT / "requirements.txt"], cwd=where)
+    requirement = f"{wheel}[{extras}]" if extras else wheel
+    run([python, "-m", "pip", "install", "-q", requirement, "-c", ROOT / "requirements.txt"], cwd=where)
     (where / "site").mkdir()
     run([venv / "bin" / "django-admin", "startproject", "host", where / "site"], cwd=where)
     host = Host(dir=where / "site", venv=venv)
-    with host.settings_file.open("a") as settings:
-        settings.write(
+    with host.settings_file.open("a") as settings_file:
+        settings_file.write(
             "\n# The keys app, with none of its settings: every one has a default.\n"
             f"INSTALLED_APPS += {apps!r}\n"
             # First: CHQ API calls take their own short chain (KEYS_API_MIDDLEWARE), not the site's.
             'MIDDLEWARE = ["keys.chqapi.middleware.ApiMiddleware", *MIDDLEWARE, '
-            '"django_htmx.middleware.HtmxMiddleware"]\n'
+            '"django_htmx.middleware.HtmxMiddleware"]\n' + settings
         )
     text = host.urls_file.read_text().replace("from django.urls import path", "from django.urls import include, path")
     host.urls_file.write_text(text + "\nurlpatterns += [\n" + "".join(f"    {u},\n" for u in urls) + "]\n")

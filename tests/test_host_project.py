@@ -10,32 +10,6 @@ import urllib.request
 
 import pytest
 
-from tests.hostproject import build_wheel, create_host
-
-
-@pytest.fixture(scope="session")
-def host(tmp_path_factory):
-    root = tmp_path_factory.mktemp("host-project")
-    wheel = build_wheel(root / "dist")
-    host = create_host(root / "host", wheel)
-    host.manage("migrate", "--no-input", "-v", "0")
-    return host
-
-
-@pytest.fixture(scope="session")
-def served(host):
-    """The host's server and a signed-in superuser's session cookie."""
-    session = host.python_code(
-        "from django.contrib.auth import get_user_model\n"
-        "from django.test import Client\n"
-        "user = get_user_model().objects.create_superuser('admin', 'admin@example.com', 'a-long-test-password')\n"
-        "client = Client()\n"
-        "client.force_login(user)\n"
-        "print(client.cookies['sessionid'].value)\n"
-    ).strip()
-    with host.serve() as base:
-        yield base, f"sessionid={session}"
-
 
 class NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
@@ -70,7 +44,10 @@ def test_the_host_imports_keys_from_the_installed_wheel(host):
 
 
 def test_check_is_clean_without_any_keys_setting(host):
-    assert "KEYS" not in host.settings_file.read_text()
+    # The one KEYS_ setting the host has declares its own API types; none is needed for the rest.
+    assert [line for line in host.settings_file.read_text().splitlines() if "KEYS_" in line] == [
+        'KEYS_CATALOGS = [BASE_DIR / "widgets" / "catalog.json"]'
+    ]
     assert "System check identified no issues" in host.manage("check").stdout
 
 
@@ -138,3 +115,84 @@ def test_the_swagger_page_finds_the_document_where_the_host_mounted_it(served):
     status, _, document = get(f"{base}/api/docs/openapi.json")
     assert status == 200
     assert json.loads(document)["openapi"].startswith("3.")
+
+
+# --- the host's own API types and guarded views (tests/host_widgets) ---------------------------
+
+GUARDED = ["plain", "async", "drf", "ninja/widgets"]
+
+
+def sync_catalog(host, *args: str) -> dict:
+    return json.loads(host.manage("sync_api_types", "--json", *args).stdout)
+
+
+def api_key(host, *types: str) -> str:
+    """A new key's value, made with the app's own command."""
+    args = [arg for spec in types for arg in ("--type", spec)]
+    return json.loads(host.manage("create_api_key", "--description", "host test", "--json", *args).stdout)["value"]
+
+
+def post(url: str, key: str | None) -> tuple[int, dict, dict]:
+    headers = {"Content-Type": "application/json", **({"ApiKey": key} if key else {})}
+    status, answer_headers, body = get(url, data=b"{}", **headers)
+    return status, answer_headers, json.loads(body)
+
+
+@pytest.fixture(scope="session")
+def host_catalog(host):
+    """What sync_api_types (a deployment runs it after migrate) says of the host's declared
+    catalog: its file and its code registration, which migrate has loaded already."""
+    return sync_catalog(host)
+
+
+def test_the_host_catalog_is_its_file_and_its_code_types_and_nothing_of_chqs(host, host_catalog):
+    names = host.python_code(
+        "from keys.models import ApiType; print(sorted(ApiType.objects.values_list('name', flat=True)))"
+    )
+    assert names.strip() == "['Gadgets Export', 'Widgets Export', 'Widgets Import']"  # no CHQ type: not chosen
+    assert host_catalog["unchanged"] == 3
+    assert host_catalog["added"] == host_catalog["removed"] == host_catalog["undeclared"] == []
+
+
+def test_a_type_the_host_added_by_hand_survives_a_sync_and_goes_only_with_prune(host, host_catalog):
+    host.python_code(
+        "from keys.models import ApiType\n"
+        "ApiType.objects.create(name='Legacy Export', direction='export', api_id='legacy')\n"
+    )
+    kept = sync_catalog(host)
+    assert kept["undeclared"] == ["Legacy Export"]
+    assert kept["removed"] == []
+    assert "Legacy Export" in host.python_code("from keys.models import ApiType; print(list(ApiType.objects.all()))")
+    pruned = sync_catalog(host, "--prune", "--no-input")
+    assert pruned["removed"] == ["Legacy Export"]
+    assert sync_catalog(host)["added"] == []  # the declared ones were never touched
+
+
+@pytest.mark.parametrize("view", GUARDED)
+def test_each_kind_of_guarded_view_allows_refuses_and_stores_a_logged_call(served, host, host_catalog, view):
+    base, _ = served
+    url = f"{base}/widgets/{view}"
+    kind = view.split("/")[0]
+
+    allowed = api_key(host, "export:widgets")
+    status, headers, body = post(url, allowed)
+    assert (status, body["Kind"]) == (200, kind)
+    assert "ApiDocumentId" not in headers  # not logged: nothing stored
+
+    status, headers, body = post(url, None)
+    assert (status, body) == (401, {"Message": "The ApiKey header is missing or is not a GUID."})
+    assert headers["WWW-Authenticate"].startswith("ApiKey")
+    other = api_key(host, "export:gadgets")
+    status, _, body = post(url, other)
+    assert (status, body) == (403, {"Message": "The API key is not allowed to call Widgets Export."})
+
+    logged = api_key(host, "export:widgets:logged")
+    status, headers, body = post(url, logged)
+    assert (status, body["Kind"]) == (200, kind)
+    stored = host.python_code(
+        "from keys.models import ApiDocument\n"
+        f"d = ApiDocument.objects.get(document_id='{headers['ApiDocumentId']}')\n"
+        "print(d.api_type_name, d.status_code, d.request_body, d.response_body)\n"
+    )
+    assert stored.startswith("Widgets Export 200 {} "), stored
+    assert f'"Kind": "{kind}"' in stored.replace('":"', '": "'), stored
