@@ -51,3 +51,5 @@ profile.disable()
 stats = pstats.Stats(profile)
 stats.sort_stats("tottime").print_stats(18)
 stats.sort_stats("cumtime").print_stats("keys/|chq/|logging|sqlite|shared", 25)
+if os.environ.get("PROFILE_OWN"):
+    stats.sort_stats("tottime").print_stats("/keys/", 30)
