@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from . import freshness, sealing
+from .conf import hot
 from .models import ApiKey, ApiKeyGrant, ApiType
 
 
@@ -164,7 +164,7 @@ def decide(
     if "\x00" in api_id or len(api_id) > API_ID_MAX:
         # Cannot name an API type (and PostgreSQL refuses NUL in a parameter); the key is still checked first.
         api_id = ""
-    if settings.KEYS_DECISION_CACHE:
+    if hot.DECISION_CACHE:
         key, grants, types = _cached_state(value, marker)
         api_type_id, api_type_name = types.get(f"{direction}:{api_id}", (None, ""))
         decision = judge(key, api_type_id=api_type_id, grant=grants.get(api_type_id), at=at)
@@ -213,7 +213,7 @@ def decide_for_key_id(
     at = at or timezone.now()
     if key_id is None:
         return Decision(False, Reason.UNKNOWN_KEY)
-    if settings.KEYS_DECISION_CACHE:
+    if hot.DECISION_CACHE:
         key, grants, types = process_cache.state_by_id(key_id, marker)
         api_type_id, api_type_name = types.get(f"{direction}:{api_id}", (None, ""))
     else:
@@ -233,7 +233,7 @@ def authenticate(
     value = parse_key(key_value)
     if value is None:
         return Decision(False, Reason.MALFORMED_KEY)
-    key = _cached_state(value, marker)[0] if settings.KEYS_DECISION_CACHE else _key_state(value)
+    key = _cached_state(value, marker)[0] if hot.DECISION_CACHE else _key_state(value)
     if key is None:
         return Decision(False, Reason.UNKNOWN_KEY)
     return key_refusal(key, at or timezone.now()) or Decision(True, Reason.ALLOWED, key_id=key.pk)
@@ -282,7 +282,7 @@ class _ProcessCache:
         if marker is None:
             marker = freshness.current()
         now = time.monotonic()
-        if marker != self.marker or now - self.filled_at > settings.KEYS_DECISION_CACHE_SECONDS:
+        if marker != self.marker or now - self.filled_at > hot.DECISION_CACHE_SECONDS:
             with self.lock:
                 self.marker, self.filled_at, self.types, self.keys = marker, now, None, {}
         types = self.types
@@ -295,7 +295,7 @@ class _ProcessCache:
         entry = self.keys.get(name)
         if entry is None:
             entry = load()
-            if len(self.keys) >= settings.KEYS_DECISION_CACHE_SIZE:
+            if len(self.keys) >= hot.DECISION_CACHE_SIZE:
                 self.keys.pop(next(iter(self.keys)), None)  # the oldest entry
             self.keys[name] = entry
         return entry[0], entry[1], types

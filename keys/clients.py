@@ -9,13 +9,14 @@ further left are what the client itself claimed and are never trusted.
 
 import ipaddress
 
-from django.conf import settings
 from django.http import HttpRequest
+
+from .conf import hot
 
 
 def client_address(request: HttpRequest) -> str | None:
     remote = request.META.get("REMOTE_ADDR") or None
-    proxies = settings.KEYS_TRUSTED_PROXIES
+    proxies = hot.TRUSTED_PROXIES
     if not proxies:
         return remote
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]

@@ -42,8 +42,9 @@ import struct
 import threading
 import time
 
-from django.conf import settings
 from django.core.cache import cache
+
+from .conf import hot
 
 CACHE_KEY = "keys:decision:version"
 _FORMAT = "<Q"
@@ -62,7 +63,7 @@ class MappedFile:
         self._fd: tuple[int, str, int] | None = None
 
     def _map(self) -> tuple[str, mmap.mmap]:
-        folder = settings.KEYS_SHARED_STATE_DIR
+        folder = hot.SHARED_STATE_DIR
         mapped = self._mapped
         if mapped is not None and mapped[0] is folder:  # the common case: no path work per call
             return mapped[1], mapped[2]
@@ -143,7 +144,7 @@ decisions = FileMarker("decision-marker")
 
 
 def uses_cache() -> bool:
-    return settings.KEYS_CHANGE_MARKER == "cache"
+    return hot.CHANGE_MARKER == "cache"
 
 
 def _start() -> int:

@@ -24,9 +24,9 @@ import mmap
 import struct
 import time
 
-from django.conf import settings
 from django.core.cache import cache
 
+from .conf import hot
 from .freshness import MappedFile
 
 SLOTS = 65_536
@@ -38,7 +38,7 @@ _table = MappedFile("counters.bin", _SIZE)  # zeros when new: every slot free
 
 
 def uses_cache() -> bool:
-    return settings.KEYS_SHARED_COUNTERS == "cache"
+    return hot.SHARED_COUNTERS == "cache"
 
 
 # Hashing a name costs more than probing the table; the same few names come on every call.

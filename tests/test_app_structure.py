@@ -105,6 +105,17 @@ def test_every_setting_the_app_reads_has_a_default():
     assert read
     assert read <= declared, read - declared
     assert all(hasattr(django_settings, name) for name in declared)
+    # The ones read as keys.conf.hot.X are declared settings too, and held as they are.
+    hot = {name for path in source.rglob("*.py") for name in re.findall(r"\bhot\.([A-Z_]+)", path.read_text())}
+    assert hot <= set(conf.HOT) and {f"KEYS_{name}" for name in conf.HOT} <= declared
+    assert all(getattr(conf.hot, name) == getattr(django_settings, f"KEYS_{name}") for name in conf.HOT)
+
+
+def test_the_hot_settings_follow_a_changed_setting(settings):
+    settings.KEYS_THROTTLE_REFUSALS = 7
+    assert conf.hot.THROTTLE_REFUSALS == 7
+    settings.KEYS_SHARED_STATE_DIR = "/tmp/elsewhere"
+    assert conf.hot.SHARED_STATE_DIR == "/tmp/elsewhere"
 
 
 def test_the_pane_extends_the_base_template_the_host_names(admin_client, settings):

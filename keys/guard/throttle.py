@@ -8,13 +8,13 @@ import logging
 import math
 import time
 
-from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
 from .. import freshness, shared
 from ..access import Reason
 from ..clients import client_address
+from ..conf import hot
 from ..text import printable
 from .answers import error_response
 
@@ -56,7 +56,7 @@ def shared_state(request: HttpRequest) -> tuple[float | None, int | None]:
     holds them between changes, so a warm call makes no round trip). The marker is
     read before any key state, as keys/access.py requires. A Redis that cannot be
     reached raises one of keys.outages.ERRORS: the caller answers 503."""
-    block = _block_key(subject_of(request)) if settings.KEYS_THROTTLE_REFUSALS else None
+    block = _block_key(subject_of(request)) if hot.THROTTLE_REFUSALS else None
     if shared.uses_cache() and freshness.uses_cache():
         # chq.cache.RedisCache answers from this process's copies while Redis's pushes say they are current.
         read = getattr(cache, "get_many_tracked", cache.get_many)
@@ -81,14 +81,14 @@ def count_refusal(request: HttpRequest, reason: Reason) -> None:
     KEYS_THROTTLE_REFUSALS within KEYS_THROTTLE_WINDOW seconds the client is blocked
     for KEYS_THROTTLE_BLOCK seconds. The counts are shared by every worker process
     (keys/shared.py), so more workers do not mean more guesses."""
-    limit = settings.KEYS_THROTTLE_REFUSALS
+    limit = hot.THROTTLE_REFUSALS
     names: list[tuple[str, int | None]] = [(f"keys:refused:{reason.name.lower()}", None)]
     subject = subject_of(request)
     if limit and reason in KEY_REFUSALS:
-        names.append((f"keys:throttle:refused:{subject}", settings.KEYS_THROTTLE_WINDOW))
+        names.append((f"keys:throttle:refused:{subject}", hot.THROTTLE_WINDOW))
     counts = shared.incr(names)
     if len(counts) > 1 and counts[1] >= limit:
-        block = settings.KEYS_THROTTLE_BLOCK
+        block = hot.THROTTLE_BLOCK
         until = time.time() + block
         shared.set_until(_block_key(subject), until, until)
         security_log.warning("blocking %s for %s s after %s refused API keys", printable(subject), block, counts[1])
