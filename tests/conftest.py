@@ -109,6 +109,20 @@ def superuser(db) -> User:
 
 
 @pytest.fixture
+def administrator_client(client, administrator):
+    """The test client signed in as `administrator` (pytest-django's own `admin_client` is a superuser's)."""
+    client.force_login(administrator)
+    return client
+
+
+@pytest.fixture(params=[True, False], ids=["decision-cache", "one-query"])
+def decision_cache(request, settings) -> bool:
+    """Run the test on both paths a decision takes: each worker's cache, and the one indexed query."""
+    settings.KEYS_DECISION_CACHE = request.param
+    return request.param
+
+
+@pytest.fixture
 def inventory_export(db) -> ApiType:
     return ApiType.objects.get(direction="export", api_id="inventory")
 

@@ -11,16 +11,10 @@ from django.test import override_settings
 from keys.access import Decision, Reason, decide, decide_for_key_id, decide_for_type, logging_on
 from keys.services import GrantSpec
 
-pytestmark = pytest.mark.django_db
+# Every rule is checked on both paths: each worker's cache, and the one indexed query.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("decision_cache")]
 
 NOON = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True, params=[True, False], ids=["decision-cache", "one-query"])
-def decision_cache(request, settings):
-    """Every rule is checked on both paths: each worker's cache, and the one indexed query."""
-    settings.KEYS_DECISION_CACHE = request.param
-    return request.param
 
 
 def check(key, api_type, at=NOON):

@@ -29,12 +29,13 @@ from keys.chqapi.urls import missed
 from keys.guard import flow
 from keys.models import ApiType
 from tests import servers
+from tests.api_calls import post
 from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.usefixtures("connections_kept")
 
 
-def call(
+def wsgi_call(
     path: str, key: str = "", body: bytes = b"{}", method: str = "POST", app=application, **environ
 ) -> tuple[int, dict, bytes]:
     """One WSGI call; (status, headers, body). A test that changes the middleware's settings passes
@@ -56,10 +57,10 @@ def allowed_key(make_key, inventory_export):
 
 
 def test_an_allowed_call_gets_the_sites_security_headers_and_no_cookie(client, allowed_key, settings):
-    status, headers, content = call("/chqapi/export/inventory", allowed_key)
+    status, headers, content = wsgi_call("/chqapi/export/inventory", allowed_key)
     assert status == 501
     assert json.loads(content)["Message"].startswith("Your API key may call ")
-    site = client.post("/chqapi/export/inventory", b"{}", content_type="application/json", HTTP_APIKEY=allowed_key)
+    site = post("/chqapi/export/inventory", allowed_key, client=client)
     for name in ("X-Content-Type-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy", "Content-Type"):
         assert headers[name] == site[name], name
     assert headers["Content-Length"] == str(len(content))
@@ -69,13 +70,15 @@ def test_an_allowed_call_gets_the_sites_security_headers_and_no_cookie(client, a
 
 def test_hsts_is_sent_over_https(allowed_key, settings):
     settings.SECURE_HSTS_SECONDS = 3600
-    _, headers, _ = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler(), **{"wsgi.url_scheme": "https"})
+    _, headers, _ = wsgi_call(
+        "/chqapi/export/inventory", allowed_key, app=WSGIHandler(), **{"wsgi.url_scheme": "https"}
+    )
     assert headers["Strict-Transport-Security"].startswith("max-age=3600")
 
 
 def test_plain_http_is_redirected_when_https_is_required(allowed_key, settings):
     settings.SECURE_SSL_REDIRECT = True
-    status, headers, _ = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    status, headers, _ = wsgi_call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
     assert status == 301
     assert headers["Location"] == "https://127.0.0.1/chqapi/export/inventory"
 
@@ -100,29 +103,23 @@ def test_a_disallowed_host_is_a_json_400_before_any_work(
     settings.ALLOWED_HOSTS = ["chq.example"]
     app = WSGIHandler()
     with django_assert_num_queries(0):  # no key lookup: a valid key made no difference
-        status, headers, content = call(
+        status, headers, content = wsgi_call(
             "/chqapi/export/inventory", allowed_key, app=app, HTTP_HOST="evil.example", **environ
         )
     assert (status, json.loads(content)) == (400, HOST_REFUSED)
     assert headers["Content-Type"] == "application/json"
     assert "Set-Cookie" not in headers
-    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=app, HTTP_HOST="chq.example", **environ)
+    status, _, _ = wsgi_call("/chqapi/export/inventory", allowed_key, app=app, HTTP_HOST="chq.example", **environ)
     assert status == (301 if redirect and not environ else 501)
 
 
 def test_a_disallowed_host_is_refused_on_site_pages_and_through_the_test_client_too(allowed_key, settings, client):
     settings.ALLOWED_HOSTS = ["chq.example"]
     for path in ("/settings/integrations/keys/", "/accounts/login/", "/healthz"):
-        status, headers, content = call(path, method="GET", HTTP_HOST="evil.example")
+        status, headers, content = wsgi_call(path, method="GET", HTTP_HOST="evil.example")
         assert (status, json.loads(content)) == (400, HOST_REFUSED), path
         assert "Set-Cookie" not in headers
-    response = client.post(
-        "/chqapi/export/inventory",
-        b"{}",
-        content_type="application/json",
-        HTTP_APIKEY=allowed_key,
-        HTTP_HOST="evil.example",
-    )
+    response = post("/chqapi/export/inventory", allowed_key, HTTP_HOST="evil.example", client=client)
     assert (response.status_code, response.json()) == (400, HOST_REFUSED)
     assert not response.cookies
     assert client.get("/accounts/login/", HTTP_HOST="chq.example").status_code == 200
@@ -132,7 +129,7 @@ def test_a_disallowed_host_is_refused_on_site_pages_and_through_the_test_client_
     ("path", "method"), [("//chqapi/export/inventory", "POST"), ("/chqapi", "POST"), ("/chqapi", "GET")]
 )
 def test_paths_next_to_the_apis_answer_its_json_404(allowed_key, client, path, method):
-    status, headers, content = call(path, allowed_key, method=method)
+    status, headers, content = wsgi_call(path, allowed_key, method=method)
     assert status == 404
     assert headers["Content-Type"] == "application/json"
     assert "no such API route" in json.loads(content)["Message"]
@@ -144,14 +141,14 @@ def test_paths_next_to_the_apis_answer_its_json_404(allowed_key, client, path, m
 
 
 def test_every_route_is_served_and_the_rest_is_a_json_404_or_405(allowed_key):
-    status, _, content = call("/chqapi/nowhere", allowed_key)
+    status, _, content = wsgi_call("/chqapi/nowhere", allowed_key)
     assert status == 404
     assert "no such API route" in json.loads(content)["Message"]
-    status, headers, content = call("/chqapi/export/inventory", allowed_key, method="GET")
+    status, headers, content = wsgi_call("/chqapi/export/inventory", allowed_key, method="GET")
     assert status == 405
     assert headers["Allow"] == "POST"
     assert json.loads(content)["Message"]
-    status, _, content = call("/chqapi/status", allowed_key, json.dumps({"ApiDocumentId": "x"}).encode())
+    status, _, content = wsgi_call("/chqapi/status", allowed_key, json.dumps({"ApiDocumentId": "x"}).encode())
     assert status == 400
     assert json.loads(content)["ModelState"]
 
@@ -161,7 +158,7 @@ def test_a_failing_view_answers_json_and_the_database_failing_answers_503(allowe
         raise RuntimeError("boom")
 
     monkeypatch.setattr(flow, "guarded_call", explode)
-    status, _, content = call("/chqapi/export/inventory", allowed_key)
+    status, _, content = wsgi_call("/chqapi/export/inventory", allowed_key)
     assert (status, json.loads(content)) == (500, {"Message": "The server failed while carrying out the call."})
     assert "boom" not in content.decode()
 
@@ -169,7 +166,7 @@ def test_a_failing_view_answers_json_and_the_database_failing_answers_503(allowe
         raise DatabaseError("unreachable")
 
     monkeypatch.setattr(flow, "guarded_call", database_down)
-    status, headers, content = call("/chqapi/export/inventory", allowed_key)
+    status, headers, content = wsgi_call("/chqapi/export/inventory", allowed_key)
     assert status == 503
     assert headers["Retry-After"]
     assert "unreachable" not in content.decode()
@@ -187,7 +184,7 @@ def test_djangos_handler_sends_request_started_and_request_finished_for_an_api_c
     signals.request_started.connect(started)
     signals.request_finished.connect(finished)
     try:
-        status, _, _ = call("/chqapi/export/inventory", allowed_key)
+        status, _, _ = wsgi_call("/chqapi/export/inventory", allowed_key)
     finally:
         signals.request_started.disconnect(started)
         signals.request_finished.disconnect(finished)
@@ -200,17 +197,17 @@ def test_a_refused_calls_body_is_never_read(allowed_key):
         def readinto(self, buffer):
             raise AssertionError("the body of a refused call was read")
 
-    status, _, _ = call("/chqapi/export/inventory", "not-a-key", **{"wsgi.input": Unreadable()})
+    status, _, _ = wsgi_call("/chqapi/export/inventory", "not-a-key", **{"wsgi.input": Unreadable()})
     assert status == 401
-    status, _, _ = call("/chqapi/export/inventory", allowed_key, body=b'{"Source": "x"}')
+    status, _, _ = wsgi_call("/chqapi/export/inventory", allowed_key, body=b'{"Source": "x"}')
     assert status == 501
 
 
 def test_remembered_routes_are_bounded_and_right(allowed_key):
     middleware.api_route.cache_clear()
     for n in range(3):
-        call(f"/chqapi/export/made-up-{n}", allowed_key)
-    call("/chqapi/export/inventory/async", allowed_key)
+        wsgi_call(f"/chqapi/export/made-up-{n}", allowed_key)
+    wsgi_call("/chqapi/export/inventory/async", allowed_key)
     assert middleware.api_route.cache_info().currsize == 4
     assert middleware.api_route("chq.urls", "/chqapi/export/inventory/async").url_name == "chqapi-export-async"
     assert middleware.api_route("chq.urls", "/chqapi/export/echo/EcommQty").kwargs == {"api_id": "echo/EcommQty"}
@@ -221,9 +218,9 @@ def test_remembered_routes_are_bounded_and_right(allowed_key):
 
 @override_settings(KEYS_DECISION_CACHE=True)
 def test_a_warm_allowed_call_makes_no_query_through_the_handler(allowed_key, django_assert_num_queries):
-    call("/chqapi/export/inventory", allowed_key)
+    wsgi_call("/chqapi/export/inventory", allowed_key)
     with django_assert_num_queries(0):
-        status, _, _ = call("/chqapi/export/inventory", allowed_key)
+        status, _, _ = wsgi_call("/chqapi/export/inventory", allowed_key)
     assert status == 501
 
 
@@ -257,11 +254,11 @@ def test_only_the_middleware_the_host_names_run_on_the_api(settings, allowed_key
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_api_handler.SiteMarker"]
     settings.KEYS_API_MIDDLEWARE = [*settings.KEYS_API_MIDDLEWARE, "tests.test_api_handler.ApiMarker"]
     app = WSGIHandler()
-    status, headers, _ = call("/chqapi/export/inventory", allowed_key, app=app)
+    status, headers, _ = wsgi_call("/chqapi/export/inventory", allowed_key, app=app)
     assert (status, headers["X-Api-Chain"]) == (501, "chqapi-export")
     assert "X-Site-Chain" not in headers
     assert headers["X-Content-Type-Options"] == "nosniff"  # the API's chain keeps its defaults
-    status, headers, _ = call("/accounts/login/", method="GET", app=app)
+    status, headers, _ = wsgi_call("/accounts/login/", method="GET", app=app)
     assert (status, headers["X-Site-Chain"]) == (200, "yes")
     assert "X-Api-Chain" not in headers
 
@@ -270,14 +267,14 @@ def test_only_the_middleware_the_host_names_run_on_the_api(settings, allowed_key
 
     monkeypatch.setattr(flow, "guarded_call", explode)
     ApiMarker.failures.clear()
-    status, _, content = call("/chqapi/export/inventory", allowed_key, app=app)
+    status, _, content = wsgi_call("/chqapi/export/inventory", allowed_key, app=app)
     assert (status, ApiMarker.failures) == (500, ["boom"])  # the host's hook saw it, the answer stays JSON
     assert json.loads(content)["Message"] == "The server failed while carrying out the call."
 
 
 def test_no_api_middleware_at_all_still_answers_json_with_a_length(settings, allowed_key):
     settings.KEYS_API_MIDDLEWARE = []
-    status, headers, content = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    status, headers, content = wsgi_call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
     assert (status, headers["Content-Length"]) == (501, str(len(content)))
     assert "X-Content-Type-Options" not in headers  # the host chose no security headers
 
@@ -291,9 +288,9 @@ def test_atomic_requests_wraps_the_api_view_as_django_wraps_any_view(allowed_key
         return view(*args, **kwargs)
 
     monkeypatch.setattr(flow, "guarded_call", recording)
-    call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    wsgi_call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
     monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
-    status, _, _ = call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
+    status, _, _ = wsgi_call("/chqapi/export/inventory", allowed_key, app=WSGIHandler())
     assert status == 501
     assert depth[1] == depth[0] + 1  # one transaction more around the view (the test's own is outside)
 
@@ -307,17 +304,17 @@ def test_the_api_mounted_elsewhere_takes_the_same_path_and_reverses_there(settin
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_api_handler.SiteMarker"]
     url = reverse("chqapi-export", kwargs={"api_id": "inventory"})
     assert url == "/integrations/chq/export/inventory"
-    status, headers, content = call(url, allowed_key, app=WSGIHandler())
+    status, headers, content = wsgi_call(url, allowed_key, app=WSGIHandler())
     assert status == 501
     assert json.loads(content)["Message"].startswith("Your API key may call ")
     assert "X-Site-Chain" not in headers
-    status, headers, _ = call("/integrations/chq/nowhere", allowed_key, app=WSGIHandler())
+    status, headers, _ = wsgi_call("/integrations/chq/nowhere", allowed_key, app=WSGIHandler())
     assert (status, headers["Content-Type"]) == (404, "application/json")
 
 
 def test_djangos_asgi_handler_takes_the_same_path(allowed_key, client):
     """In process, through the async chain Django builds under ASGI (the async test client)."""
-    site = client.post("/chqapi/export/inventory", b"{}", content_type="application/json", HTTP_APIKEY=allowed_key)
+    site = post("/chqapi/export/inventory", allowed_key, client=client)
     response = async_to_sync(AsyncClient().post)(
         "/chqapi/export/inventory", b"{}", content_type="application/json", headers={"ApiKey": allowed_key}
     )
@@ -332,7 +329,7 @@ def test_a_streamed_export_is_an_async_iterator_under_asgi(make_key):
     documents = ApiType.objects.get(direction="export", api_id="apidocument")
     key = make_key(grants=[documents.pk])
     stored_documents(key, STREAM_ABOVE + 500)
-    status, _, content = call("/chqapi/export/apidocument", str(key.value))  # WSGI: a sync iterator, as before
+    status, _, content = wsgi_call("/chqapi/export/apidocument", str(key.value))  # WSGI: a sync iterator, as before
     assert status == 200
     assert len(json.loads(content)["ApiDocument"]["Response"]["ApiDocuments"]) == STREAM_ABOVE + 500
 
@@ -432,9 +429,7 @@ def test_gunicorn_uvicorn_and_the_test_client_answer_with_the_same_headers(
             status, body, headers = server.post("/chqapi/export/inventory", headers={"ApiKey": key})
             assert status == expect, (name, server.url, body)
             answers[server.url] = _application_headers(headers)
-        response = client.post(
-            "/chqapi/export/inventory", b"{}", content_type="application/json", HTTP_APIKEY=local_key
-        )
+        response = post("/chqapi/export/inventory", local_key, client=client)
         assert response.status_code == expect
         answers["test client"] = _application_headers(response.headers)
         assert answers["test client"]["content-length"] == str(len(response.content))

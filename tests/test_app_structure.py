@@ -22,12 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client, administrator):
-    client.force_login(administrator)
-    return client
-
-
 def check_ids(*, deploy=False) -> dict[str, str]:
     return {m.id: m.msg for m in run_checks(include_deployment_checks=deploy) if m.id.startswith("keys.")}
 
@@ -107,30 +101,31 @@ def test_every_setting_the_app_reads_has_a_default():
     assert all(hasattr(django_settings, name) for name in declared)
 
 
-def test_the_pane_extends_the_base_template_the_host_names(admin_client, settings):
-    assert "<title>keys · CHQ keys</title>" in admin_client.get(reverse("keys:pane")).content.decode()  # the demo's
+def test_the_pane_extends_the_base_template_the_host_names(administrator_client, settings):
+    demo = administrator_client.get(reverse("keys:pane")).content.decode()
+    assert "<title>keys · CHQ keys</title>" in demo  # the demo's base template
     settings.KEYS_BASE_TEMPLATE = "keys/base.html"
-    html = admin_client.get(reverse("keys:pane")).content.decode()
+    html = administrator_client.get(reverse("keys:pane")).content.decode()
     assert "<title>keys · keys</title>" in html
     assert "/static/keys/app.js" in html
     assert "/static/django_htmx/htmx-2.min.js" in html  # {% htmx_script %}
     assert 'id="toast"' in html  # the pane's own, whatever the base
 
 
-def test_the_tables_bring_their_own_template(admin_client, settings):
+def test_the_tables_bring_their_own_template(administrator_client, settings):
     assert not hasattr(django_settings, "DJANGO_TABLES2_TEMPLATE")
-    html = admin_client.get(reverse("keys:pane")).content.decode()
+    html = administrator_client.get(reverse("keys:pane")).content.decode()
     assert '<tr class="empty">' in html  # keys/table.html's empty row, not django-tables2's
 
 
 @pytest.mark.urls("tests.mounted_urls")
-def test_everything_reverses_where_the_host_mounts_it(admin_client, client):
+def test_everything_reverses_where_the_host_mounts_it(administrator_client, client):
     assert reverse("keys:pane") == "/admin-area/settings/integrations/keys/"
     assert reverse("chqapi-status") == "/api/v2/chq/status"
     assert reverse("chqapi-export", args=["echo/EcommQty"]) == "/api/v2/chq/export/echo/EcommQty"
     assert reverse("swagger") == "/docs/chq/index"
     assert reverse("openapi-document") == "/docs/chq/openapi.json"
-    html = admin_client.get(reverse("keys:pane")).content.decode()
+    html = administrator_client.get(reverse("keys:pane")).content.decode()
     assert 'hx-post="/admin-area/settings/integrations/keys/"' in html
     assert 'action="/people/logout/"' in html
     page = client.get(reverse("swagger")).content.decode()

@@ -15,14 +15,8 @@ from tests.conftest import make_user
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client, administrator):
-    client.force_login(administrator)
-    return client
-
-
-def test_pane_create_and_edit_are_recorded(admin_client, administrator, inventory_export, customer_import):
-    admin_client.post(
+def test_pane_create_and_edit_are_recorded(administrator_client, administrator, inventory_export, customer_import):
+    administrator_client.post(
         reverse("keys:new"),
         {"description": "feed", "is_active": "on", "selected": [inventory_export.pk]},
         REMOTE_ADDR="10.0.0.7",
@@ -39,7 +33,7 @@ def test_pane_create_and_edit_are_recorded(admin_client, administrator, inventor
     assert created.changes["description"] == [None, "feed"]
     assert created.changes["api_types"] == {"Inventory Export": [None, {"logged": False, "logging until": None}]}
 
-    admin_client.post(
+    administrator_client.post(
         reverse("keys:edit", args=[key.pk]),
         {
             "description": "feed 2",
@@ -64,7 +58,7 @@ def test_pane_create_and_edit_are_recorded(admin_client, administrator, inventor
     }
 
 
-def test_history_dialog_lists_changes(admin_client, viewer, client, make_key):
+def test_history_dialog_lists_changes(administrator_client, viewer, client, make_key):
     key = make_key(description="h")
     api_key_change(key=key, actor=Actor(name="ops", source="command"), is_active=False)
     client.force_login(viewer)
@@ -112,12 +106,12 @@ def test_a_save_that_changes_nothing_is_not_an_event(make_key):
 # --- edit conflicts ------------------------------------------------------------
 
 
-def test_second_save_is_refused_and_names_who_changed_it(admin_client, administrator, make_key):
+def test_second_save_is_refused_and_names_who_changed_it(administrator_client, administrator, make_key):
     key = make_key(description="original")
     other = make_user("colleague", group="Integration administrators")
     seen = key.version
     api_key_change(key=key, actor=Actor(user=other, name="colleague"), description="theirs")
-    response = admin_client.post(
+    response = administrator_client.post(
         reverse("keys:edit", args=[key.pk]), {"description": "mine", "version": seen}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 409
@@ -128,23 +122,25 @@ def test_second_save_is_refused_and_names_who_changed_it(admin_client, administr
     assert ApiKey.objects.get(pk=key.pk).description == "theirs"
 
 
-def test_save_with_current_version_passes(admin_client, make_key):
+def test_save_with_current_version_passes(administrator_client, make_key):
     key = make_key()
-    response = admin_client.post(reverse("keys:edit", args=[key.pk]), {"description": "ok", "version": key.version})
+    response = administrator_client.post(
+        reverse("keys:edit", args=[key.pk]), {"description": "ok", "version": key.version}
+    )
     assert response.status_code == 204
     assert ApiKey.objects.get(pk=key.pk).version == key.version + 1
 
 
-def test_remove_after_a_change_is_refused(admin_client, make_key):
+def test_remove_after_a_change_is_refused(administrator_client, make_key):
     key = make_key(description="before")
     seen = key.version
     api_key_change(key=key, description="changed meanwhile")
-    response = admin_client.post(reverse("keys:remove", args=[key.pk]), {"version": seen})
+    response = administrator_client.post(reverse("keys:remove", args=[key.pk]), {"version": seen})
     assert response.status_code == 409
     assert "changed meanwhile" in response.content.decode()  # the dialog shows the key as it is now
     assert ApiKey.objects.filter(pk=key.pk).exists()
     fresh = ApiKey.objects.get(pk=key.pk).version
-    assert admin_client.post(reverse("keys:remove", args=[key.pk]), {"version": fresh}).status_code == 204
+    assert administrator_client.post(reverse("keys:remove", args=[key.pk]), {"version": fresh}).status_code == 204
 
 
 def test_service_level_conflict(make_key):

@@ -15,15 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from keys import usage
 from keys.models import ApiDocument, ApiKey, ApiKeyGrant
 from keys.services import KEY_FIELDS, GrantSpec, api_key_change, api_key_remove, api_key_update
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
-
-
-def call(client, path, key=None, body=None, raw=None, **headers):
-    if key is not None:
-        headers["HTTP_APIKEY"] = str(key)
-    data = raw if raw is not None else json.dumps(body if body is not None else {})
-    return client.post(path, data, content_type="application/json", **headers)
 
 
 @pytest.fixture
@@ -42,7 +36,7 @@ def api():
     ],
 )
 def test_bad_or_unknown_key_is_401(api, header, status, message):
-    response = call(api, "/chqapi/export/inventory", header)
+    response = post("/chqapi/export/inventory", header, client=api)
     assert response.status_code == status
     assert response.json() == {"Message": message}
     assert response["WWW-Authenticate"].startswith("ApiKey")
@@ -50,28 +44,28 @@ def test_bad_or_unknown_key_is_401(api, header, status, message):
 
 def test_inactive_key_is_401_saying_inactive(api, make_key):
     key = make_key(is_active=False, allowed_for_all=True)
-    response = call(api, "/chqapi/export/inventory", key.value)
+    response = post("/chqapi/export/inventory", key.value, client=api)
     assert response.status_code == 401
     assert response.json()["Message"] == "The API key is inactive."
 
 
 def test_type_not_allowed_is_403_naming_the_type(api, make_key, customer_import):
     key = make_key(grants=[customer_import.pk])
-    response = call(api, "/chqapi/export/inventory", key.value)
+    response = post("/chqapi/export/inventory", key.value, client=api)
     assert response.status_code == 403
     assert response.json()["Message"] == "The API key is not allowed to call Inventory Export."
 
 
 def test_unknown_api_type_is_404(api, make_key):
     key = make_key(allowed_for_all=True)
-    response = call(api, "/chqapi/export/no-such-thing", key.value)
+    response = post("/chqapi/export/no-such-thing", key.value, client=api)
     assert response.status_code == 404
     assert "export/no-such-thing" in response.json()["Message"]
 
 
 def test_allowed_type_without_handler_is_501_after_the_checks(api, make_key, inventory_export):
     key = make_key(grants=[inventory_export.pk])
-    response = call(api, "/chqapi/export/inventory", key.value)
+    response = post("/chqapi/export/inventory", key.value, client=api)
     assert response.status_code == 501
     assert response.json()["Message"] == (
         "Your API key may call Inventory Export, but this installation does not serve that API type."
@@ -80,8 +74,8 @@ def test_allowed_type_without_handler_is_501_after_the_checks(api, make_key, inv
 
 def test_allowed_for_all_reaches_ids_with_slashes(api, make_key):
     key = make_key(allowed_for_all=True)
-    assert call(api, "/chqapi/import/echo/EcommQty", key.value).status_code == 501
-    assert call(api, "/chqapi/import/tasreport/stream", key.value).status_code == 501
+    assert post("/chqapi/import/echo/EcommQty", key.value, client=api).status_code == 501
+    assert post("/chqapi/import/tasreport/stream", key.value, client=api).status_code == 501
 
 
 def test_get_is_405(api, make_key):
@@ -91,11 +85,11 @@ def test_get_is_405(api, make_key):
 
 def test_malformed_json_is_400_after_the_key_check(api, make_key):
     key = make_key(allowed_for_all=True)
-    response = call(api, "/chqapi/export/apidocument", key.value, raw="{not json")
+    response = post("/chqapi/export/apidocument", key.value, raw="{not json", client=api)
     assert response.status_code == 400
     assert response.json()["Message"] == "The request is invalid."
     assert response.json()["ModelState"]["apiRequest"][0].startswith("The request body is not valid JSON")
-    assert call(api, "/chqapi/export/apidocument", None, raw="{not json").status_code == 401
+    assert post("/chqapi/export/apidocument", None, raw="{not json", client=api).status_code == 401
 
 
 # --- logging -------------------------------------------------------------------
@@ -103,7 +97,7 @@ def test_malformed_json_is_400_after_the_key_check(api, make_key):
 
 def test_logged_call_is_stored(api, make_key, inventory_export):
     key = make_key(description="erp", grants=[GrantSpec(inventory_export.pk, logged=True)])
-    response = call(api, "/chqapi/export/inventory", key.value, {"Source": "ERP-1"}, REMOTE_ADDR="10.1.2.3")
+    response = post("/chqapi/export/inventory", key.value, {"Source": "ERP-1"}, REMOTE_ADDR="10.1.2.3", client=api)
     log = ApiDocument.objects.get()
     assert response["ApiDocumentId"] == str(log.document_id)
     assert (log.key_id, log.key_last4, log.key_description) == (key.pk, key.value.hex[-4:], "erp")
@@ -121,15 +115,15 @@ def test_logged_call_is_stored(api, make_key, inventory_export):
 
 def test_unlogged_and_refused_calls_are_not_stored(api, make_key, inventory_export, customer_import):
     key = make_key(grants=[inventory_export.pk])
-    call(api, "/chqapi/export/inventory", key.value)
-    call(api, "/chqapi/import/customer", key.value)
-    call(api, "/chqapi/export/inventory", uuid.uuid4())
+    post("/chqapi/export/inventory", key.value, client=api)
+    post("/chqapi/import/customer", key.value, client=api)
+    post("/chqapi/export/inventory", uuid.uuid4(), client=api)
     assert not ApiDocument.objects.exists()
 
 
 def test_logged_for_all(api, make_key):
     key = make_key(allowed_for_all=True, logged_for_all=True)
-    call(api, "/chqapi/import/customer", key.value)
+    post("/chqapi/import/customer", key.value, client=api)
     assert ApiDocument.objects.get().api_type_name == "Customer Import"
 
 
@@ -143,17 +137,17 @@ def test_logging_through_the_last_day_and_not_after(api, make_key, inventory_exp
         key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=until)])
     # 23:59:59 on 4 July in New York is 03:59:59 UTC on 5 July.
     with time_machine.travel(datetime(2026, 7, 5, 3, 59, 59, tzinfo=UTC), tick=False):
-        call(api, "/chqapi/export/inventory", key.value)
+        post("/chqapi/export/inventory", key.value, client=api)
     assert ApiDocument.objects.count() == 1
     with time_machine.travel(datetime(2026, 7, 5, 4, 0, 0, tzinfo=UTC), tick=False):
-        response = call(api, "/chqapi/export/inventory", key.value)
+        response = post("/chqapi/export/inventory", key.value, client=api)
     assert response.status_code == 501  # still allowed ...
     assert ApiDocument.objects.count() == 1  # ... but no longer stored
 
 
 def test_logs_outlive_the_key(api, make_key, inventory_export):
     key = make_key(description="gone soon", grants=[GrantSpec(inventory_export.pk, logged=True)])
-    call(api, "/chqapi/export/inventory", key.value)
+    post("/chqapi/export/inventory", key.value, client=api)
     api_key_remove(key=key)
     log = ApiDocument.objects.get()
     assert log.key_id is None
@@ -167,7 +161,7 @@ def test_logs_outlive_the_key(api, make_key, inventory_export):
 @override_settings(KEYS_LOG_BODY_LIMIT=10)
 def test_bodies_are_capped(api, make_key):
     key = make_key(allowed_for_all=True, logged_for_all=True)
-    call(api, "/chqapi/export/inventory", key.value, {"Source": "x" * 100})
+    post("/chqapi/export/inventory", key.value, {"Source": "x" * 100}, client=api)
     log = ApiDocument.objects.get()
     assert len(log.request_body) == 10
     assert log.truncated is True
@@ -177,18 +171,18 @@ def test_last_used_is_written_at_most_once_a_minute(api, make_key, inventory_exp
     key = make_key(grants=[inventory_export.pk])
     start = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     with time_machine.travel(start, tick=False):
-        call(api, "/chqapi/export/inventory", key.value)
+        post("/chqapi/export/inventory", key.value, client=api)
     usage.flush()  # "last used" is written by the usage flush, never in the call
     key.refresh_from_db()
     assert key.last_used_at == start
     assert ApiKeyGrant.objects.get().last_used_at == start
     with time_machine.travel(start + timedelta(seconds=30), tick=False), django_assert_num_queries(0):
-        call(api, "/chqapi/export/inventory", key.value)  # a warm decision, and no write
+        post("/chqapi/export/inventory", key.value, client=api)  # a warm decision, and no write
     assert usage.tally().touched == {}  # nothing new for the flush to write either
     key.refresh_from_db()
     assert key.last_used_at == start
     with time_machine.travel(start + timedelta(seconds=61), tick=False):
-        call(api, "/chqapi/export/inventory", key.value)
+        post("/chqapi/export/inventory", key.value, client=api)
     usage.flush()
     key.refresh_from_db()
     assert key.last_used_at == start + timedelta(seconds=61)
@@ -196,9 +190,9 @@ def test_last_used_is_written_at_most_once_a_minute(api, make_key, inventory_exp
 
 def test_warm_logged_call_makes_exactly_one_write(api, make_key, inventory_export):
     key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
-    call(api, "/chqapi/export/inventory", key.value)  # the first call also writes "last used"
+    post("/chqapi/export/inventory", key.value, client=api)  # the first call also writes "last used"
     with CaptureQueriesContext(connection) as queries:
-        call(api, "/chqapi/export/inventory", key.value)
+        post("/chqapi/export/inventory", key.value, client=api)
     # The test runs inside a transaction, so the INSERT gets a savepoint (keys.services._insert_alone);
     # in production's autocommit it does not. What is left: one INSERT.
     statements = [q["sql"] for q in queries if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))]
@@ -222,7 +216,7 @@ def test_key_never_in_server_logs_or_error_bodies(api, make_key, inventory_expor
             (inactive, "/chqapi/export/inventory"),
             (str(active.value).upper(), "/chqapi/export/inventory"),
         ]:
-            response = call(api, path, getattr(key, "value", key), raw="{broken")
+            response = post(path, getattr(key, "value", key), raw="{broken", client=api)
             bodies.append(response.content.decode())
     text = "\n".join([r.getMessage() for r in caplog.records] + bodies)
     assert "refused API call: API type not allowed; POST /chqapi/import/customer" in text
@@ -240,23 +234,14 @@ def test_key_never_in_server_logs_or_error_bodies(api, make_key, inventory_expor
 def test_guard_on_a_host_view(api, make_key, inventory_export, customer_import):
     allowed = make_key(grants=[GrantSpec(inventory_export.pk, logged=True)])
     refused = make_key(grants=[customer_import.pk])
-    response = call(api, "/host/inventory", allowed.value)
+    response = post("/host/inventory", allowed.value, client=api)
     assert response.json() == {"Items": [], "Key": allowed.pk}
     assert ApiDocument.objects.get().path == "/host/inventory"
-    assert call(api, "/host/inventory", refused.value).status_code == 403
-    assert call(api, "/host/inventory").status_code == 401
+    assert post("/host/inventory", refused.value, client=api).status_code == 403
+    assert post("/host/inventory", client=api).status_code == 401
 
 
 # --- freshness ------------------------------------------------------------------------
-
-
-@pytest.fixture(params=[False, True], ids=["no-cache", "decision-cache"])
-def cache_mode(request, settings):
-    settings.KEYS_DECISION_CACHE = request.param
-    from django.core.cache import cache
-
-    cache.clear()
-    return request.param
 
 
 def edit(key, grants=None, **changes):
@@ -268,25 +253,25 @@ def edit(key, grants=None, **changes):
 
 @pytest.mark.django_db(transaction=True)  # on_commit hooks run, as in production
 def test_changes_take_effect_on_the_very_next_call(
-    api, migrated_data, cache_mode, inventory_export, customer_import, make_key
+    api, migrated_data, decision_cache, inventory_export, customer_import, make_key
 ):
     key = make_key(grants=[inventory_export.pk])
-    assert call(api, "/chqapi/export/inventory", key.value).status_code == 501
-    assert call(api, "/chqapi/import/customer", key.value).status_code == 403
+    assert post("/chqapi/export/inventory", key.value, client=api).status_code == 501
+    assert post("/chqapi/import/customer", key.value, client=api).status_code == 403
 
     edit(key, grants=[GrantSpec(customer_import.pk)])
-    assert call(api, "/chqapi/export/inventory", key.value).status_code == 403
-    assert call(api, "/chqapi/import/customer", key.value).status_code == 501
+    assert post("/chqapi/export/inventory", key.value, client=api).status_code == 403
+    assert post("/chqapi/import/customer", key.value, client=api).status_code == 501
 
     edit(key, is_active=False)
-    assert call(api, "/chqapi/import/customer", key.value).status_code == 401
+    assert post("/chqapi/import/customer", key.value, client=api).status_code == 401
 
     edit(key, is_active=True, allowed_for_all=True, logged_for_all=True)
-    call(api, "/chqapi/export/inventory", key.value)
+    post("/chqapi/export/inventory", key.value, client=api)
     assert ApiDocument.objects.count() == 1
 
     api_key_remove(key=ApiKey.objects.get(pk=key.pk))
-    response = call(api, "/chqapi/export/inventory", key.value)
+    response = post("/chqapi/export/inventory", key.value, client=api)
     assert response.json()["Message"] == "The API key is not known."
 
 

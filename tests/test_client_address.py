@@ -4,6 +4,7 @@ import pytest
 from django.test import RequestFactory, override_settings
 
 from keys.clients import client_address
+from tests.api_calls import post
 
 
 def request_with(remote, forwarded=None):
@@ -40,13 +41,7 @@ def test_throttle_is_per_client_behind_a_proxy(make_key):
     proxy = Client(REMOTE_ADDR="10.0.0.1")
 
     def call(client_ip, key):
-        return proxy.post(
-            "/chqapi/export/inventory",
-            "{}",
-            content_type="application/json",
-            HTTP_APIKEY=key,
-            HTTP_X_FORWARDED_FOR=client_ip,
-        ).status_code
+        return post("/chqapi/export/inventory", key, client=proxy, HTTP_X_FORWARDED_FOR=client_ip).status_code
 
     assert [call("203.0.113.66", "bad") for _ in range(4)] == [401, 401, 401, 429]
     # Another client behind the same proxy is not blocked.

@@ -40,7 +40,8 @@ def new_key(server) -> str:
     return server.manage("create_api_key", "--description", "write path", "--all", "--logged", "--quiet")
 
 
-def call(server, key: str, document_id: str | None = None, path: str = IMPORT) -> tuple[int, dict, dict]:
+def send_import(server, key: str, document_id: str | None = None, path: str = IMPORT) -> tuple[int, dict, dict]:
+    """An import call (with `document_id` as its ApiDocumentId); its status, JSON answer and headers."""
     body = {"Source": "ERP", "Data": {"ApiDocumentId": document_id} if document_id else {}}
     status, raw, headers = server.post(path, json.dumps(body).encode(), {"ApiKey": key})
     return status, json.loads(raw), headers
@@ -65,7 +66,7 @@ def test_status_finds_each_document_right_after_its_answer(server):
         seen = []
         for _ in range(40):
             document_id = str(uuid.uuid4())
-            answered, _, _ = call(running, key, document_id)
+            answered, _, _ = send_import(running, key, document_id)
             seen.append((answered, status_of(running, key, document_id)))
         return seen
 
@@ -82,7 +83,7 @@ def test_an_id_used_again_at_once_is_409_and_its_handler_never_runs(server):
     answers = []
     for _ in range(10):
         document_id = str(uuid.uuid4())
-        answers.append((call(running, key, document_id)[0], call(running, key, document_id)[0]))
+        answers.append((send_import(running, key, document_id)[0], send_import(running, key, document_id)[0]))
     assert answers == [(200, 409)] * 10
     assert len(runs(folder)) - before == 10
 
@@ -96,7 +97,7 @@ def test_racing_clients_with_one_id_exactly_one_runs(server):
 
         def racer(_: int, document_id=document_id, start=start) -> int:
             start.wait()
-            return call(running, key, document_id)[0]
+            return send_import(running, key, document_id)[0]
 
         with ThreadPoolExecutor(6) as pool:
             statuses = sorted(pool.map(racer, range(6)))
@@ -108,8 +109,8 @@ def test_an_id_taken_by_one_key_is_refused_to_another(server):
     running, folder = server
     first, second = new_key(running), new_key(running)
     document_id = str(uuid.uuid4())
-    assert call(running, first, document_id)[0] == 200
-    status, answer, headers = call(running, second, document_id)
+    assert send_import(running, first, document_id)[0] == 200
+    status, answer, headers = send_import(running, second, document_id)
     assert status == 409, answer
     assert headers.get("ApiDocumentId") != document_id  # B's refused call is its own document
     assert status_of(running, second, document_id) == 404
@@ -125,7 +126,7 @@ def test_every_answered_logged_call_has_exactly_one_document(server):
     def client(_: int) -> list[str]:
         answered = []
         for _ in range(50):
-            status, _, headers = call(running, key)
+            status, _, headers = send_import(running, key)
             if status == 200:
                 answered.append(headers["ApiDocumentId"])
         return answered

@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from keys.access import MESSAGES, Reason
@@ -19,17 +18,13 @@ from keys.chqapi import documents
 from keys.guard import ApiError, registry
 from keys.models import ApiDocument, ApiDocumentChunk, ApiType
 from keys.services import GrantSpec, api_key_change, api_key_remove
+from tests.api_calls import post
 from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.django_db
 
 EXPORT = "/chqapi/export/apidocument"
 Status = ApiDocument.Status
-
-
-def post(path, key, body=None, raw=None, **extra):
-    data = raw if raw is not None else json.dumps(body if body is not None else {})
-    return Client().post(path, data, content_type="application/json", HTTP_APIKEY=str(key), **extra)
 
 
 def queue(key, body=None) -> str:

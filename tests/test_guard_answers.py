@@ -13,16 +13,11 @@ from django.urls import path
 
 from keys.guard import ApiError, api_key_required, refusals, registry
 from keys.models import ApiDocument
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
 
 EXPORT = "/chqapi/export/apidocument"
-
-
-def post(target, key=None, raw="{}", **extra):
-    if key is not None:
-        extra["HTTP_APIKEY"] = str(key)
-    return Client().post(target, raw, content_type="application/json", **extra)
 
 
 @pytest.fixture
@@ -48,7 +43,7 @@ def test_api_error_carries_status_and_message():
     ],
 )
 def test_exact_refusals_of_a_body(logged_key, extra, raw, status, message):
-    response = post(EXPORT, logged_key.value, raw, **extra)
+    response = post(EXPORT, logged_key.value, raw=raw, **extra)
     assert response.status_code == status
     expected = message or "Send the request body with a Content-Length header (chunked bodies are refused)."
     if message and message.startswith("The request body"):  # read, but unreadable: CHQ's invalid request
@@ -59,7 +54,7 @@ def test_exact_refusals_of_a_body(logged_key, extra, raw, status, message):
 
 @override_settings(KEYS_MAX_BODY_BYTES=1000, DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
 def test_413_exact_from_the_header(logged_key):
-    response = post(EXPORT, logged_key.value, "x" * 1001)
+    response = post(EXPORT, logged_key.value, raw="x" * 1001)
     assert (response.status_code, response.json()) == (
         413,
         {"Message": "The request body is larger than 1000 bytes."},
@@ -69,7 +64,7 @@ def test_413_exact_from_the_header(logged_key):
 @override_settings(KEYS_MAX_BODY_BYTES=1000, DATA_UPLOAD_MAX_MEMORY_SIZE=10)
 def test_413_exact_while_reading(logged_key):
     # Django's own upload limit is the smaller one here: caught while the body is read.
-    response = post(EXPORT, logged_key.value, '{"Source": "' + "x" * 50 + '"}')
+    response = post(EXPORT, logged_key.value, raw='{"Source": "' + "x" * 50 + '"}')
     assert (response.status_code, response.json()) == (
         413,
         {"Message": "The request body is larger than 1000 bytes."},
@@ -79,8 +74,8 @@ def test_413_exact_while_reading(logged_key):
 @override_settings(KEYS_MAX_BODY_BYTES=0)
 def test_a_limit_of_zero_still_takes_an_empty_body(make_key):
     key = make_key(allowed_for_all=True)
-    assert post(EXPORT, key.value, "", CONTENT_LENGTH="0").status_code == 200
-    assert post(EXPORT, key.value, "{}").status_code == 413
+    assert post(EXPORT, key.value, raw="", CONTENT_LENGTH="0").status_code == 200
+    assert post(EXPORT, key.value, raw="{}").status_code == 413
 
 
 def test_503_exact(logged_key, settings):
@@ -145,7 +140,7 @@ def test_refusal_log_memory_is_bounded(monkeypatch):
     ],
 )
 def test_stored_source(logged_key, body, source):
-    post(EXPORT, logged_key.value, json.dumps(body))
+    post(EXPORT, logged_key.value, raw=json.dumps(body))
     assert ApiDocument.objects.get().source == source
 
 
@@ -171,7 +166,7 @@ def test_no_content_length_at_all_is_an_empty_body(make_key):
 
 
 def test_stored_source_of_a_body_that_is_not_json(logged_key):
-    post(EXPORT, logged_key.value, "{broken")
+    post(EXPORT, logged_key.value, raw="{broken")
     assert ApiDocument.objects.get().source == ""
 
 
@@ -211,7 +206,7 @@ def test_registered_handler_is_served(make_key, monkeypatch):
 @pytest.mark.urls("tests.test_guard_answers")
 def test_a_host_view_guarded_for_one_type(make_key, inventory_export):
     key = make_key(grants=[inventory_export.pk])
-    response = Client().post("/stock", "{}", content_type="application/json", HTTP_APIKEY=str(key.value))
+    response = post("/stock", key.value)
     assert response.json() == {"key": key.pk, "type": inventory_export.pk, "document": None}
 
 

@@ -8,28 +8,17 @@ import uuid
 from unittest import mock
 
 import pytest
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from keys.access import Reason, authenticate, parse_key
 from keys.guard import bookkeeping, refusal_counts
 from keys.models import ApiDocument
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
 
 
-def post(path, key=None, raw="{}", **extra):
-    if key is not None:
-        extra["HTTP_APIKEY"] = str(key)
-    return Client().post(path, raw, content_type="application/json", **extra)
-
-
-@pytest.fixture(params=[True, False], ids=["decision-cache", "no-cache"])
-def cache_mode(request, settings):
-    settings.KEYS_DECISION_CACHE = request.param
-    return request.param
-
-
-def test_authenticate_tells_each_refusal_apart(cache_mode, make_key):
+def test_authenticate_tells_each_refusal_apart(decision_cache, make_key):
     active, inactive = make_key(), make_key(is_active=False)
     assert authenticate("not-a-guid").reason == Reason.MALFORMED_KEY
     assert authenticate(None).reason == Reason.MALFORMED_KEY
@@ -49,14 +38,14 @@ def test_authenticate_tells_each_refusal_apart(cache_mode, make_key):
         ("00000000-0000-4000-8000-000000000000", 401, "The API key is not known."),
     ],
 )
-def test_status_refusals_say_which(cache_mode, key, status, message):
-    response = post("/chqapi/status", key, json.dumps({"ApiDocumentId": str(uuid.uuid4())}))
+def test_status_refusals_say_which(decision_cache, key, status, message):
+    response = post("/chqapi/status", key, raw=json.dumps({"ApiDocumentId": str(uuid.uuid4())}))
     assert (response.status_code, response.json()) == (status, {"Message": message})
 
 
-def test_status_of_an_inactive_key_is_refused(cache_mode, make_key):
+def test_status_of_an_inactive_key_is_refused(decision_cache, make_key):
     key = make_key(is_active=False, allowed_for_all=True, logged_for_all=True)
-    response = post("/chqapi/status", key.value, json.dumps({"ApiDocumentId": str(uuid.uuid4())}))
+    response = post("/chqapi/status", key.value, raw=json.dumps({"ApiDocumentId": str(uuid.uuid4())}))
     assert (response.status_code, response.json()["Message"]) == (401, "The API key is inactive.")
 
 
@@ -83,7 +72,7 @@ def test_key_header_length_edge():
 )
 def test_bodies_that_are_not_a_json_object(make_key, raw, message):
     key = make_key(allowed_for_all=True, logged_for_all=True)
-    response = post("/chqapi/export/apidocument", key.value, raw)
+    response = post("/chqapi/export/apidocument", key.value, raw=raw)
     assert (response.status_code, response.json()["ModelState"]) == (400, {"apiRequest": [message]})
     document = ApiDocument.objects.get()
     assert (document.status_code, document.status) == (400, ApiDocument.Status.ERROR)
@@ -92,14 +81,18 @@ def test_bodies_that_are_not_a_json_object(make_key, raw, message):
 
 def test_whitespace_body_is_an_empty_request(make_key):
     key = make_key(allowed_for_all=True)
-    assert post("/chqapi/export/apidocument", key.value, b"  \n ").status_code == 200
+    assert post("/chqapi/export/apidocument", key.value, raw=b"  \n ").status_code == 200
 
 
 @override_settings(KEYS_MAX_BODY_BYTES=100, DATA_UPLOAD_MAX_MEMORY_SIZE=100)
 def test_chunked_body_over_the_limit_is_still_411(make_key):
     key = make_key(allowed_for_all=True)
     response = post(
-        "/chqapi/export/apidocument", key.value, "{}" + " " * 500, HTTP_TRANSFER_ENCODING="chunked", CONTENT_LENGTH=""
+        "/chqapi/export/apidocument",
+        key.value,
+        raw="{}" + " " * 500,
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
     )
     assert response.status_code == 411
 
@@ -181,9 +174,7 @@ def test_a_first_call_of_a_key_writes_nothing_in_the_call(make_key):
 
     key = make_key(allowed_for_all=True)
     with CaptureQueriesContext(connection) as queries:
-        response = Client().post(
-            "/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
-        )
+        response = post("/chqapi/export/inventory", key.value)
     assert response.status_code == 501
     writes = [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
     assert writes == []

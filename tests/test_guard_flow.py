@@ -14,7 +14,8 @@ from keys.guard import ApiError, authenticated_call, guarded_call
 factory = RequestFactory()
 
 
-def post(key, body: bytes = b"{}", path: str = "/chqapi/export/inventory"):
+def api_request(key, body: bytes = b"{}", path: str = "/chqapi/export/inventory"):
+    """A request as a program sends it (RequestFactory): the flow is called directly, with no client."""
     return factory.post(path, body, content_type="application/json", HTTP_APIKEY=str(key))
 
 
@@ -40,8 +41,8 @@ def logged_key(make_key):
     return make_key(allowed_for_all=True, logged_for_all=True)
 
 
-def call(key, view, *args, **kwargs):
-    return guarded_call(post(key), "export", "inventory", view, args, kwargs)
+def call_guarded(key, view, *args, **kwargs):
+    return guarded_call(api_request(key), "export", "inventory", view, args, kwargs)
 
 
 # --- guarded_call ---------------------------------------------------------------------------
@@ -49,7 +50,7 @@ def call(key, view, *args, **kwargs):
 
 def test_the_view_gets_the_positional_and_keyword_arguments(make_key):
     key = make_key(allowed_for_all=True)
-    response = call(key.value, echo, "a", 2, api_id="inventory")
+    response = call_guarded(key.value, echo, "a", 2, api_id="inventory")
     assert json.loads(response.content)["args"] == ["a", 2]
     assert json.loads(response.content)["kwargs"] == {"api_id": "inventory"}
 
@@ -64,18 +65,18 @@ def test_the_view_gets_the_positional_and_keyword_arguments(make_key):
 )
 def test_the_last_four_are_taken_from_the_value_however_it_is_spelled(make_key, spelling):
     key = make_key(allowed_for_all=True)
-    assert json.loads(call(spelling(key.value), echo).content)["last4"] == key.value.hex[-4:]
+    assert json.loads(call_guarded(spelling(key.value), echo).content)["last4"] == key.value.hex[-4:]
 
 
 def test_a_logged_call_names_its_document_in_a_header_spelled_as_chq_does(logged_key):
-    response = call(logged_key.value, echo)
+    response = call_guarded(logged_key.value, echo)
     assert "ApiDocumentId" in dict(response.items())
 
 
 def test_a_database_failure_in_the_view_is_a_503_and_logged_with_the_document(logged_key, caplog):
     with caplog.at_level(logging.WARNING, logger="keys.outages"):
-        response = call(logged_key.value, failing(DatabaseError("gone")))
-        again = call(logged_key.value, failing(DatabaseError("gone")))
+        response = call_guarded(logged_key.value, failing(DatabaseError("gone")))
+        again = call_guarded(logged_key.value, failing(DatabaseError("gone")))
     assert response.status_code == again.status_code == 503
     assert response["Retry-After"]
     first, second = [r for r in caplog.records if r.name == "keys.outages"]
@@ -91,7 +92,7 @@ def test_a_database_failure_in_the_view_is_a_503_and_logged_with_the_document(lo
 
 def test_a_view_that_fails_is_a_json_500_and_logged_with_the_document(logged_key, caplog):
     with caplog.at_level(logging.ERROR, logger="keys.api"):
-        response = call(logged_key.value, failing(RuntimeError("bug")))
+        response = call_guarded(logged_key.value, failing(RuntimeError("bug")))
     assert response.status_code == 500
     assert json.loads(response.content) == {"Message": "The server failed while carrying out the call."}
     [record] = [r for r in caplog.records if r.name == "keys.api"]
@@ -103,7 +104,7 @@ def test_a_view_that_fails_is_a_json_500_and_logged_with_the_document(logged_key
 
 
 def status(key, view, *args, body: bytes = b"{}", **kwargs):
-    return authenticated_call(post(key, body, "/chqapi/status"), view, args, kwargs)
+    return authenticated_call(api_request(key, body, "/chqapi/status"), view, args, kwargs)
 
 
 def test_authenticated_view_gets_its_arguments(make_key):
@@ -173,9 +174,9 @@ def redis_like(settings, monkeypatch):
 
 def test_a_warm_call_reads_the_shared_cache_once(make_key, redis_like):
     key = make_key(allowed_for_all=True)
-    assert call(key.value, echo).status_code == 200  # warms this process's decisions
+    assert call_guarded(key.value, echo).status_code == 200  # warms this process's decisions
     redis_like.reads.clear()
-    assert call(key.value, echo).status_code == 200
+    assert call_guarded(key.value, echo).status_code == 200
     assert redis_like.reads == ["get_many"]  # the client's block and the change marker together
 
 
@@ -183,17 +184,17 @@ def test_a_change_is_obeyed_at_once_with_the_marker_in_the_shared_cache(make_key
     from keys import services
 
     key = make_key(allowed_for_all=True)
-    assert call(key.value, echo).status_code == 200
+    assert call_guarded(key.value, echo).status_code == 200
     services.api_key_change(key=key, is_active=False)
-    assert call(key.value, echo).status_code == 401
+    assert call_guarded(key.value, echo).status_code == 401
 
 
 def test_a_blocked_client_is_refused_before_its_key_is_looked_at(make_key, redis_like, settings):
     settings.KEYS_THROTTLE_REFUSALS = 3
     key = make_key(allowed_for_all=True)
     for _ in range(3):
-        assert guarded_call(post("not-a-key"), "export", "inventory", echo, (), {}).status_code == 401
-    response = call(key.value, echo)
+        assert guarded_call(api_request("not-a-key"), "export", "inventory", echo, (), {}).status_code == 401
+    response = call_guarded(key.value, echo)
     assert response.status_code == 429
     assert int(response["Retry-After"]) >= 1
     assert status(key.value, echo).status_code == 429  # the status call too
@@ -204,10 +205,10 @@ def test_without_throttling_only_the_marker_is_read(make_key, redis_like, settin
 
     settings.KEYS_THROTTLE_REFUSALS = 0
     key = make_key(allowed_for_all=True)
-    call(key.value, echo)
+    call_guarded(key.value, echo)
     redis_like.reads.clear()
     redis_like.asked.clear()
-    assert call(key.value, echo).status_code == 200
+    assert call_guarded(key.value, echo).status_code == 200
     assert (redis_like.reads, redis_like.asked) == (["get_many"], [[freshness.CACHE_KEY]])
 
 
@@ -232,15 +233,15 @@ def block(settings, request) -> None:
 
 def test_with_throttling_off_an_old_block_no_longer_refuses(make_key, settings):
     key = make_key(allowed_for_all=True)
-    block(settings, post(key.value))
-    assert call(key.value, echo).status_code == 429
+    block(settings, api_request(key.value))
+    assert call_guarded(key.value, echo).status_code == 429
     settings.KEYS_THROTTLE_REFUSALS = 0
-    assert call(key.value, echo).status_code == 200
+    assert call_guarded(key.value, echo).status_code == 200
 
 
 def test_a_block_in_the_file_counts_is_seen_with_the_marker_in_the_cache(make_key, settings):
     settings.KEYS_CHANGE_MARKER = "cache"  # the marker in the cache, the throttle's counts in the shared file
     settings.KEYS_SHARED_COUNTERS = "file"
     key = make_key(allowed_for_all=True)
-    block(settings, post(key.value))
-    assert call(key.value, echo).status_code == 429
+    block(settings, api_request(key.value))
+    assert call_guarded(key.value, echo).status_code == 429

@@ -21,18 +21,12 @@ from keys.calllog import spool
 from keys.guard import refusal_counts, registry, throttle
 from keys.models import ApiDocument, ApiKey, ApiType, KeyAudit
 from keys.services import api_call_record
+from tests.api_calls import post
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
 EXPORT = "/chqapi/export/apidocument"
-
-
-def post(path, key=None, body=None, raw=None, client=None, **headers):
-    if key is not None:
-        headers["HTTP_APIKEY"] = str(key)
-    data = raw if raw is not None else json.dumps(body if body is not None else {})
-    return (client or Client()).post(path, data, content_type="application/json", **headers)
 
 
 @pytest.fixture

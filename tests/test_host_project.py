@@ -5,25 +5,16 @@ Slow (a wheel, a venv, a migrate, a server): one session-scoped host serves ever
 """
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
-
-class NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
+from tests.api_calls import http_call, post_http
 
 
 def get(url: str, *, data: bytes | None = None, **headers) -> tuple[int, dict, str]:
-    """GET (POST with data); the answer as it came, redirects and errors included."""
-    opener = urllib.request.build_opener(NoRedirects)
-    try:
-        with opener.open(urllib.request.Request(url, data=data, headers=headers), timeout=30) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+    """GET (POST with data); the answer as it came, redirects and errors included, as text."""
+    status, answer_headers, body = http_call(url, data=data, headers=headers, follow_redirects=False)
+    return status, answer_headers, body.decode()
 
 
 def test_the_host_imports_keys_from_the_installed_wheel(host):
@@ -132,9 +123,9 @@ def api_key(host, *types: str) -> str:
     return json.loads(host.manage("create_api_key", "--description", "host test", "--json", *args).stdout)["value"]
 
 
-def post(url: str, key: str | None) -> tuple[int, dict, dict]:
-    headers = {"Content-Type": "application/json", **({"ApiKey": key} if key else {})}
-    status, answer_headers, body = get(url, data=b"{}", **headers)
+def post(base: str, path: str, key: str | None) -> tuple[int, dict, dict]:
+    """An API call to the host's server; the answer's JSON decoded."""
+    status, answer_headers, body = post_http(base, path, key, headers={"Content-Type": "application/json"})
     return status, answer_headers, json.loads(body)
 
 
@@ -171,23 +162,23 @@ def test_a_type_the_host_added_by_hand_survives_a_sync_and_goes_only_with_prune(
 @pytest.mark.parametrize("view", GUARDED)
 def test_each_kind_of_guarded_view_allows_refuses_and_stores_a_logged_call(served, host, host_catalog, view):
     base, _ = served
-    url = f"{base}/widgets/{view}"
+    path = f"/widgets/{view}"
     kind = view.split("/")[0]
 
     allowed = api_key(host, "export:widgets")
-    status, headers, body = post(url, allowed)
+    status, headers, body = post(base, path, allowed)
     assert (status, body["Kind"]) == (200, kind)
     assert "ApiDocumentId" not in headers  # not logged: nothing stored
 
-    status, headers, body = post(url, None)
+    status, headers, body = post(base, path, None)
     assert (status, body) == (401, {"Message": "The ApiKey header is missing or is not a GUID."})
     assert headers["WWW-Authenticate"].startswith("ApiKey")
     other = api_key(host, "export:gadgets")
-    status, _, body = post(url, other)
+    status, _, body = post(base, path, other)
     assert (status, body) == (403, {"Message": "The API key is not allowed to call Widgets Export."})
 
     logged = api_key(host, "export:widgets:logged")
-    status, headers, body = post(url, logged)
+    status, headers, body = post(base, path, logged)
     assert (status, body["Kind"]) == (200, kind)
     stored = host.python_code(
         "from keys.models import ApiDocument\n"

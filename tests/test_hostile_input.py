@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys.models import ApiDocument, ApiKey, ApiKeyGrant, KeyAudit
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
 
@@ -115,21 +116,14 @@ def test_status_endpoint_never_500(make_key, body, header):
 def test_refused_keys_from_one_address_get_429(make_key):
     good = make_key(allowed_for_all=True)
     attacker, other = Client(REMOTE_ADDR="203.0.113.9"), Client(REMOTE_ADDR="198.51.100.4")
-    statuses = [
-        attacker.post(
-            "/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(uuid.uuid4())
-        ).status_code
-        for _ in range(7)
-    ]
+    statuses = [post("/chqapi/export/inventory", uuid.uuid4(), client=attacker).status_code for _ in range(7)]
     assert statuses == [401, 401, 401, 401, 401, 429, 429]
-    blocked = attacker.post(
-        "/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(good.value)
-    )
+    blocked = post("/chqapi/export/inventory", good.value, client=attacker)
     assert blocked.status_code == 429
     assert 1 <= int(blocked["Retry-After"]) <= 120
     assert blocked.json()["Message"].startswith("Too many calls")
     # A valid key from another address is unaffected.
-    fine = other.post("/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(good.value))
+    fine = post("/chqapi/export/inventory", good.value, client=other)
     assert fine.status_code == 501
 
 
@@ -138,18 +132,8 @@ def test_403_and_404_do_not_count_towards_the_block(make_key, customer_import):
     key = make_key(grants=[customer_import.pk])
     client = Client(REMOTE_ADDR="203.0.113.10")
     for _ in range(5):
-        assert (
-            client.post(
-                "/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
-            ).status_code
-            == 403
-        )
-    assert (
-        client.post(
-            "/chqapi/import/customer", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
-        ).status_code
-        == 501
-    )
+        assert post("/chqapi/export/inventory", key.value, client=client).status_code == 403
+    assert post("/chqapi/import/customer", key.value, client=client).status_code == 501
 
 
 # --- size ------------------------------------------------------------------------------------
@@ -159,12 +143,10 @@ def test_403_and_404_do_not_count_towards_the_block(make_key, customer_import):
 def test_oversized_body_is_413_before_any_work(make_key, django_assert_num_queries):
     key = make_key(allowed_for_all=True, logged_for_all=True)
     with django_assert_num_queries(0):
-        response = Client().post(
-            "/chqapi/export/inventory", "x" * 1001, content_type="application/json", HTTP_APIKEY=str(key.value)
-        )
+        response = post("/chqapi/export/inventory", key.value, raw="x" * 1001)
     assert response.status_code == 413
     assert not ApiDocument.objects.exists()
-    ok = Client().post("/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY=str(key.value))
+    ok = post("/chqapi/export/inventory", key.value)
     assert ok.status_code == 501
 
 
@@ -219,7 +201,7 @@ def test_valid_logged_key_never_500_and_every_call_stored_once(make_key, path, b
         description="logged target", allowed_for_all=True, logged_for_all=True
     )
     before = ApiDocument.objects.count()
-    response = Client().post(path, json.dumps(body), content_type="application/json", HTTP_APIKEY=str(key.value))
+    response = post(path, key.value, body=body)
     assert response.status_code in (200, 400, 404, 409, 501), (response.status_code, response.content[:300])
     assert response["Content-Type"] == "application/json"
     assert isinstance(response.json(), dict)

@@ -16,18 +16,14 @@ from django.utils import timezone
 from keys.access import Reason, authenticate, decide, expiry_label, key_problems
 from keys.models import ApiKey, KeyAudit
 from keys.services import GrantSpec
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
 
 UTC = zoneinfo.ZoneInfo("UTC")
 
 
-@pytest.fixture(params=[True, False], ids=["decision-cache", "one-query"])
-def both_paths(request, settings):
-    settings.KEYS_DECISION_CACHE = request.param
-
-
-def test_refused_from_the_exact_moment(both_paths, make_key, inventory_export):
+def test_refused_from_the_exact_moment(decision_cache, make_key, inventory_export):
     moment = datetime(2027, 1, 31, 22, 30, tzinfo=UTC)
     key = make_key(expires_at=moment, grants=[GrantSpec(inventory_export.pk)])
     just_before = decide(key.value, direction="export", api_id="inventory", at=moment - timedelta(microseconds=1))
@@ -38,21 +34,21 @@ def test_refused_from_the_exact_moment(both_paths, make_key, inventory_export):
     assert authenticate(key.value, at=moment - timedelta(seconds=1)).allowed
 
 
-def test_inactive_is_said_before_expired(both_paths, make_key):
+def test_inactive_is_said_before_expired(decision_cache, make_key):
     key = make_key(is_active=False, allowed_for_all=True, expires_at=datetime(2000, 1, 1, tzinfo=UTC))
     assert decide(key.value, direction="export", api_id="inventory").reason == Reason.INACTIVE_KEY
 
 
-def test_expired_call_is_401_with_a_message(both_paths, make_key):
+def test_expired_call_is_401_with_a_message(decision_cache, make_key):
     key = make_key(allowed_for_all=True, expires_at=timezone.now() - timedelta(seconds=1))
     api = Client()
     for path in ("/chqapi/export/inventory", "/chqapi/status"):
-        response = api.post(path, {}, content_type="application/json", HTTP_APIKEY=str(key.value))
+        response = post(path, key.value, client=api)
         assert response.status_code == 401
         assert response.json() == {"Message": "The API key has expired."}
     # Not expired yet: the same key is served.
     ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() + timedelta(hours=1))
-    response = api.post("/chqapi/export/inventory", {}, content_type="application/json", HTTP_APIKEY=str(key.value))
+    response = post("/chqapi/export/inventory", key.value, client=api)
     assert response.status_code == 501
 
 
@@ -131,17 +127,11 @@ def test_commands_set_show_and_clear_expiry(settings):
         call_command("update_api_key", value, "--expires", "soon")
 
 
-def test_admin_shows_and_saves_expiry(admin_client_superuser, make_key):
+def test_admin_shows_and_saves_expiry(admin_client, make_key):
     key = make_key(allowed_for_all=True)
     url = reverse("admin:keys_apikey_change", args=[key.pk])
-    html = admin_client_superuser.get(url).content.decode()
+    html = admin_client.get(url).content.decode()
     assert 'name="expires_at_0"' in html
-
-
-@pytest.fixture
-def admin_client_superuser(client, superuser):
-    client.force_login(superuser)
-    return client
 
 
 def test_decide_for_type_knows_expiry(make_key, inventory_export):

@@ -10,7 +10,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,22 +18,18 @@ from keys.access import Reason, authenticate, decide
 from keys.audit import Actor
 from keys.models import ApiDocument, ApiKey, KeyAudit
 from keys.services import GrantSpec
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
 
 UTC = zoneinfo.ZoneInfo("UTC")
 
 
-@pytest.fixture(params=[True, False], ids=["decision-cache", "one-query"])
-def both_paths(request, settings):
-    settings.KEYS_DECISION_CACHE = request.param
-
-
 def call(value, path="/chqapi/export/inventory"):
-    return Client().post(path, {}, content_type="application/json", HTTP_APIKEY=str(value))
+    return post(path, value)
 
 
-def test_both_values_work_until_the_grace_end_then_only_the_new(both_paths, make_key, inventory_export):
+def test_both_values_work_until_the_grace_end_then_only_the_new(decision_cache, make_key, inventory_export):
     key = make_key(description="kept", grants=[GrantSpec(inventory_export.pk, logged=True)])
     old = key.value
     end = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -78,7 +73,7 @@ def test_audit_records_the_grace_end_never_a_value(make_key, settings):
         assert str(value) not in stored
 
 
-def test_grace_now_lets_only_the_new_value_in(both_paths, make_key):
+def test_grace_now_lets_only_the_new_value_in(decision_cache, make_key):
     key = make_key(allowed_for_all=True)
     old = key.value
     rolled = services.api_key_roll(key=key, grace_until=timezone.now() - timedelta(days=1))
@@ -86,7 +81,7 @@ def test_grace_now_lets_only_the_new_value_in(both_paths, make_key):
     assert call(rolled.value).status_code == 501
 
 
-def test_ending_the_grace_early_is_obeyed_by_the_next_call(both_paths, make_key):
+def test_ending_the_grace_early_is_obeyed_by_the_next_call(decision_cache, make_key):
     key = make_key(allowed_for_all=True)
     old = key.value
     services.api_key_roll(key=key, grace_until=timezone.now() + timedelta(days=7))
@@ -98,7 +93,7 @@ def test_ending_the_grace_early_is_obeyed_by_the_next_call(both_paths, make_key)
     assert list(entry.changes) == ["old value works until"]
 
 
-def test_rolling_again_stops_the_older_value_at_once(both_paths, make_key):
+def test_rolling_again_stops_the_older_value_at_once(decision_cache, make_key):
     key = make_key(allowed_for_all=True)
     first = key.value
     second = services.api_key_roll(key=key, grace_until=timezone.now() + timedelta(days=7)).value
@@ -183,7 +178,7 @@ def test_admin_roll_action(client, superuser, make_key):
     assert call(old).status_code == 401
 
 
-def test_an_old_value_without_a_grace_end_is_refused(both_paths, make_key):
+def test_an_old_value_without_a_grace_end_is_refused(decision_cache, make_key):
     # Services always set both; a hand-made row with only the old value must still let nothing in.
     key = make_key(allowed_for_all=True)
     old = uuid.uuid4()

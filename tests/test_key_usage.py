@@ -20,13 +20,14 @@ from keys.models import ApiType, KeyUsage
 from keys.selectors import key_usage
 from keys.services import GrantSpec
 from tests import servers
+from tests.api_calls import post
 
 DOCUMENTS = "/chqapi/export/apidocument"  # a built-in handler: 200, or 400 for a bad filter
 INVENTORY = "/chqapi/export/inventory"  # in the catalog, no handler here: 501
 
 
 def call(client, key, path=DOCUMENTS, body=None):
-    return client.post(path, json.dumps(body or {}), content_type="application/json", HTTP_APIKEY=str(key))
+    return post(path, key, body, client=client)
 
 
 def stored(key) -> dict[str, dict[str, int]]:

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from keys.models import ApiDocument
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +101,6 @@ def test_entry_shows_request_and_response(viewer_client, make_key, inventory_exp
 
 
 def test_entry_shows_the_start_of_a_large_async_exports_stored_answer(viewer_client, make_key, settings):
-    from django.test import Client
 
     from keys.chqapi import documents
     from tests.conftest import stored_documents
@@ -108,9 +108,7 @@ def test_entry_shows_the_start_of_a_large_async_exports_stored_answer(viewer_cli
     settings.KEYS_LOG_BODY_LIMIT = 2000
     key = make_key(allowed_for_all=True, logged_for_all=True)
     stored_documents(key, 50)
-    answer = Client().post(
-        "/chqapi/export/apidocument/async", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
-    )
+    answer = post("/chqapi/export/apidocument/async", key.value)
     document = ApiDocument.objects.get(document_id=answer.json()["Id"])
     documents.run(str(document.document_id))
     html = viewer_client.get(reverse("keys:log-entry", args=[key.pk, document.pk])).content.decode()

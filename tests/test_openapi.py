@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 from keys.chqapi import openapi
 from keys.guard import registry as guard
 from keys.services import catalog_entries
+from tests.api_calls import post
 
 # The document for the catalog file, as the installation's (its types are the catalog's) gives it,
 # with the types no handler serves listed.
@@ -76,7 +77,7 @@ def test_every_unserved_type_answers_501_in_json_after_the_key_check(key, settin
     assert len(UNSERVED) > 100
     client = Client()
     for path in UNSERVED:
-        response = client.post(path, "{}", content_type="application/json", HTTP_APIKEY=str(key.value))
+        response = post(path, key.value, client=client)
         assert response.status_code == 501, path
         assert "does not serve" in response.json()["Message"]
         assert client.post(path, "{}", content_type="application/json").status_code == 401
@@ -180,10 +181,8 @@ def test_a_served_answer_matches_its_registered_schema(make_key, settings):
     settings.KEYS_THROTTLE_REFUSALS = 0
     key = make_key(allowed_for_all=True, logged_for_all=True, description="schema")
     client = Client()
-    client.post("/chqapi/export/apidocument", "{}", content_type="application/json", HTTP_APIKEY=str(key.value))
-    answer = client.post(
-        "/chqapi/export/apidocument", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
-    ).json()
+    post("/chqapi/export/apidocument", key.value, client=client)
+    answer = post("/chqapi/export/apidocument", key.value, client=client).json()
     schemas = DOCUMENT["components"]["schemas"]
     envelope = answer["ApiDocument"]
     assert set(schemas["ApiDocumentExportAnswer"]["properties"]["ApiDocument"]["required"]) <= set(envelope)
@@ -236,9 +235,7 @@ def test_the_paths_are_where_the_host_mounts_the_api(make_key, settings):
     assert "poll /api/v2/chq/status" in json.dumps(document["paths"]["/api/v2/chq/export/apidocument/async"])
     # The documented path is the one that answers.
     key = make_key(allowed_for_all=True, description="mounted")
-    response = Client().post(
-        "/api/v2/chq/export/apidocument", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
-    )
+    response = post("/api/v2/chq/export/apidocument", key.value)
     assert response.status_code == 200
     assert "ApiDocuments" in response.json()["ApiDocument"]["Response"]
     # Types with ids holding "/" reverse to their own paths too.

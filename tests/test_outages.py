@@ -11,9 +11,9 @@ from unittest import mock
 
 import pytest
 from django.db import OperationalError
-from django.test import Client, override_settings
+from django.test import override_settings
 
-from tests import servers
+from tests import api_calls, servers
 
 REDIS_URL = os.environ.get("REDIS_TEST_URL")
 needs_redis = pytest.mark.skipif(
@@ -24,7 +24,7 @@ EXPORT = "/chqapi/export/apidocument"
 
 
 def post(value, path=EXPORT):
-    return Client().post(path, "{}", content_type="application/json", HTTP_APIKEY=str(value))
+    return api_calls.post(path, value)
 
 
 def tracebacks(caplog) -> list[logging.LogRecord]:

@@ -61,7 +61,8 @@ def reset_throttle(server):
     assert "cleared" in server.manage("reset_api_throttle")
 
 
-def _calls(server, value, n=16, path="/chqapi/export/inventory"):
+def statuses_of(server, value, n=16, path="/chqapi/export/inventory"):
+    """The statuses of `n` calls with `value`, spread over the workers."""
     statuses = [server.post(path, b"{}", {"ApiKey": value})[0] for _ in range(n)]
     reset_throttle(server)  # refusals count towards the block (limit 20 here)
     return statuses
@@ -70,15 +71,15 @@ def _calls(server, value, n=16, path="/chqapi/export/inventory"):
 def test_deactivation_by_a_command_is_obeyed_by_the_next_call_in_every_worker(server):
     value = server.manage("create_api_key", "--description", "fresh", "--all", "--quiet")
     # Every worker has answered, and cached, the key as allowed (501: no handler for this type).
-    assert set(_calls(server, value)) == {501}
+    assert set(statuses_of(server, value)) == {501}
     server.manage("update_api_key", value, "--deactivate")
-    assert set(_calls(server, value)) == {401}
+    assert set(statuses_of(server, value)) == {401}
     # A queryset update typed into `manage.py shell` is a door too.
     typed = f"import uuid; from keys.models import ApiKey; ApiKey.objects.with_value(uuid.UUID('{value}'))"
     server.manage("shell", "-c", typed + ".update(is_active=True)")
-    assert set(_calls(server, value)) == {501}
+    assert set(statuses_of(server, value)) == {501}
     server.manage("remove_api_key", value, "--yes")
-    assert set(_calls(server, value)) == {401}
+    assert set(statuses_of(server, value)) == {401}
 
 
 def test_api_answers_skip_the_browser_middleware_but_keep_security_headers(server):

@@ -9,23 +9,18 @@ from django.urls import reverse
 
 from keys.models import ApiKey, ApiKeyGrant, ApiType
 from keys.services import GrantSpec
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(client, administrator):
-    client.force_login(administrator)
-    return client
 
 
 def post_new(client, **data):
     return client.post(reverse("keys:new"), data, HTTP_HX_REQUEST="true")
 
 
-def test_create_key_with_types(admin_client, administrator, inventory_export, customer_import):
+def test_create_key_with_types(administrator_client, administrator, inventory_export, customer_import):
     response = post_new(
-        admin_client,
+        administrator_client,
         is_active="on",
         description="Shopify feed",
         selected=[inventory_export.pk, customer_import.pk],
@@ -40,26 +35,26 @@ def test_create_key_with_types(admin_client, administrator, inventory_export, cu
     assert grants == {inventory_export.pk: (True, date(2027, 1, 31)), customer_import.pk: (False, None)}
 
 
-def test_create_allowed_for_all_logged_until(admin_client):
+def test_create_allowed_for_all_logged_until(administrator_client):
     response = post_new(
-        admin_client, allowed_for_all="on", logged_for_all="on", logging_until="2027-02-01", description="all"
+        administrator_client, allowed_for_all="on", logged_for_all="on", logging_until="2027-02-01", description="all"
     )
     assert response.status_code == 204
     key = ApiKey.objects.get()
     assert (key.allowed_for_all, key.logged_for_all, key.logging_until) == (True, True, date(2027, 2, 1))
 
 
-def test_table_partial_lists_new_key(admin_client, make_key):
+def test_table_partial_lists_new_key(administrator_client, make_key):
     key = make_key(description="partial row")
-    response = admin_client.get(reverse("keys:pane"), HTTP_HX_REQUEST="true")
+    response = administrator_client.get(reverse("keys:pane"), HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert str(key.value) in html
     assert "<html" not in html
     assert 'id="key-table"' in html
 
 
-def test_empty_state_says_how_to_start(admin_client):
-    html = admin_client.get(reverse("keys:pane")).content.decode()
+def test_empty_state_says_how_to_start(administrator_client):
+    html = administrator_client.get(reverse("keys:pane")).content.decode()
     assert "No API keys yet. Press new to create the first key." in html
 
 
@@ -69,9 +64,9 @@ def test_empty_state_for_a_viewer(client, viewer):
     assert "Someone with the right Add/Edit Integration Settings CHQ can create one." in html
 
 
-def test_edit_keeps_value_and_changes_fields(admin_client, make_key, inventory_export):
+def test_edit_keeps_value_and_changes_fields(administrator_client, make_key, inventory_export):
     key = make_key(description="old", grants=[inventory_export.pk])
-    response = admin_client.post(
+    response = administrator_client.post(
         reverse("keys:edit", args=[key.pk]), {"description": "new", "selected": []}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 204
@@ -79,23 +74,23 @@ def test_edit_keeps_value_and_changes_fields(admin_client, make_key, inventory_e
     assert (edited.value, edited.description, edited.is_active, edited.grants.count()) == (key.value, "new", False, 0)
 
 
-def test_edit_dialog_is_filled_in(admin_client, make_key, inventory_export):
+def test_edit_dialog_is_filled_in(administrator_client, make_key, inventory_export):
     key = make_key(description="filled", grants=[inventory_export.pk])
-    html = admin_client.get(reverse("keys:edit", args=[key.pk])).content.decode()
+    html = administrator_client.get(reverse("keys:edit", args=[key.pk])).content.decode()
     assert 'value="filled"' in html
     assert f'id="sel-{inventory_export.pk}" name="selected" value="{inventory_export.pk}" data-selected checked' in html
     assert str(key.value) in html
 
 
-def test_remove(admin_client, make_key):
+def test_remove(administrator_client, make_key):
     key = make_key()
-    assert admin_client.post(reverse("keys:remove", args=[key.pk])).status_code == 204
+    assert administrator_client.post(reverse("keys:remove", args=[key.pk])).status_code == 204
     assert not ApiKey.objects.exists()
 
 
-def test_details_show_types_and_logging(admin_client, make_key, inventory_export):
+def test_details_show_types_and_logging(administrator_client, make_key, inventory_export):
     key = make_key(grants=[GrantSpec(inventory_export.pk, logged=True, logging_until=date(2000, 1, 1))])
-    html = admin_client.get(reverse("keys:details", args=[key.pk])).content.decode()
+    html = administrator_client.get(reverse("keys:details", args=[key.pk])).content.decode()
     assert "Inventory Export" in html
     assert "2000-01-01" in html
     # The access decision says the logging has ended.
@@ -103,11 +98,11 @@ def test_details_show_types_and_logging(admin_client, make_key, inventory_export
     assert cells[:3] == ["yes", "2000-01-01", "no"]  # logged, logging until, logging now
 
 
-def test_details_allowed_for_all(admin_client, make_key):
+def test_details_allowed_for_all(administrator_client, make_key):
     key = make_key(allowed_for_all=True)
     assert (
         "allowed for all</strong> API types"
-        in admin_client.get(reverse("keys:details", args=[key.pk])).content.decode()
+        in administrator_client.get(reverse("keys:details", args=[key.pk])).content.decode()
     )
 
 
@@ -137,7 +132,7 @@ def snapshot():
     ],
 )
 @pytest.mark.parametrize("target", ["new", "edit"])
-def test_bad_input_changes_nothing(admin_client, make_key, inventory_export, data, message, target):
+def test_bad_input_changes_nothing(administrator_client, make_key, inventory_export, data, message, target):
     key = make_key(description="untouched")
     data = {
         k.replace("{inv}", str(inventory_export.pk)): (
@@ -148,15 +143,15 @@ def test_bad_input_changes_nothing(admin_client, make_key, inventory_export, dat
     data.setdefault("description", "changed")
     url = reverse("keys:new") if target == "new" else reverse("keys:edit", args=[key.pk])
     before = snapshot()
-    response = admin_client.post(url, data, HTTP_HX_REQUEST="true")
+    response = administrator_client.post(url, data, HTTP_HX_REQUEST="true")
     assert response.status_code == 422
     assert message in response.content.decode()
     assert snapshot() == before
 
 
-def test_bad_input_keeps_what_was_typed(admin_client, inventory_export, customer_import):
+def test_bad_input_keeps_what_was_typed(administrator_client, inventory_export, customer_import):
     response = post_new(
-        admin_client,
+        administrator_client,
         description="keep me",
         selected=[customer_import.pk],
         logged=[inventory_export.pk],
@@ -176,15 +171,15 @@ def test_bad_input_keeps_what_was_typed(admin_client, inventory_export, customer
         ("keys:details", "get"),
     ],
 )
-def test_missing_key_is_404(admin_client, name, method):
-    response = getattr(admin_client, method)(reverse(name, args=[987654]), {"description": "x"})
+def test_missing_key_is_404(administrator_client, name, method):
+    response = getattr(administrator_client, method)(reverse(name, args=[987654]), {"description": "x"})
     assert response.status_code == 404
     assert not ApiKey.objects.exists()
 
 
-def test_post_carrying_another_keys_values_changes_only_the_url_key(admin_client, make_key):
+def test_post_carrying_another_keys_values_changes_only_the_url_key(administrator_client, make_key):
     mine, other = make_key(description="mine"), make_key(description="other")
-    response = admin_client.post(
+    response = administrator_client.post(
         reverse("keys:edit", args=[mine.pk]),
         {"description": "edited", "value": str(other.value), "pk": other.pk, "id": other.pk, "key": other.pk},
     )
@@ -209,35 +204,36 @@ def many_types(db):
     )
 
 
-def test_pane_queries_do_not_grow_with_10000_keys(admin_client, many_keys, django_assert_max_num_queries):
+def test_pane_queries_do_not_grow_with_10000_keys(administrator_client, many_keys, django_assert_max_num_queries):
     # session + user + permissions (2) + count + page = 6; allow a little slack, far below one-per-row.
     with django_assert_max_num_queries(8):
-        response = admin_client.get(reverse("keys:pane") + "?page=7&sort=description")
+        response = administrator_client.get(reverse("keys:pane") + "?page=7&sort=description")
     assert response.status_code == 200
     assert response.content.decode().count("<tr data-id=") == 25
 
 
-def test_dialog_queries_do_not_grow_with_1000_types(admin_client, many_types, make_key, django_assert_max_num_queries):
+def test_dialog_queries_do_not_grow_with_1000_types(
+    administrator_client, many_types, make_key, django_assert_max_num_queries
+):
     key = make_key(grants=list(ApiType.objects.values_list("pk", flat=True)[:500]))
     with django_assert_max_num_queries(7):
-        response = admin_client.get(reverse("keys:edit", args=[key.pk]))
+        response = administrator_client.get(reverse("keys:edit", args=[key.pk]))
     assert response.content.decode().count("data-type-row") == ApiType.objects.count()
     with django_assert_max_num_queries(6):
-        response = admin_client.get(reverse("keys:new"))
+        response = administrator_client.get(reverse("keys:new"))
     assert response.status_code == 200
 
 
-def test_details_queries_constant(admin_client, many_types, make_key, django_assert_max_num_queries):
+def test_details_queries_constant(administrator_client, many_types, make_key, django_assert_max_num_queries):
     key = make_key(grants=list(ApiType.objects.values_list("pk", flat=True)[:300]))
     with django_assert_max_num_queries(7):
-        response = admin_client.get(reverse("keys:details", args=[key.pk]))
+        response = administrator_client.get(reverse("keys:details", args=[key.pk]))
     assert response.status_code == 200
 
 
-def test_pane_shows_refusal_counts(admin_client):
-    from django.test import Client
+def test_pane_shows_refusal_counts(administrator_client):
 
-    Client().post("/chqapi/export/inventory", "{}", content_type="application/json", HTTP_APIKEY="not-a-key")
-    html = admin_client.get(reverse("keys:pane")).content.decode()
+    post("/chqapi/export/inventory", "not-a-key")
+    html = administrator_client.get(reverse("keys:pane")).content.decode()
     assert "Refused API calls counted by the cache:" in html
     assert "malformed key 1" in html

@@ -22,6 +22,7 @@ from chq.dotenv import complete, fresh_secrets
 from keys import sealing, services
 from keys.access import Reason, decide, process_cache
 from keys.models import ApiKey
+from tests.api_calls import post
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,7 @@ def test_lookup_by_value_or_old_value(rolled_keys):
 def test_the_stored_strings_do_not_let_a_call_through(client, rolled_keys):
     for row in ApiKey.objects.values("value_digest", "value_sealed", "previous_digest", "previous_sealed"):
         for stored in filter(None, row.values()):
-            response = client.post("/chqapi/export/inventory", HTTP_APIKEY=stored, content_type="application/json")
+            response = post("/chqapi/export/inventory", stored, client=client)
             assert response.status_code == 401
 
 

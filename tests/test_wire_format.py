@@ -15,6 +15,7 @@ from keys.chqapi import documents
 from keys.chqapi.export_request import ExportRequest
 from keys.chqapi.wire import chq_datetime, timespan
 from keys.models import ApiDocument
+from tests.api_calls import post
 from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.django_db
@@ -24,11 +25,6 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 # "2021-02-12T14:04:40.730" with the UTC designator this project always sends.
 DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 TIMESPAN = re.compile(r"^\d\d:\d\d:\d\d\.\d{7}$")
-
-
-def post(path, key, body=None, raw=None):
-    data = raw if raw is not None else json.dumps(body if body is not None else {})
-    return Client().post(path, data, content_type="application/json", HTTP_APIKEY=str(key))
 
 
 def export(key, request=None, **data):

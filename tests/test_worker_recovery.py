@@ -4,7 +4,6 @@ it, its own stranded claims put back, a heartbeat round that fails, and what
 status says of a document that waits with no worker alive. The same faults against
 real processes are in test_task_worker.py."""
 
-import json
 import logging
 import threading
 from datetime import timedelta
@@ -12,7 +11,6 @@ from unittest import mock
 
 import pytest
 from django.db import OperationalError, ProgrammingError
-from django.test import Client
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands import db_worker
@@ -22,6 +20,7 @@ from keys import worker
 from keys.chqapi import documents
 from keys.chqapi.tasks import run_document
 from keys.models import ApiDocument, WorkerHeartbeat
+from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
 
@@ -144,19 +143,13 @@ def test_a_heartbeat_round_that_fails_is_retried_at_the_next(settings):
 
 
 def waiting_document(key, seconds_ago: float) -> str:
-    answer = Client().post(
-        "/chqapi/export/apidocument/async", "{}", content_type="application/json", HTTP_APIKEY=str(key.value)
-    )
+    answer = post("/chqapi/export/apidocument/async", key.value)
     ApiDocument.objects.update(created_at=timezone.now() - timedelta(seconds=seconds_ago))
     return answer.json()["Id"]
 
 
 def status(key, document_id) -> dict:
-    return (
-        Client()
-        .post("/chqapi/status", json.dumps(document_id), content_type="application/json", HTTP_APIKEY=str(key.value))
-        .json()
-    )
+    return post("/chqapi/status", key.value, body=document_id).json()
 
 
 @pytest.fixture
