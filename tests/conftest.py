@@ -184,7 +184,7 @@ def scratch_postgres():
 
 @pytest.fixture(scope="session")
 def host(tmp_path_factory):
-    """Slow (a wheel, a venv, a migrate): one per session, for tests/test_host_project.py and
+    """Slow (a wheel, a venv, a migrate): one per session, for tests/app/test_host_project.py and
     the browser test of the pane in it."""
     from tests import hostproject
 

@@ -203,7 +203,7 @@ def test_registered_handler_is_served(make_key, monkeypatch):
     }
 
 
-@pytest.mark.urls("tests.test_guard_answers")
+@pytest.mark.urls("tests.api.test_guard_answers")
 def test_a_host_view_guarded_for_one_type(make_key, inventory_export):
     key = make_key(grants=[inventory_export.pk])
     response = post("/stock", key.value)

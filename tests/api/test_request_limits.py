@@ -15,8 +15,9 @@ from keys.chqapi.export_request import MAX_FILTERS, MAX_VALUES
 from keys.chqapi.wire import MAX_PROBLEMS
 from keys.guard import ApiError, registry
 from keys.models import ApiDocument, ApiType
+from tests.api.test_documents import EXPORT, queue
+from tests.api_calls import post
 from tests.conftest import stored_documents
-from tests.test_documents import EXPORT, post, queue
 
 pytestmark = pytest.mark.django_db
 

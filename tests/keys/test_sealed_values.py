@@ -24,7 +24,7 @@ from keys.access import Reason, decide, process_cache
 from keys.models import ApiKey
 from tests.api_calls import post
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def spellings(value: uuid.UUID) -> list[str]:

@@ -15,7 +15,7 @@ from keys.access import decide
 from keys.services import GrantSpec, api_key_change
 
 REDIS_URL = os.environ.get("REDIS_TEST_URL")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     not REDIS_URL, reason="needs a Redis server: set REDIS_TEST_URL (CI's .ci/run starts one and sets it)"

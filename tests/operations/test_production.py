@@ -10,7 +10,7 @@ import pytest
 
 from chq.dotenv import fresh_secrets
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def manage(*args, **env):

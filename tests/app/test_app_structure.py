@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from keys import conf
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 

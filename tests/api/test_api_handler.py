@@ -251,8 +251,8 @@ class ApiMarker(SiteMarker):
 
 
 def test_only_the_middleware_the_host_names_run_on_the_api(settings, allowed_key, monkeypatch):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_api_handler.SiteMarker"]
-    settings.KEYS_API_MIDDLEWARE = [*settings.KEYS_API_MIDDLEWARE, "tests.test_api_handler.ApiMarker"]
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.api.test_api_handler.SiteMarker"]
+    settings.KEYS_API_MIDDLEWARE = [*settings.KEYS_API_MIDDLEWARE, "tests.api.test_api_handler.ApiMarker"]
     app = WSGIHandler()
     status, headers, _ = wsgi_call("/chqapi/export/inventory", allowed_key, app=app)
     assert (status, headers["X-Api-Chain"]) == (501, "chqapi-export")
@@ -301,7 +301,7 @@ urlpatterns = [route("integrations/chq/", include("keys.chqapi.urls")), *missed]
 
 @override_settings(ROOT_URLCONF=__name__)
 def test_the_api_mounted_elsewhere_takes_the_same_path_and_reverses_there(settings, allowed_key):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_api_handler.SiteMarker"]
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.api.test_api_handler.SiteMarker"]
     url = reverse("chqapi-export", kwargs={"api_id": "inventory"})
     assert url == "/integrations/chq/export/inventory"
     status, headers, content = wsgi_call(url, allowed_key, app=WSGIHandler())
@@ -384,7 +384,7 @@ def test_under_an_async_chain_the_middleware_is_async_and_streams_too(settings, 
 
 def test_an_async_only_api_middleware_is_refused_by_name(settings):
     with pytest.raises(ImproperlyConfigured, match=r"tests\.test_api_handler\.AsyncOnly"):
-        middleware.api_chain(["tests.test_api_handler.AsyncOnly"])
+        middleware.api_chain(["tests.api.test_api_handler.AsyncOnly"])
 
 
 class AsyncOnly(SiteMarker):
