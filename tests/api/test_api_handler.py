@@ -383,7 +383,7 @@ def test_under_an_async_chain_the_middleware_is_async_and_streams_too(settings, 
 
 
 def test_an_async_only_api_middleware_is_refused_by_name(settings):
-    with pytest.raises(ImproperlyConfigured, match=r"tests\.test_api_handler\.AsyncOnly"):
+    with pytest.raises(ImproperlyConfigured, match=r"tests\.api\.test_api_handler\.AsyncOnly"):
         middleware.api_chain(["tests.api.test_api_handler.AsyncOnly"])
 
 
@@ -482,7 +482,7 @@ print(key.value)
 
 
 def test_system_checks_name_a_missing_or_late_api_middleware_and_a_wrong_chain(settings):
-    from keys.checks import check_api_middleware
+    from keys.chqapi.checks import check_api_middleware
 
     assert check_api_middleware(None) == []  # the demo project: first, and the default chain
     site = [name for name in settings.MIDDLEWARE if name != "keys.chqapi.middleware.ApiMiddleware"]
