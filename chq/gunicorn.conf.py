@@ -6,7 +6,7 @@ Sync workers, behind nginx (deploy/nginx-chq.conf), as gunicorn's own documentat
 asks of them: a sync worker reads a request in the worker itself, so four clients that
 send headers and part of a body would hold four workers until `timeout`; nginx reads
 every request whole before passing it on, and takes every answer whole, so a slow
-client costs nginx a connection, never a worker (tests/test_gunicorn_server.py).
+client costs nginx a connection, never a worker (tests/operations/test_gunicorn_server.py).
 Sync workers balance connections across workers by accepting one at a time; gthread
 workers, tried for this, let one worker take every kept-alive connection and serve
 them on one core (half the throughput in bench/verify.py, in some rounds).

@@ -16,7 +16,7 @@ admin, a command, a host's own code, `manage.py shell`):
   for them, received here like the others.
 An override of save() misses queryset writes and cascades; a call in a service
 misses every write that is not a service's. One receiver is also one place to
-watch: tests/test_staleness.py replaces its marker with a counter and shows
+watch: tests/keys/test_staleness.py replaces its marker with a counter and shows
 that each kind of change moves the counter and nothing else moves the marker.
 
 Not seen: raw SQL, and a data migration's historical models (they have no

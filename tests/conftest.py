@@ -109,6 +109,20 @@ def superuser(db) -> User:
 
 
 @pytest.fixture
+def administrator_client(client, administrator):
+    """The test client signed in as `administrator` (pytest-django's own `admin_client` is a superuser's)."""
+    client.force_login(administrator)
+    return client
+
+
+@pytest.fixture(params=[True, False], ids=["decision-cache", "one-query"])
+def decision_cache(request, settings) -> bool:
+    """Run the test on both paths a decision takes: each worker's cache, and the one indexed query."""
+    settings.KEYS_DECISION_CACHE = request.param
+    return request.param
+
+
+@pytest.fixture
 def inventory_export(db) -> ApiType:
     return ApiType.objects.get(direction="export", api_id="inventory")
 
@@ -170,7 +184,7 @@ def scratch_postgres():
 
 @pytest.fixture(scope="session")
 def host(tmp_path_factory):
-    """Slow (a wheel, a venv, a migrate): one per session, for tests/test_host_project.py and
+    """Slow (a wheel, a venv, a migrate): one per session, for tests/app/test_host_project.py and
     the browser test of the pane in it."""
     from tests import hostproject
 

@@ -1,5 +1,5 @@
 """A host project's own views, one of each kind, each behind the ApiKey guard for
-export/inventory (tests/test_guard_views.py calls them)."""
+export/inventory (tests/api/test_guard_views.py calls them)."""
 
 import asyncio
 

@@ -1,5 +1,5 @@
 """A fresh `django-admin startproject` host outside the repository, with the keys app
-installed from the wheel this repository builds (for tests/test_host_project.py and any
+installed from the wheel this repository builds (for tests/app/test_host_project.py and any
 test that wants to prove something in a host like a developer's).
 
 The host's virtualenv has no view of the repository or of its .venv: it is made with

@@ -1,5 +1,5 @@
 """A host URLconf that mounts the pane, the API and the Swagger page at other prefixes than the
-demo's (tests/test_app_structure.py): nothing of the app may assume where it lives."""
+demo's (tests/app/test_app_structure.py): nothing of the app may assume where it lives."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import include, path

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from chq.dotenv import fresh_secrets
+from tests.api_calls import post_http
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "chq" / "gunicorn.conf.py")
@@ -61,12 +61,9 @@ class Server:
     def post(
         self, path: str, body: bytes = b"{}", headers: dict[str, str] | None = None, *, timeout: float = 30
     ) -> tuple[int, bytes, dict]:
-        request = urllib.request.Request(self.url + path, data=body, method="POST", headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), dict(exc.headers)
+        """(status, body, headers): tests/api_calls.py's post_http, in the order these tests read."""
+        status, answer_headers, content = post_http(self.url, path, raw=body, headers=headers, timeout=timeout)
+        return status, content, answer_headers
 
     def crash(self) -> None:
         """SIGKILL the master and every worker at once: nothing gets to clean up."""

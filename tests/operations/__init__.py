@@ -1,0 +1,2 @@
+"""Running it: commands, the Django admin, the catalog, bootstrap, production settings, health,
+outages, the task worker, gunicorn behind nginx, hardening."""

@@ -1,0 +1,2 @@
+"""The Integration settings pane: its views, rights and groups, the log viewer, charts, audit
+and edit conflicts."""
