@@ -116,13 +116,13 @@ def test_a_disallowed_host_is_a_json_400_before_any_work(
 def test_a_host_once_accepted_is_refused_when_allowed_hosts_no_longer_name_it(allowed_key, settings):
     # keys/chqapi/errors.py remembers accepted Host headers with the settings that accepted them.
     settings.ALLOWED_HOSTS = ["chq.example", "old.example"]
-    assert call("/chqapi/export/inventory", allowed_key, HTTP_HOST="old.example")[0] == 501
-    assert call("/chqapi/export/inventory", allowed_key, HTTP_HOST="old.example")[0] == 501  # remembered
+    assert wsgi_call("/chqapi/export/inventory", allowed_key, HTTP_HOST="old.example")[0] == 501
+    assert wsgi_call("/chqapi/export/inventory", allowed_key, HTTP_HOST="old.example")[0] == 501  # remembered
     settings.ALLOWED_HOSTS = ["chq.example"]
-    status, _, content = call("/chqapi/export/inventory", allowed_key, HTTP_HOST="old.example")
+    status, _, content = wsgi_call("/chqapi/export/inventory", allowed_key, HTTP_HOST="old.example")
     assert (status, json.loads(content)) == (400, HOST_REFUSED)
     settings.USE_X_FORWARDED_HOST = True  # another header decides: the remembered Host does not count
-    status, _, _ = call(
+    status, _, _ = wsgi_call(
         "/chqapi/export/inventory", allowed_key, HTTP_HOST="chq.example", HTTP_X_FORWARDED_HOST="evil.example"
     )
     assert status == 400
