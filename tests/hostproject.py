@@ -51,7 +51,7 @@ HOST_URL_GUARDED_VIEWS = 'path("widgets/", include("widgets.urls"))'
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without what would point a host at this repository."""
     skip = {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV", "DEBUG", "SECRET_KEY", "DATABASE_URL"}
-    env = {k: v for k, v in os.environ.items() if k not in skip and not k.startswith("KEYS_")}
+    env = {k: v for k, v in os.environ.items() if k not in skip and not k.startswith(("KEYS_", "DJANGO_"))}
     return env | extra
 
 
