@@ -162,8 +162,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # REDIS_URL is a shorthand for CACHE_URL=redis://...
 CACHES = {"default": env.cache_url("CACHE_URL", default=env.str("REDIS_URL", default="locmemcache://"))}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-    # The same cache with one Redis client per pool instead of one per operation (chq/cache.py).
-    CACHES["default"]["BACKEND"] = "chq.cache.RedisCache"
+    # The same cache with one Redis client per pool instead of one per operation (keys/cache.py).
+    CACHES["default"]["BACKEND"] = "keys.cache.RedisCache"
 
 # --- keys app -------------------------------------------------------------------
 # Every KEYS_* setting has its default in keys/conf.py (README: "Settings of the keys app").
@@ -291,7 +291,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"skip_api_answers": {"()": "chq.logging.SkipDeliberateApiAnswers"}},
+    "filters": {"skip_api_answers": {"()": "keys.chqapi.log_filters.SkipDeliberateApiAnswers"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["skip_api_answers"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

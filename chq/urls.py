@@ -5,8 +5,8 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from chq.health import healthz
 from keys.chqapi.urls import missed
+from keys.health import healthz
 
 
 def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:

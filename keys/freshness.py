@@ -14,7 +14,7 @@ Where the marker lives:
   takes a file lock.
 - "cache" (when a shared cache such as Redis is configured; several hosts):
   one integer in that cache, one round trip to read (none while
-  chq.cache.TrackedReads holds it).
+  keys.cache.TrackedReads holds it).
 
 Workers compare the marker by equality, so what must never happen is a marker
 repeating a value some worker has already filled its decisions under. The
@@ -155,7 +155,7 @@ def _start() -> int:
 def current() -> int:
     """The marker now."""
     if uses_cache():
-        # chq.cache.RedisCache holds the marker while Redis's pushes say it has not changed.
+        # keys.cache.RedisCache holds the marker while Redis's pushes say it has not changed.
         version = getattr(cache, "get_many_tracked", cache.get_many)([CACHE_KEY]).get(CACHE_KEY)
         if version is None:  # never set, or lost with the cache's data
             start = _start()
@@ -169,7 +169,7 @@ def current() -> int:
 def advance() -> None:
     """Make every process's cached decisions stale."""
     if uses_cache():
-        if incr_or_start := getattr(cache, "incr_or_start", None):  # chq.cache.RedisCache: atomic
+        if incr_or_start := getattr(cache, "incr_or_start", None):  # keys.cache.RedisCache: atomic
             incr_or_start(CACHE_KEY, _start())
             return
         try:  # another cache: get then set, as Django's own incr does there

@@ -72,7 +72,7 @@ def incr(names: list[tuple[str, int | None]]) -> list[int]:
     """Add one to each (name, window seconds or None for ever) counter; a counter
     whose window has passed starts again at 1. Returns the new values."""
     if uses_cache():
-        if together := getattr(cache, "incr_counters", None):  # chq.cache.RedisCache: one round trip
+        if together := getattr(cache, "incr_counters", None):  # keys.cache.RedisCache: one round trip
             return together(names)
         return [_cache_incr(name, window) for name, window in names]
     now = time.time()

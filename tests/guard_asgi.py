@@ -13,7 +13,7 @@ application = get_asgi_application()
 
 from django.urls import path  # noqa: E402
 
-from chq.health import healthz  # noqa: E402
+from keys.health import healthz  # noqa: E402
 from tests.guard_views_urls import urlpatterns as guarded  # noqa: E402
 
 urlpatterns = [*guarded, path("healthz", healthz)]

@@ -52,13 +52,13 @@ def shared_state(request: HttpRequest) -> tuple[float | None, int | None]:
     """Until when the client is blocked (None: it is not), and the change marker when it
     lives beside the throttle's counts in the shared cache (None: decide() reads it).
 
-    With Redis both are read together (one MGET when not held; chq.cache.TrackedReads
+    With Redis both are read together (one MGET when not held; keys.cache.TrackedReads
     holds them between changes, so a warm call makes no round trip). The marker is
     read before any key state, as keys/access.py requires. A Redis that cannot be
     reached raises one of keys.outages.ERRORS: the caller answers 503."""
     block = _block_key(subject_of(request)) if hot.THROTTLE_REFUSALS else None
     if shared.uses_cache() and freshness.uses_cache():
-        # chq.cache.RedisCache answers from this process's copies while Redis's pushes say they are current.
+        # keys.cache.RedisCache answers from this process's copies while Redis's pushes say they are current.
         read = getattr(cache, "get_many_tracked", cache.get_many)
         found = read([freshness.CACHE_KEY, block] if block else [freshness.CACHE_KEY])
         until = found.get(block)

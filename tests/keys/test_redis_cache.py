@@ -28,7 +28,7 @@ def redis_cache():
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     # The backend REDIS_URL gives in production (chq/settings.py).
-    caches = {"default": {"BACKEND": "chq.cache.RedisCache", "LOCATION": REDIS_URL}}
+    caches = {"default": {"BACKEND": "keys.cache.RedisCache", "LOCATION": REDIS_URL}}
     # Changing CACHES makes Django drop its cache connections (django.test.signals).
     with override_settings(CACHES=caches, KEYS_DECISION_CACHE=True):
         yield
@@ -52,7 +52,7 @@ def test_redis_url_gives_the_reused_client_backend():
     code = "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"
     env = {k: v for k, v in os.environ.items() if k not in ("CACHE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     env |= {"REDIS_URL": REDIS_URL, "DEBUG": "true", "SECRET_KEY": "x"}
-    assert run(env, "shell", "-v", "0", "-c", code) == "chq.cache.RedisCache"
+    assert run(env, "shell", "-v", "0", "-c", code) == "keys.cache.RedisCache"
 
 
 @pytest.mark.django_db
@@ -152,7 +152,7 @@ def test_counters_count_in_one_round_trip_and_expire_with_their_window(redis_cac
         del client.pipeline
 
 
-# --- reads held between Redis's invalidation pushes (chq.cache.TrackedReads) -------------
+# --- reads held between Redis's invalidation pushes (keys.cache.TrackedReads) -------------
 
 MARKER = "keys:decision:version"
 
@@ -266,7 +266,7 @@ def test_without_tracking_every_read_goes_to_redis(redis_cache, caplog):
     import redis
     from django.core.cache import cache
 
-    from chq.cache import TrackedReads
+    from keys.cache import TrackedReads
 
     cache.set(MARKER, 4)
     with mock.patch.object(TrackedReads, "_track", return_value=False):

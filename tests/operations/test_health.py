@@ -22,14 +22,14 @@ def test_healthy(client):
 
 
 def test_database_down_is_503(client):
-    with mock.patch("chq.health.connection.cursor", side_effect=RuntimeError("down")):
+    with mock.patch("keys.health.connection.cursor", side_effect=RuntimeError("down")):
         response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["database"] == "failing"
 
 
 def test_cache_down_is_503(client):
-    with mock.patch("chq.health.cache.set", side_effect=ConnectionError("down")):
+    with mock.patch("keys.health.cache.set", side_effect=ConnectionError("down")):
         response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["cache"] == "failing"
@@ -66,7 +66,7 @@ def test_worker_is_ok_while_a_heartbeat_is_fresh(client, heartbeats, worker):
 
 
 def test_worker_is_unknown_when_the_database_fails(client):
-    with mock.patch("chq.health.connection.cursor", side_effect=RuntimeError("down")):
+    with mock.patch("keys.health.connection.cursor", side_effect=RuntimeError("down")):
         assert client.get("/healthz").json()["worker"] == "unknown"
 
 

@@ -165,7 +165,7 @@ def scratch_redis():
 
 @pytest.fixture
 def on_scratch_redis(scratch_redis, settings, quick_retry):
-    caches = {"default": {"BACKEND": "chq.cache.RedisCache", "LOCATION": scratch_redis.url}}
+    caches = {"default": {"BACKEND": "keys.cache.RedisCache", "LOCATION": scratch_redis.url}}
     with override_settings(CACHES=caches):  # Django drops its cache connections (django.test.signals)
         settings.KEYS_CHANGE_MARKER = settings.KEYS_SHARED_COUNTERS = "cache"  # as REDIS_URL sets them
         settings.KEYS_DECISION_CACHE = True

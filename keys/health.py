@@ -16,8 +16,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from keys import worker
-from keys.calllog import spool
+from . import worker
+from .calllog import spool
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 import logging
 
-from keys.chqapi.paths import is_api_path
+from .paths import is_api_path
 
 # Answers the API gives on purpose; keys.security already records the refusals
 # (without the key), so django.request need not repeat each one as a warning/error.
