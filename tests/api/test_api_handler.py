@@ -433,7 +433,7 @@ def _application_headers(headers) -> dict[str, str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_uvicorn_and_the_test_client_answer_with_the_same_headers(
-    gunicorn, uvicorn, client, make_key, inventory_export, migrated_data
+    migrated_data, gunicorn, uvicorn, client, make_key, inventory_export
 ):
     served = gunicorn.manage("create_api_key", "--description", "headers", "--all", "--quiet")
     local = str(make_key(allowed_for_all=True).value)
