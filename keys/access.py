@@ -12,6 +12,7 @@ change advances the marker (keys/signals.py), so the very next call in any
 process sees it.
 """
 
+import functools
 import threading
 import time
 import uuid
@@ -100,6 +101,13 @@ def parse_key(value: str | uuid.UUID | None) -> uuid.UUID | None:
         return value
     if not value or len(value) > 64:
         return None
+    return _parsed(value)
+
+
+# The same few header values come on every call, and uuid.UUID() parsing one was 1.5 µs of a
+# refused call's ~75 (bench/profile_call.py). Bounded: the value is the caller's to choose.
+@functools.lru_cache(maxsize=4096)
+def _parsed(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value.strip())
     except ValueError:

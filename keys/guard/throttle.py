@@ -76,13 +76,17 @@ def throttled(until: float | None) -> HttpResponse | None:
     return response
 
 
+# The pane's count of each refusal reason (keys:refused:<reason>), named once.
+REFUSAL_COUNTERS = {reason: f"keys:refused:{reason.name.lower()}" for reason in Reason}
+
+
 def count_refusal(request: HttpRequest, reason: Reason) -> None:
     """Count the refusal (for the pane) and, for key refusals, the client's: after
     KEYS_THROTTLE_REFUSALS within KEYS_THROTTLE_WINDOW seconds the client is blocked
     for KEYS_THROTTLE_BLOCK seconds. The counts are shared by every worker process
     (keys/shared.py), so more workers do not mean more guesses."""
     limit = hot.THROTTLE_REFUSALS
-    names: list[tuple[str, int | None]] = [(f"keys:refused:{reason.name.lower()}", None)]
+    names: list[tuple[str, int | None]] = [(REFUSAL_COUNTERS[reason], None)]
     subject = subject_of(request)
     if limit and reason in KEY_REFUSALS:
         names.append((f"keys:throttle:refused:{subject}", hot.THROTTLE_WINDOW))
