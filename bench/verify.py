@@ -13,7 +13,7 @@ and only the application differs), production settings:
   - product: this project, on a scratch SQLite database with no Redis (the
              embedded default), or DATABASE_URL / CACHE_URL when set.
   - bare-asgi, product-asgi: the bare view and the product under uvicorn
-             (BENCH_WORKERS processes; bench/baselines/bare_asgi.py, chq/asgi.py),
+             (BENCH_ASGI_WORKERS processes; bench/baselines/bare_asgi.py, chq/asgi.py),
              the same request path under an ASGI server; its rows are held
              against the bare view under uvicorn.
 wrk (-t1 -c8 by default) loads each row for BENCH_SECONDS; every row runs once
@@ -47,6 +47,10 @@ from chq.dotenv import fresh_secrets
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
+# One uvicorn process per ASGI server: uvicorn 0.54's own --workers mode answered 178 req/s here
+# with a 44 ms floor under every request (bare view and product alike: 729 req/s from one
+# process), which hid any difference between the rows.
+ASGI_WORKERS = os.environ.get("BENCH_ASGI_WORKERS", "1")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "8")
 OUTPUT = Path(os.environ.get("BENCH_JSON", ROOT / "bench" / "verify-results.json"))
 BODY = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3}]}})
@@ -83,10 +87,10 @@ def start(name: str, app: str, env: dict, scratch: Path) -> tuple[subprocess.Pop
 
 
 def start_asgi(name: str, app: str, env: dict, scratch: Path) -> tuple[subprocess.Popen, str]:
-    """`app` under uvicorn, BENCH_WORKERS processes, as an ASGI deployment would run it."""
+    """`app` under uvicorn, BENCH_ASGI_WORKERS processes, as an ASGI deployment would run it."""
     port = free_port()
     # Django speaks no lifespan protocol.
-    options = ["--lifespan=off", "--no-access-log", "--log-level=warning", f"--workers={WORKERS}"]
+    options = ["--lifespan=off", "--no-access-log", "--log-level=warning", f"--workers={ASGI_WORKERS}"]
     process = subprocess.Popen(
         [PYTHON, "-m", "uvicorn", app, "--host=127.0.0.1", f"--port={port}", *options],
         cwd=ROOT,
@@ -238,7 +242,7 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
     database = env["DATABASE_URL"].split(":")[0]
     cache = env.get("CACHE_URL", "none").split(":")[0]
     worker = os.environ.get("GUNICORN_CMD_ARGS") or "chq/gunicorn.conf.py"
-    print(f"gunicorn {WORKERS} workers per server ({worker}), ASGI rows uvicorn {WORKERS} workers;", end="")
+    print(f"gunicorn {WORKERS} workers per server ({worker}), ASGI rows uvicorn {ASGI_WORKERS} worker(s);", end="")
     print(f" wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s a row", end="")
     print(f", {ROUNDS} rounds")
     print(f"product: database {database}, shared cache {cache}; medians of the rounds")
