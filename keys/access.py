@@ -165,7 +165,6 @@ def decide(
 
     `marker`: the change marker when the caller has just read it (the guard reads it
     with the client's throttle state, one Redis round trip for both); None: read it here."""
-    at = at or timezone.now()
     value = parse_key(key_value)
     if value is None:
         return Decision(False, Reason.MALFORMED_KEY)
@@ -174,10 +173,12 @@ def decide(
         api_id = ""
     if hot.DECISION_CACHE:
         key, grants, types = _cached_state(value, marker)
+        if key is None:  # judge()'s first rule, before the clock is read: refused traffic stays cheap
+            return Decision(False, Reason.UNKNOWN_KEY)
         api_type_id, api_type_name = types.get(f"{direction}:{api_id}", (None, ""))
-        decision = judge(key, api_type_id=api_type_id, grant=grants.get(api_type_id), at=at)
+        decision = judge(key, api_type_id=api_type_id, grant=grants.get(api_type_id), at=at or timezone.now())
         return _with_context(decision, key, api_type_name)
-    return _decide_from_db(value, direction=direction, api_id=api_id, at=at)
+    return _decide_from_db(value, direction=direction, api_id=api_id, at=at or timezone.now())
 
 
 def _with_context(decision: Decision, key: KeyState | None, api_type_name: str) -> Decision:

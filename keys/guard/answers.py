@@ -19,6 +19,8 @@ HEADER = "ApiKey"
 HEADER_META = "HTTP_APIKEY"
 
 INVALID_REQUEST = "The request is invalid."
+# A 401's WWW-Authenticate: the scheme a caller must use.
+CHALLENGE = f'{HEADER} realm="chqapi"'
 
 
 class ApiError(Exception):
@@ -60,7 +62,7 @@ def _json_bytes(body: bytes, status: int) -> HttpResponse:
 def error_response(status: int, message: str) -> HttpResponse:
     response = message_response(message, status)
     if status == 401:
-        response["WWW-Authenticate"] = f'{HEADER} realm="chqapi"'
+        response["WWW-Authenticate"] = CHALLENGE
     return response
 
 
