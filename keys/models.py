@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db import models
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 # Every KEYS_* setting gets its default here, while the app registry loads (before ready()).
@@ -96,7 +97,12 @@ class ApiType(models.Model):
 
     @property
     def path(self) -> str:
-        return f"/chqapi/{self.direction}/{self.api_id}"
+        """Where CHQ's API serves the type, wherever the host mounted it; without that API
+        (a host guarding its own views), the type's "<direction>/<api id>"."""
+        try:
+            return reverse(f"chqapi-{self.direction}", kwargs={"api_id": self.api_id})
+        except NoReverseMatch:
+            return f"{self.direction}/{self.api_id}"
 
 
 class ApiKey(models.Model):

@@ -186,3 +186,13 @@ def test_importing_the_guard_and_the_services_loads_neither_the_wire_format_nor_
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+@pytest.mark.urls("tests.mounted_urls")
+def test_a_types_path_in_the_pane_is_where_the_host_mounted_the_api(inventory_export):
+    assert inventory_export.path == "/api/v2/chq/export/inventory"
+
+
+@pytest.mark.urls("tests.guard_views_urls")
+def test_without_chqs_api_a_type_is_named_by_direction_and_id(inventory_export):
+    assert inventory_export.path == "export/inventory"
