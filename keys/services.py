@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +26,6 @@ from .text import storable_text
 security_log = logging.getLogger("keys.security")
 
 # CHQ's own catalog (keys.catalog.CHQ), the one file a host may choose among its KEYS_CATALOGS.
-CATALOG_FILE = catalog.resolve(catalog.CHQ)
 
 INTEGRATION_GROUPS = {
     "Integration viewers": ["access_integration_settings"],
@@ -304,11 +302,6 @@ class SyncReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
-
-
-def catalog_entries(path: Path = CATALOG_FILE) -> list[dict]:
-    """Read and check one catalog file; a broken file is a ValueError (keys.catalog.CatalogError) that says where."""
-    return catalog.read_file(path)
 
 
 def catalog_sync(

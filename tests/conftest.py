@@ -6,8 +6,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 
+from keys import catalog
 from keys.models import ApiType
-from keys.services import GrantSpec, api_key_create, catalog_entries, catalog_sync, integration_groups_ensure
+from keys.services import GrantSpec, api_key_create, catalog_sync, integration_groups_ensure
 
 PASSWORD = "a-long-test-password"
 
@@ -74,7 +75,7 @@ def migrated_data(transactional_db):
     """A transactional test empties the database after it runs, migration data
     included; put back what migrations provide (permissions come back by
     themselves through post_migrate)."""
-    catalog_sync(catalog_entries())
+    catalog_sync(catalog.read_file(catalog.CHQ))
     integration_groups_ensure()
 
 

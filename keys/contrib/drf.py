@@ -19,8 +19,6 @@ refusal answers, usage and call documents as `@api_key_required`.
   so a logged call's document holds the answer that was sent.
 """
 
-import json
-
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -30,7 +28,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
 
-from ..guard.answers import HEADER, HEADER_META
+from ..guard.answers import CHALLENGE, HEADER, HEADER_META, message_of
 from ..guard.context import Call, call_of
 from ..guard.flow import admit, answered, authenticated, failure
 
@@ -42,14 +40,7 @@ class Refused(exceptions.APIException):
     def __init__(self, response: HttpResponse):
         self.response = response
         self.status_code = response.status_code
-        super().__init__(detail=_message(response))
-
-
-def _message(response: HttpResponse) -> str:
-    try:
-        return str(json.loads(response.content).get("Message", ""))
-    except (ValueError, AttributeError):
-        return ""
+        super().__init__(detail=message_of(response))
 
 
 def _decide(request, view) -> Call:
@@ -77,7 +68,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         return AnonymousUser(), _decide(request, request.parser_context["view"])
 
     def authenticate_header(self, request) -> str:
-        return f'{HEADER} realm="chqapi"'
+        return CHALLENGE
 
 
 class HasApiKey(BasePermission):

@@ -17,7 +17,6 @@ response: ninja renders inside its own view, so the record is taken around the v
 its `urls` mount (sync and async alike).
 """
 
-import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -29,7 +28,7 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError
 from ninja.security import APIKeyHeader
 
-from ..guard.answers import HEADER, ApiError
+from ..guard.answers import HEADER, ApiError, message_of
 from ..guard.context import Call, call_of
 from ..guard.flow import admit, answered, authenticated, failure
 from ..guard.parsing import InvalidRequest
@@ -41,15 +40,8 @@ class Refused(HttpError):
     same status (and records no call)."""
 
     def __init__(self, response: HttpResponse):
-        super().__init__(response.status_code, _message(response))
+        super().__init__(response.status_code, message_of(response))
         self.response = response
-
-
-def _message(response: HttpResponse) -> str:
-    try:
-        return str(json.loads(response.content).get("Message", ""))
-    except (ValueError, AttributeError):
-        return ""
 
 
 class ApiKey(APIKeyHeader):

@@ -59,6 +59,15 @@ def _json_bytes(body: bytes, status: int) -> HttpResponse:
     return response
 
 
+def message_of(response: HttpResponse) -> str:
+    """The `Message` of one of these answers ("" for any other): what a framework that answers
+    in its own shape (DRF's and ninja's `{"detail": ...}`) shows of a guard's refusal."""
+    try:
+        return str(json.loads(response.content).get("Message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 def error_response(status: int, message: str) -> HttpResponse:
     response = message_response(message, status)
     if status == 401:

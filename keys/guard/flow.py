@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import outages
-from ..access import authenticate, decide
+from ..access import Decision, authenticate, decide
 from ..text import printable
 from .answers import HEADER_META, ApiError, error_response, invalid
 from .bookkeeping import recorded
@@ -110,6 +110,24 @@ class ApiKeyRequiredMixin:
 def admit(request: HttpRequest, direction: str, type_id: str) -> Call | HttpResponse:
     """The checks before a call of API type `direction`/`type_id` runs: its context, stored
     on the request as `request.api_call`, or the answer that refuses it."""
+    checked = checks(request, direction, type_id)
+    if not isinstance(checked, Decision):
+        return checked
+    call = request.api_call = Call(
+        checked,
+        key_last4=last4(request),
+        request_type=f"{type_id}-{direction}",  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
+        # Only a stored call needs an id to be found by (uuid4 reads the OS's random source).
+        document_id=uuid.uuid4() if checked.logged else None,
+    )
+    call.started = time.perf_counter()
+    return call
+
+
+def checks(request: HttpRequest, direction: str | None, type_id: str | None) -> Decision | HttpResponse:
+    """The guard's checks, in their order: the body's size, the client's block, the decision
+    for API type `direction`/`type_id` (no direction: an active key is enough), then reading
+    the body of an accepted call. The decision, or the answer that refuses the call."""
     if early := too_large(request):
         return early
     raw_key = request.META.get(HEADER_META)
@@ -117,23 +135,21 @@ def admit(request: HttpRequest, direction: str, type_id: str) -> Call | HttpResp
         until, marker = shared_state(request)
         if early := throttled(until):
             return early
-        decision = decide(raw_key, direction=direction, api_id=type_id, marker=marker)
+        if direction is None:
+            decision = authenticate(raw_key, marker=marker)
+        else:
+            decision = decide(raw_key, direction=direction, api_id=type_id, marker=marker)
         outages.settle()
         if not decision.allowed:
-            return refusal(request, decision, f"{direction}/{type_id}")
+            return refusal(request, decision, request.path if direction is None else f"{direction}/{type_id}")
     except outages.ERRORS as exc:
         return outages.unavailable(exc, f"API {printable(request.path)}")
-    if early := unread(request):
-        return early
-    call = request.api_call = Call(
-        decision,
-        key_last4=raw_key.strip().strip("{}").replace("-", "")[-4:].lower(),
-        request_type=f"{type_id}-{direction}",  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
-        # Only a stored call needs an id to be found by (uuid4 reads the OS's random source).
-        document_id=uuid.uuid4() if decision.logged else None,
-    )
-    call.started = time.perf_counter()
-    return call
+    return unread(request) or decision
+
+
+def last4(request: HttpRequest) -> str:
+    """The accepted key's last four characters, for the call's document (never the value)."""
+    return request.META[HEADER_META].strip().strip("{}").replace("-", "")[-4:].lower()
 
 
 def failure(request: HttpRequest, call: Call, exc: Exception) -> HttpResponse:
@@ -187,22 +203,10 @@ async def guarded_call_async(
 
 def authenticated(request: HttpRequest) -> Call | HttpResponse:
     """The checks of a call about the key itself (no API type): an active key is enough."""
-    if early := too_large(request):
-        return early
-    raw_key = request.META.get(HEADER_META)
-    try:  # as in admit
-        until, marker = shared_state(request)
-        if early := throttled(until):
-            return early
-        decision = authenticate(raw_key, marker=marker)
-        outages.settle()
-        if not decision.allowed:
-            return refusal(request, decision, request.path)
-    except outages.ERRORS as exc:
-        return outages.unavailable(exc, f"API {printable(request.path)}")
-    if early := unread(request):
-        return early
-    call = request.api_call = Call(decision, key_last4=raw_key.strip().strip("{}").replace("-", "")[-4:].lower())
+    checked = checks(request, None, None)
+    if not isinstance(checked, Decision):
+        return checked
+    call = request.api_call = Call(checked, key_last4=last4(request))
     return call
 
 

@@ -20,14 +20,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from keys import catalog
 from keys.chqapi import openapi
 from keys.guard import registry as guard
-from keys.services import catalog_entries
 from tests.api_calls import post
 
 # The document for the catalog file, as the installation's (its types are the catalog's) gives it,
 # with the types no handler serves listed.
-DOCUMENT = openapi.build(catalog_entries(), unserved="list")
+DOCUMENT = openapi.build(catalog.read_file(catalog.CHQ), unserved="list")
 APP = WSGIHandler()
 UNSERVED = sorted(path for path, item in DOCUMENT["paths"].items() if "200" not in item["post"]["responses"])
 # The operations this installation serves get every phase (examples, boundary coverage, fuzzing).
@@ -195,7 +195,7 @@ def test_a_served_answer_matches_its_registered_schema(make_key, settings):
 
 def test_unserved_types_are_left_out_unless_listed(settings):
     settings.KEYS_OPENAPI_UNSERVED = "omit"  # the app's default (keys/conf.py), which the demo replaces
-    left_out = openapi.build(catalog_entries())
+    left_out = openapi.build(catalog.read_file(catalog.CHQ))
     assert sorted(left_out["paths"]) == [
         "/chqapi/export/apidocument",
         "/chqapi/export/apidocument/async",
@@ -204,11 +204,11 @@ def test_unserved_types_are_left_out_unless_listed(settings):
     ]
     assert [tag["name"] for tag in left_out["tags"]] == ["Common"]  # only the groups that have operations
     settings.KEYS_OPENAPI_UNSERVED = "list"
-    assert openapi.build(catalog_entries())["paths"].keys() == DOCUMENT["paths"].keys()
+    assert openapi.build(catalog.read_file(catalog.CHQ))["paths"].keys() == DOCUMENT["paths"].keys()
     assert len(DOCUMENT["paths"]) > 190
     settings.KEYS_OPENAPI_UNSERVED = "all"
     with pytest.raises(ImproperlyConfigured, match="KEYS_OPENAPI_UNSERVED must be one of list, omit, not 'all'"):
-        openapi.build(catalog_entries())
+        openapi.build(catalog.read_file(catalog.CHQ))
 
 
 def test_the_security_scheme_is_the_apikey_header_for_every_operation():
@@ -239,14 +239,14 @@ def test_the_paths_are_where_the_host_mounts_the_api(make_key, settings):
     assert response.status_code == 200
     assert "ApiDocuments" in response.json()["ApiDocument"]["Response"]
     # Types with ids holding "/" reverse to their own paths too.
-    listed = openapi.build(catalog_entries(), unserved="list", urlconf="tests.openapi_urls")
+    listed = openapi.build(catalog.read_file(catalog.CHQ), unserved="list", urlconf="tests.openapi_urls")
     assert "/api/v2/chq/import/echo/EcommQty" in listed["paths"]
 
 
 def test_a_host_without_the_api_gets_its_guarded_views_only():
-    document = openapi.build(catalog_entries(), unserved="list", urlconf="tests.host_urls")
+    document = openapi.build(catalog.read_file(catalog.CHQ), unserved="list", urlconf="tests.host_urls")
     assert "/host/inventory" in document["paths"]
-    document = openapi.build(catalog_entries(), unserved="list", urlconf=HostOnly)
+    document = openapi.build(catalog.read_file(catalog.CHQ), unserved="list", urlconf=HostOnly)
     assert document["paths"] == {}
 
 
@@ -258,7 +258,7 @@ class HostOnly:
 
 @pytest.mark.urls("tests.openapi_urls")
 def test_the_hosts_own_guarded_views_are_in_the_document():
-    entries = catalog_entries()
+    entries = catalog.read_file(catalog.CHQ)
     document = openapi.build(entries, unserved="omit")
     host = {path: item for path, item in document["paths"].items() if path.startswith("/host/")}
     assert sorted(host) == ["/host/customers", "/host/inventory", "/host/items/{number}"]  # not /host/open

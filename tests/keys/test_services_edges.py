@@ -14,7 +14,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from keys import sealing, services, usage
+from keys import catalog, sealing, services, usage
 from keys.audit import Actor
 from keys.models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit
 from keys.services import GrantSpec
@@ -94,13 +94,13 @@ ENTRY = {"direction": "export", "api_id": "thing", "name": "Thing Export"}
 )
 def test_broken_catalog_file_says_which_entry(tmp_path, data, message):
     with pytest.raises(ValueError, match=message):
-        services.catalog_entries(write(tmp_path, data))
+        catalog.read_file(write(tmp_path, data))
 
 
 def test_catalog_file_is_read_as_utf8(tmp_path):
     path = tmp_path / "catalog.json"
     path.write_bytes(json.dumps({"api_types": [{**ENTRY, "name": "Größe Export"}]}, ensure_ascii=False).encode())
-    assert services.catalog_entries(str(path))[0]["name"] == "Größe Export"
+    assert catalog.read_file(str(path))[0]["name"] == "Größe Export"
 
 
 def test_sync_without_group_stores_an_empty_group_and_reports_plain_names():
@@ -108,10 +108,10 @@ def test_sync_without_group_stores_an_empty_group_and_reports_plain_names():
     added = ApiType.objects.get(api_id="thing")
     assert added.group == ""
     ApiType.objects.filter(pk=added.pk).update(group="Old group")
-    report = services.catalog_sync([*services.catalog_entries(), ENTRY])
+    report = services.catalog_sync([*catalog.read_file(catalog.CHQ), ENTRY])
     assert "Thing Export" in report.updated  # the group went back to none; the name did not change
     assert ApiType.objects.get(pk=added.pk).group == ""
-    report = services.catalog_sync([*services.catalog_entries(), {**ENTRY, "name": "Thing Export 2"}])
+    report = services.catalog_sync([*catalog.read_file(catalog.CHQ), {**ENTRY, "name": "Thing Export 2"}])
     assert "Thing Export → Thing Export 2" in report.updated
 
 
