@@ -14,15 +14,14 @@ dependency pyproject.toml forgets fails here, and `keys` imports from the venv.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.servers import answering, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,33 +99,22 @@ class Host:
     @contextmanager
     def serve(self) -> Iterator[str]:
         """`manage.py runserver` on a free port (DEBUG, as startproject leaves it); the base URL."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
+        log_file = self.dir / "runserver.log"  # a file, not a pipe: nobody reads a pipe while tests run
         server = subprocess.Popen(
             [self.python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
             cwd=self.dir,
             env=clean_env(),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=open(log_file, "wb"),  # noqa: SIM115  (closed with the process)
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/admin/login/", timeout=2).close()
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError(f"the host's server did not start:\n{server.stderr.read()}") from None
-                    time.sleep(0.2)
+            answering(f"{base}/admin/login/", server, lambda: f"the host's runserver: {log_file.read_text()}")
             yield base
         finally:
             server.terminate()
             server.wait(timeout=10)
-            server.stderr.close()
 
 
 def create_host(

@@ -36,6 +36,22 @@ def wait_for(condition, seconds: float = 30.0):
     raise AssertionError("gave up waiting")
 
 
+def answering(url: str, process: subprocess.Popen, what: str, seconds: float = 60.0) -> None:
+    """Return once `url` answers; fail with `what()` (the server's log) if `process` exits first,
+    or after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:  # refused, reset, or a first answer slower than 2 s on a loaded machine
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited:\n{what()}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {seconds:g} s:\n{what()}") from None
+            time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -109,17 +125,12 @@ def _serve(name: str, command: list[str], port: int, env: dict[str, str], log: P
         start_new_session=True,  # its own process group, so crash() reaches the workers too
     )
     server = Server(f"http://127.0.0.1:{port}", env, process, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(server.url + "/healthz", timeout=2):
-                return server
-        except OSError:  # refused, reset, or a first answer slower than 2 s on a loaded machine
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited: {log.read_text()}") from None
-            time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"{name} did not answer /healthz within 60 s")
+    try:
+        answering(server.url + "/healthz", process, lambda: f"{name}: {log.read_text()}")
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
 
 
 def start(tmp: Path, *, workers: int = 2, extra_env: dict[str, str] | None = None) -> Server:
@@ -215,15 +226,7 @@ def nginx_in_front(server: Server, tmp: Path) -> Iterator[Front]:
     )
     front = Front(f"http://127.0.0.1:{port}", process)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(front.url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nginx did not start: {(folder / 'stderr.log').read_text()}") from None
-                time.sleep(0.1)
+        answering(front.url + "/healthz", process, lambda: f"nginx: {(folder / 'stderr.log').read_text()}", 30)
         yield front
     finally:
         front.stop()
