@@ -1,6 +1,6 @@
 """cProfile of guarded calls through the production WSGI application, in process
 (no sockets): where the time of one call goes. `python bench/profile_call.py
-[allowed|logged|unknown|malformed] [N]` prints the top functions by own time."""
+[allowed|logged|unlogged|unknown|malformed] [N]` prints the top functions by own time."""
 
 import cProfile
 import json
@@ -29,9 +29,12 @@ inv_export = ApiType.objects.get(direction="export", api_id="inventory")
 inv_import = ApiType.objects.get(direction="import", api_id="inventory")
 plain = api_key_create(description="p", is_active=True, grants=[GrantSpec(inv_export.pk)])
 logged = api_key_create(description="l", is_active=True, grants=[GrantSpec(inv_import.pk, logged=True)])
+unlogged = api_key_create(description="u", is_active=True, grants=[GrantSpec(inv_import.pk)])
 key, path = {
     "allowed": (str(plain.value), "/chqapi/export/inventory"),
     "logged": (str(logged.value), "/chqapi/import/inventory"),
+    # The same path and handler, not logged: what logging itself costs is the difference.
+    "unlogged": (str(unlogged.value), "/chqapi/import/inventory"),
     "unknown": ("00000000-0000-4000-8000-000000000000", "/chqapi/export/inventory"),
     "malformed": ("not-a-guid", "/chqapi/export/inventory"),
 }[mode]

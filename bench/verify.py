@@ -52,6 +52,8 @@ WORKERS = os.environ.get("BENCH_WORKERS", "2")
 # process), which hid any difference between the rows.
 ASGI_WORKERS = os.environ.get("BENCH_ASGI_WORKERS", "1")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "8")
+# BENCH_ONLY="logged,unknown": only the rows whose names contain one of these (and the bare view).
+ONLY = [part for part in os.environ.get("BENCH_ONLY", "").split(",") if part]
 OUTPUT = Path(os.environ.get("BENCH_JSON", ROOT / "bench" / "verify-results.json"))
 BODY = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3}]}})
 
@@ -68,7 +70,8 @@ class Row:
 
     @property
     def valid(self) -> bool:
-        return all(set(r["statuses"]) == {str(self.expect)} and not r["socket_errors"] for r in self.rounds)
+        answered = (set(r["statuses"]) == {str(self.expect)} and not r["socket_errors"] for r in self.rounds)
+        return bool(self.rounds) and all(answered)
 
     def median(self, name: str) -> float:
         return statistics.median(r[name] for r in self.rounds)
@@ -218,6 +221,8 @@ print(plain.value, logged.value, unlogged.value)
         ),
         Row("  same, CONN_MAX_AGE=0 (default)", "drf-default", "/", 200, {"Authorization": f"Api-Key {drf_key}"}),
     ]
+    if ONLY:  # a quick look at some rows (the bare view always runs: every ratio needs it)
+        rows = [r for r in rows if r.server == "bare" or any(part in r.name for part in ONLY)]
     try:
         for row in rows:  # warm every worker: connections, caches, imports
             wrk(servers[row.server][1], Row(row.name, row.server, row.path, row.expect, row.headers))
@@ -248,7 +253,9 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
     print(f"product: database {database}, shared cache {cache}; medians of the rounds")
     by_name = {row.name: row for row in rows}
     limits = {row.server: row for row in rows if row.path == "/" and row.server == row.limit}
-    drf, drf_default = by_name["DRF + drf-api-key HasAPIKey"], by_name["  same, CONN_MAX_AGE=0 (default)"]
+    skipped = Row("not run (BENCH_ONLY)", "", "", 0)  # valid is False for a row with no rounds: no ratio against it
+    drf = by_name.get("DRF + drf-api-key HasAPIKey", skipped)
+    drf_default = by_name.get("  same, CONN_MAX_AGE=0 (default)", skipped)
     header = (
         f"{'row':<32}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'vs bare':>9}{'vs drf':>8}{'vs drf*':>9}"
         "  statuses (all rounds)"
@@ -283,7 +290,8 @@ def report(rows: list[Row], stored: int, env: dict) -> None:
             }
         )
     print("vs drf: DRF + drf-api-key on persistent connections, as here; vs drf*: as installed (CONN_MAX_AGE=0)")
-    logged, unlogged = by_name["allowed and logged (200)"], by_name["  same call, not logged (200)"]
+    logged = by_name.get("allowed and logged (200)", skipped)
+    unlogged = by_name.get("  same call, not logged (200)", skipped)
     if logged.valid and unlogged.valid:
         cost = logged.median("rps") / unlogged.median("rps")
         out["logged_vs_same_call_unlogged"] = cost

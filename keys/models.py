@@ -8,6 +8,7 @@ administrator who switches "allowed for all" off again gets the selection
 they had back, and the dialog shows the kept selection dimmed meanwhile.
 """
 
+import ipaddress
 import uuid
 
 from django.conf import settings
@@ -105,6 +106,22 @@ class ApiType(models.Model):
             return f"{self.direction}/{self.api_id}"
 
 
+def validate_networks(value) -> None:
+    """A key's client addresses: a list of IPv4/IPv6 addresses and CIDR ranges
+    ("192.0.2.10", "198.51.100.0/24", "2001:db8::/32"). Host bits set in a range
+    ("10.0.0.1/8") are refused: the administrator meant some other range."""
+    if not isinstance(value, list):
+        raise ValidationError("Client addresses are a list of IP addresses and CIDR ranges.")
+    wrong = []
+    for entry in value:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=True)
+        except ValueError:
+            wrong.append(str(entry))
+    if wrong:
+        raise ValidationError(f"Not an IP address or CIDR range: {', '.join(wrong[:5])}.")
+
+
 class ApiKey(models.Model):
     # The GUID itself is the secret; it is made on the server and never edited. It is never
     # stored in the clear (keys/sealing.py): `value_digest` finds the key, `value_sealed` holds
@@ -134,6 +151,32 @@ class ApiKey(models.Model):
         help_text="From this moment every call with the key is refused as expired. Empty: never.",
     )
     api_types = models.ManyToManyField(ApiType, through="ApiKeyGrant", related_name="api_keys", blank=True)
+    # Limits the key carries (all optional; empty: no limit). Enforced by the one decision
+    # (keys/guard), in state every worker process shares, never by a database query per call.
+    rate_per_second = models.PositiveIntegerField(
+        "calls per second", null=True, blank=True, help_text="Over it, calls are answered 429 until the second ends."
+    )
+    rate_per_minute = models.PositiveIntegerField(
+        "calls per minute", null=True, blank=True, help_text="Over it, calls are answered 429 until the minute ends."
+    )
+    quota_per_day = models.PositiveIntegerField(
+        "calls per day", null=True, blank=True, help_text="Site time zone; the count starts again at midnight."
+    )
+    quota_per_month = models.PositiveIntegerField(
+        "calls per month", null=True, blank=True, help_text="Site time zone; the count starts again on the 1st."
+    )
+    allowed_addresses = models.JSONField(
+        "client addresses",
+        default=list,
+        blank=True,
+        validators=[validate_networks],
+        help_text="IP addresses and CIDR ranges the key may call from. Empty: any address.",
+    )
+    # Whom to tell before the key (or its logging) ends (keys_due, the warning emails).
+    contact_name = models.CharField(
+        "contact name", max_length=150, blank=True, validators=[ProhibitNullCharactersValidator()]
+    )
+    contact_email = models.EmailField("contact email", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -218,6 +261,9 @@ class ApiKeyGrant(models.Model):
     api_type = models.ForeignKey(ApiType, on_delete=models.PROTECT, related_name="grants")
     logged = models.BooleanField(default=False)
     logging_until = models.DateField("logging until", null=True, blank=True)
+    # A rate for this API type alone, besides the key's own (both hold).
+    rate_per_second = models.PositiveIntegerField("calls per second", null=True, blank=True)
+    rate_per_minute = models.PositiveIntegerField("calls per minute", null=True, blank=True)
     last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
 
     objects = DecisionQuerySet.as_manager()
@@ -261,13 +307,19 @@ class ApiDocument(models.Model):
     document_id = models.UUIDField("API document id", default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     modified_at = models.DateTimeField(default=timezone.now)
-    key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
+    # No index of its own: the (key, ...) indexes below lead with it. Every index is one more
+    # B-tree page written by each logged call, before its answer leaves (keys/calllog/writer.py).
+    key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs", db_index=False
+    )
     key_last4 = models.CharField("key (last 4)", max_length=4)
     key_description = models.CharField(max_length=255, blank=True)
     api_type = models.ForeignKey(ApiType, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
     api_type_name = models.CharField("API type", max_length=150)
     # CHQ's ApiType / ApiRequestType: "<api-id>-<direction>", such as "location-export".
-    request_type = models.CharField("API request type", max_length=160, blank=True, db_index=True)
+    # Not indexed: API Document Export compares it case-insensitively (an index on the column
+    # serves no query), and an unused index is a page written by every logged call.
+    request_type = models.CharField("API request type", max_length=160, blank=True)
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
     source = models.CharField(max_length=200, blank=True)
@@ -302,8 +354,11 @@ class ApiDocument(models.Model):
             models.Index(fields=["key", "api_type", "-id"], name="keys_log_key_type_id_idx"),
             # A status filter (say, the rare 500s) must not scan a million rows to fill a page.
             models.Index(fields=["key", "status_code", "-id"], name="keys_log_key_status_id_idx"),
-            # Finding documents whose worker stopped (keys/chqapi/documents.py).
-            models.Index(fields=["status", "started_at"], name="keys_doc_status_started_idx"),
+            # Finding documents whose worker stopped (keys/chqapi/documents.py): only running
+            # ones, so a finished call's document never enters this index.
+            models.Index(
+                fields=["started_at"], condition=models.Q(status=2), name="keys_doc_running_started_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -419,8 +474,11 @@ class KeyUsage(models.Model):
     server_errors = models.PositiveBigIntegerField("5xx", default=0)
     not_allowed = models.PositiveBigIntegerField("refused: not allowed (403)", default=0)
     inactive = models.PositiveBigIntegerField("refused: inactive or expired (401)", default=0)
+    wrong_address = models.PositiveBigIntegerField("refused: client address (403)", default=0)
+    # Over a rate or out of quota: a 4xx of its own, not in client_errors.
+    limited = models.PositiveBigIntegerField("refused: rate or quota (429)", default=0)
 
-    COUNTS = ("succeeded", "client_errors", "server_errors", "not_allowed", "inactive")
+    COUNTS = ("succeeded", "client_errors", "server_errors", "not_allowed", "inactive", "wrong_address", "limited")
 
     class Meta:
         verbose_name = "key usage"
@@ -432,6 +490,34 @@ class KeyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id} {self.api_type_id} {self.day}"
+
+
+class KeyWarning(models.Model):
+    """A warning sent that a key, or its logging, is about to end: one row per key, what
+    ends, the moment it ends and the threshold (days before), so each warning goes once,
+    and a key whose end moved is warned again for its new end."""
+
+    class Ends(models.TextChoices):
+        KEY = "key", "the key expires"
+        LOGGING = "logging", "logging ends"
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="warnings")
+    ends = models.CharField(max_length=10, choices=Ends)
+    ends_at = models.DateTimeField()
+    days_before = models.PositiveSmallIntegerField()
+    sent_at = models.DateTimeField(default=timezone.now)
+    recipients = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name = "key warning"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key", "ends", "ends_at", "days_before"], name="keys_keywarning_once_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key_id}: {self.get_ends_display()} at {self.ends_at:%Y-%m-%d %H:%M} ({self.days_before} days)"
 
 
 class WorkerHeartbeat(models.Model):
