@@ -16,7 +16,10 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 def storable(text: str, limit: int | None = None) -> str:
     """`text` as every supported database stores it: NUL and lone surrogates
     become U+FFFD, and the result is cut to `limit` characters."""
-    text = _UNSTORABLE.sub("\ufffd", text)
+    # Most text is ASCII: it can hold no surrogate, and one scan for NUL decides (a logged
+    # call makes a dozen of these, before its answer leaves).
+    if not text.isascii() or "\x00" in text:
+        text = _UNSTORABLE.sub("\ufffd", text)
     return text[:limit] if limit is not None else text
 
 

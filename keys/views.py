@@ -220,7 +220,15 @@ def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 # The usage table's column headings, in KeyUsage.COUNTS order.
-USAGE_HEADINGS = ["2xx", "4xx", "5xx", "403 not allowed", "401 inactive or expired"]
+USAGE_HEADINGS = [
+    "2xx",
+    "4xx",
+    "5xx",
+    "403 not allowed",
+    "401 inactive or expired",
+    "403 client address",
+    "429 rate or quota",
+]
 
 
 @require_GET

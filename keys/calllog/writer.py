@@ -45,6 +45,17 @@ log = logging.getLogger("keys.security")
 _PLAIN = (str, int, float, bool, type(None))
 _FIELDS = [f for f in ApiDocument._meta.concrete_fields if not f.primary_key]
 _DATES = {f.attname for f in _FIELDS if f.get_internal_type() == "DateTimeField"}
+_STAMPS = {"created_at", "modified_at"}
+# Columns whose values (str, int, float, bool, None) every driver takes as they are.
+_DRIVER_TYPES = {
+    "CharField",
+    "TextField",
+    "BooleanField",
+    "FloatField",
+    "IntegerField",
+    "PositiveSmallIntegerField",
+    "ForeignKey",
+}
 
 
 class Taken(Exception):
@@ -52,12 +63,12 @@ class Taken(Exception):
 
 
 @functools.cache
-def _sql(vendor: str) -> tuple[str, str]:
-    """(reserve, store): the two statements, made once per backend."""
+def _sql(vendor: str, placeholder: str = "%s") -> tuple[str, str]:
+    """(reserve, store): the two statements, made once per backend and placeholder style."""
     quote = connection.ops.quote_name
     table = quote(ApiDocument._meta.db_table)
     columns = ", ".join(quote(f.column) for f in _FIELDS)
-    marks = ", ".join(["%s"] * len(_FIELDS))
+    marks = ", ".join([placeholder] * len(_FIELDS))
     unique = quote(ApiDocument._meta.get_field("document_id").column)
     insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
     updates = ", ".join(f"{quote(f.column)} = excluded.{quote(f.column)}" for f in _FIELDS if not f.unique)
@@ -75,50 +86,67 @@ def _sql(vendor: str) -> tuple[str, str]:
     return insert, store
 
 
-def _converter(field: models.Field) -> Callable[[Any, BaseDatabaseWrapper], Any]:
-    """How a row's value for `field` becomes the database's, with the backend's own adapters.
-    Not through the model field's get_db_prep_save: its layers cost more than the INSERT
-    (50 µs a row, bench/profile_call.py). Rows come from api_call_record and the spool
-    (dates as ISO text)."""
+def _converter(field: models.Field) -> Callable[[Any, BaseDatabaseWrapper], Any] | None:
+    """How a row's value for `field` becomes the database's, with the backend's own adapters;
+    None where the driver takes the value as it is. Not through the model field's
+    get_db_prep_save: its layers cost more than the INSERT (50 µs a row, bench/profile_call.py).
+    Rows come from api_call_record and the spool (dates as ISO text)."""
     if field.attname in _DATES:
         return lambda v, db: db.ops.adapt_datetimefield_value(datetime.fromisoformat(v) if isinstance(v, str) else v)
     if field.attname == "document_id":
         return lambda v, db: uuid.UUID(str(v)) if db.features.has_native_uuid_field else uuid.UUID(str(v)).hex
     if field.attname == "client_address":
         return lambda v, db: db.ops.adapt_ipaddressfield_value(v)
+    if field.get_internal_type() in _DRIVER_TYPES:
+        return None
     return lambda v, db: v if isinstance(v, _PLAIN) else field.get_db_prep_save(v, db)
 
 
-_CONVERTERS = [(f.attname, f, _converter(f)) for f in _FIELDS]
+# (name, default, converter) in column order. A row spooled before a field existed gets the
+# field's default; a call's modified moment is its created one.
+_COLUMNS = [(f.attname, f.get_default, _converter(f)) for f in _FIELDS]
+_MISSING = object()
 
 
 def _params(row: dict, db: BaseDatabaseWrapper) -> list:
     created = row.get("created_at") or timezone.now()
-    # A row spooled before a field existed gets the field's default.
-    defaults = {"created_at": created, "modified_at": row.get("modified_at") or created}
     params = []
     moments: dict[Any, Any] = {}  # a call's created, modified and ended moments are one: converted once
-    for name, field, convert in _CONVERTERS:
-        value = row[name] if name in row else defaults[name] if name in defaults else field.get_default()
-        if name in _DATES and value is not None:
-            if value not in moments:
+    for name, default, convert in _COLUMNS:
+        value = row.get(name, _MISSING)
+        if value is _MISSING or (value is None and name in _STAMPS):
+            value = created if name in _STAMPS else default()
+        if convert is None:
+            params.append(value)
+        elif name in _DATES:
+            if value is not None and value not in moments:
                 moments[value] = convert(value, db)
-            params.append(moments[value])
+            params.append(None if value is None else moments[value])
         else:
             params.append(convert(value, db))
     return params
 
 
 def _execute(statement: int, row: dict) -> None:
+    """Run one statement on this thread's connection, committed when it returns (outside a
+    transaction). On SQLite the driver's own connection runs it: the sqlite3 module keeps the
+    statement prepared, where Django's cursor would rewrite its 25 placeholders by regex and
+    wrap it, which cost a third of the whole write (bench/profile_call.py logged). Where
+    queries are watched (assertNumQueries, the debug cursor, execute_wrapper hooks) Django's
+    cursor runs it, so they see it."""
     db = connections[DEFAULT_DB_ALIAS]  # this thread's connection itself, not the proxy
-    sql = _sql(db.vendor)[statement]
-    with db.cursor() as cursor:
-        params = _params(row, db)
-        if db.in_atomic_block:  # a test's transaction, ATOMIC_REQUESTS: a savepoint keeps a refusal local
-            with transaction.atomic(using=DEFAULT_DB_ALIAS):
-                cursor.execute(sql, params)
-        else:  # autocommit: the statement is its own transaction, committed when it returns
-            cursor.execute(sql, params)
+    params = _params(row, db)
+    if db.in_atomic_block:  # a test's transaction, ATOMIC_REQUESTS: a savepoint keeps a refusal local
+        with transaction.atomic(using=DEFAULT_DB_ALIAS), db.cursor() as cursor:
+            cursor.execute(_sql(db.vendor)[statement], params)
+    elif db.vendor == "sqlite" and not (db.execute_wrappers or db.queries_logged):
+        db.close_if_health_check_failed()
+        db.ensure_connection()
+        with db.wrap_database_errors:  # the driver's errors as Django's (IntegrityError, ...)
+            db.connection.execute(_sql(db.vendor, "?")[statement], params)
+    else:  # autocommit: the statement is its own transaction, committed when it returns
+        with db.cursor() as cursor:
+            cursor.execute(_sql(db.vendor)[statement], params)
 
 
 def reserve(row: dict) -> None:

@@ -535,3 +535,56 @@ def test_reset_api_throttle_lifts_every_block_at_once():
     assert "cleared" in out.getvalue()
     assert post("/chqapi/export/inventory", "x", REMOTE_ADDR="203.0.113.60").status_code == 401
     assert refusal_counts()["malformed_key"] == 1  # counted again from zero
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_drivers_own_insert_stores_the_row_and_a_held_lock_sends_it_to_the_spool(logged_key):
+    """Outside a transaction, with nothing watching queries, SQLite's own connection runs the
+    write (keys/calllog/writer.py): its refusals are Django's errors. Proven with the fault
+    itself: another connection holding SQLite's write lock past the busy timeout."""
+    import sqlite3
+
+    from django.db import IntegrityError
+
+    from keys import services
+    from keys.calllog import writer
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's own write lock and driver path; PostgreSQL runs Django's cursor")
+    fields = {
+        "key_id": logged_key.pk,
+        "key_last4": "abcd",
+        "key_description": "erp",
+        "api_type_id": None,
+        "api_type_name": "API Document Export",
+        "method": "POST",
+        "path": EXPORT,
+        "source": "ERP",
+        "status_code": 200,
+        "duration_ms": 1.0,
+        "client_address": "192.0.2.1",
+        "request_body": b"{}",
+        "response_body": b"{}",
+    }
+    row = services._api_document_row(document_id=uuid.uuid4(), **fields)
+    assert not connection.in_atomic_block
+    assert not connection.queries_logged
+    assert not connection.execute_wrappers
+    writer.store_one(row)
+    assert ApiDocument.objects.get(document_id=row["document_id"]).source == "ERP"
+    with pytest.raises(IntegrityError):  # the id is taken: sqlite3's error, as Django's
+        writer._execute(0, row)
+
+    holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held
+    connection.connection.execute("PRAGMA busy_timeout = 50")
+    try:
+        second = services._api_document_row(document_id=uuid.uuid4(), **fields)
+        assert writer.store(second) is False  # refused: "database is locked"
+        assert spool.pending() == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        connection.connection.execute("PRAGMA busy_timeout = 5000")
+    call_command("replay_api_call_spool", stdout=io.StringIO())
+    assert ApiDocument.objects.filter(document_id=second["document_id"]).exists()
