@@ -1,11 +1,17 @@
 """What storing one logged call costs SQLite itself: the API document table's own
-schema (read from a migrated scratch database), 40,000 rows inserted in WAL with
-synchronous=NORMAL: one row per transaction, as keys/calllog/writer.py commits
-each logged call before its answer, and in transactions of 200, what batching
-would save; with every index, without the two unused ones (status partial), and
-with only the unique document id. No Django in the loop. `python bench/log_insert.py` prints µs a row for each."""
+schema (read from a migrated scratch database), rows inserted in WAL with
+synchronous=NORMAL, no Django in the loop. `python bench/log_insert.py` prints µs a row:
+
+- 40,000 rows one per transaction, as keys/calllog/writer.py commits each logged call
+  before its answer, and in transactions of 200 (what batching would save): with the
+  migrated indexes, with the three that migration 0017 dropped put back (what they cost
+  each call), and with only the unique document id;
+- at scale (LOG_INSERT_SCALE rows, default 1,000,000, one per transaction): random
+  GUIDs (uuid4) against time-ordered ones (keys.models.new_document_id, UUID version 7)
+  as document ids, µs a row over each successive 100,000."""
 
 import itertools
+import os
 import sqlite3
 import sys
 import tempfile
@@ -17,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import django_in_process
 
 ROWS, BATCH = 40_000, 200
+SCALE, SPAN = int(os.environ.get("LOG_INSERT_SCALE", "1000000")), 100_000
 
 
 def main() -> None:
@@ -56,23 +63,26 @@ def main() -> None:
     }
     rows = [[(uuid.uuid4().hex if c == "document_id" else sample.get(c)) for c in columns] for _ in range(ROWS)]
     insert = f"INSERT INTO keys_apidocument ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    # What fewer indexes would save: request_type's is used by no query (API Document Export
-    # compares LOWER(request_type)), key_id's is the head of (key_id, id DESC); the status index
-    # is only asked about queued and running documents.
-    unused = ("keys_apidocument_request_type", "keys_apidocument_key_id_", "keys_doc_status_started_idx")
-    partial = "CREATE INDEX keys_doc_waiting ON keys_apidocument (status, started_at) WHERE status IN (0, 2)"
+    # The indexes migration 0017 dropped: request_type's served no query (API Document Export
+    # compares it case-insensitively), key_id's is the head of (key_id, id DESC), and the status
+    # index held every finished document although only running ones are asked for.
+    dropped = [
+        "CREATE INDEX old_request_type ON keys_apidocument (request_type)",
+        "CREATE INDEX old_key_id ON keys_apidocument (key_id)",
+        "CREATE INDEX old_status_started ON keys_apidocument (status, started_at)",
+    ]
     for (name, keep, extra), batch in itertools.product(
         (
-            ("every index", lambda sql: True, None),
-            ("without two unused indexes, status partial", lambda sql: not any(u in sql for u in unused), partial),
-            ("only the unique document id", lambda sql: not sql.startswith("CREATE INDEX"), None),
+            ("migrated indexes", lambda sql: True, []),
+            ("with the three 0017 dropped", lambda sql: True, dropped),
+            ("only the unique document id", lambda sql: not sql.startswith("CREATE INDEX"), []),
         ),
         (1, BATCH),
     ):
         database = sqlite3.connect(Path(tempfile.mkdtemp()) / "insert.sqlite3", isolation_level=None)
         database.execute("PRAGMA journal_mode=WAL")
         database.execute("PRAGMA synchronous=NORMAL")
-        for sql in [*filter(keep, schema), *([extra] if extra else [])]:
+        for sql in [*filter(keep, schema), *extra]:
             database.execute(sql)
         started = time.perf_counter()
         for first in range(0, ROWS, batch):
@@ -84,6 +94,27 @@ def main() -> None:
             database.execute("COMMIT")
         each = "one row a transaction" if batch == 1 else f"{batch} rows a transaction"
         print(f"{name}, {each}: {(time.perf_counter() - started) / ROWS * 1e6:.1f} µs a row")
+
+    from keys.models import new_document_id
+
+    where = columns.index("document_id")
+    template = rows[0]
+    for name, make in (("random GUIDs (uuid4)", uuid.uuid4), ("time-ordered GUIDs (uuid7)", new_document_id)):
+        database = sqlite3.connect(Path(tempfile.mkdtemp()) / "scale.sqlite3", isolation_level=None)
+        database.execute("PRAGMA journal_mode=WAL")
+        database.execute("PRAGMA synchronous=NORMAL")
+        for sql in schema:
+            database.execute(sql)
+        spans, started = [], time.perf_counter()
+        for n in range(1, SCALE + 1):
+            row = template.copy()
+            row[where] = make().hex  # as Django stores a UUIDField on SQLite
+            database.execute(insert, row)
+            if n % SPAN == 0:
+                now = time.perf_counter()
+                spans.append(f"{(now - started) / SPAN * 1e6:.0f}")
+                started = now
+        print(f"at scale, {name}: µs a row over each {SPAN:,}: {' '.join(spans)}")
 
 
 if __name__ == "__main__":

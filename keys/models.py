@@ -9,6 +9,8 @@ they had back, and the dialog shows the kept selection dimmed meanwhile.
 """
 
 import ipaddress
+import os
+import time
 import uuid
 
 from django.conf import settings
@@ -283,6 +285,20 @@ class ApiKeyGrant(models.Model):
             raise ValidationError({"logging_until": "A logging expiration date needs logged."})
 
 
+def new_document_id() -> uuid.UUID:
+    """An ApiDocumentId made here: a UUID version 7 (RFC 9562: the Unix time in milliseconds,
+    then 74 random bits). Ids made one after another sort together, so each new document's
+    entry goes at the end of the unique index instead of on a random page of it: at millions
+    of documents a random GUID's insert reads and writes a page no other recent insert
+    touched. Not a library's: `uuid6.uuid7()` moves its clock a millisecond ahead for every id
+    beyond one per millisecond (ahead of real time at a busy key's rate), and the standard
+    library has uuid7 only from Python 3.14."""
+    milliseconds = time.time_ns() // 1_000_000
+    random = int.from_bytes(os.urandom(10), "big")  # 80 bits: 12 for rand_a, 62 for rand_b
+    rand_a, rand_b = random >> 68, random & ((1 << 62) - 1)
+    return uuid.UUID(int=(milliseconds << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b)
+
+
 class ApiDocument(models.Model):
     """One API document: a call a key was allowed to make, CHQ's unit of work.
 
@@ -304,7 +320,7 @@ class ApiDocument(models.Model):
         ERROR = 4, "Error"
 
     # CHQ's ApiDocumentId: the caller's own GUID when it sent one, else one made here.
-    document_id = models.UUIDField("API document id", default=uuid.uuid4, unique=True, editable=False)
+    document_id = models.UUIDField("API document id", default=new_document_id, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     modified_at = models.DateTimeField(default=timezone.now)
     # No index of its own: the (key, ...) indexes below lead with it. Every index is one more

@@ -3,7 +3,6 @@ handler registered for its API type (501 when none is), and is answered in
 CHQ's wire format (keys/chqapi/wire.py)."""
 
 import time
-import uuid
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
@@ -21,6 +20,7 @@ from ..guard import (
     parse_json,
     registration_for,
 )
+from ..models import new_document_id
 from . import documents, export_request
 from .errors import post_only
 from .exports import ExportResult, respond
@@ -39,7 +39,7 @@ def _dispatch(request: HttpRequest, direction: str, api_id: str, *, is_async: bo
         given = export_request.document_id(body)
         # Every accepted call is a document with an id the caller gets back, stored or not. The
         # request carries the id only once it is this call's: a 409's own record must not take it.
-        document_id = given or context.document_id or uuid.uuid4()
+        document_id = given or context.document_id or new_document_id()
         call = ApiCall(request, direction, api_id, body, context.decision, is_async, document_id)
         if is_async or registration.asynchronous:
             document = documents.start(request, call)  # 409 when the id is taken

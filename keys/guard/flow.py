@@ -8,7 +8,6 @@ put the same steps (`admit`, `failure`, `answered`) into those frameworks' hooks
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from functools import wraps
 
@@ -18,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .. import outages
 from ..access import Decision, authenticate, decide
+from ..models import new_document_id
 from ..text import printable
 from .answers import HEADER_META, ApiError, error_response, invalid
 from .bookkeeping import recorded
@@ -117,8 +117,8 @@ def admit(request: HttpRequest, direction: str, type_id: str) -> Call | HttpResp
         checked,
         key_last4=last4(request),
         request_type=f"{type_id}-{direction}",  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
-        # Only a stored call needs an id to be found by (uuid4 reads the OS's random source).
-        document_id=uuid.uuid4() if checked.logged else None,
+        # Only a stored call needs an id to be found by (making one reads the OS's random source).
+        document_id=new_document_id() if checked.logged else None,
     )
     call.started = time.perf_counter()
     return call

@@ -101,3 +101,23 @@ def test_remove_deletes_grants(make_key, inventory_export):
     key = make_key(grants=[inventory_export.pk])
     api_key_remove(key=key)
     assert not ApiKeyGrant.objects.exists()
+
+
+def test_document_ids_made_here_are_version_7_and_sort_by_time(monkeypatch):
+    """RFC 9562's layout: 48 bits of Unix milliseconds, version 7, the RFC variant, random
+    bits after; ids from later milliseconds sort after earlier ones, as text (SQLite's
+    column) and as bytes (PostgreSQL's uuid)."""
+    import time
+    import uuid
+
+    from keys.models import ApiDocument, new_document_id
+
+    moments = iter([1_764_590_000_000_000_000 + n * 1_000_000 for n in range(1_000)])
+    monkeypatch.setattr(time, "time_ns", lambda: next(moments))
+    ids = [new_document_id() for _ in range(1_000)]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert [i.int >> 80 for i in ids[:2]] == [1_764_590_000_000, 1_764_590_000_001]
+    assert ids == sorted(ids, key=lambda i: i.hex) == sorted(ids, key=lambda i: i.bytes)
+    monkeypatch.undo()
+    assert len({new_document_id() for _ in range(10_000)}) == 10_000  # 74 random bits within one millisecond
+    assert ApiDocument._meta.get_field("document_id").default is new_document_id
