@@ -165,6 +165,12 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     # The same cache with one Redis client per pool instead of one per operation (keys/cache.py).
     CACHES["default"]["BACKEND"] = "keys.cache.RedisCache"
 
+# Email (the warnings before a key or its logging ends, keys/warnings.py): EMAIL_URL names the
+# backend, e.g. smtp+tls://user:password@mail.example.com:587; in development the console backend
+# prints each message in the task worker's output.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CHQ keys <keys@localhost>")
+
 # --- keys app -------------------------------------------------------------------
 # Every KEYS_* setting has its default in keys/conf.py (README: "Settings of the keys app").
 # The demo names its own base template and keeps its shared state beside its database, in
@@ -178,7 +184,6 @@ _FROM_ENVIRONMENT = {
     env.bool: ["KEYS_DECISION_CACHE"],
     env.list: ["KEYS_HANDLER_MODULES"],
     env.int: [
-        "KEYS_EXPIRY_WARNING_DAYS",
         "KEYS_RETRY_AFTER_SECONDS",
         "KEYS_DECISION_CACHE_SECONDS",
         "KEYS_DECISION_CACHE_SIZE",
@@ -191,7 +196,10 @@ _FROM_ENVIRONMENT = {
         "KEYS_THROTTLE_WINDOW",
         "KEYS_THROTTLE_BLOCK",
     ],
+    # A comma-separated list of days: KEYS_EXPIRY_WARNING_DAYS=14,3
+    (lambda name: env.list(name, cast=int)): ["KEYS_EXPIRY_WARNING_DAYS"],
     env.float: [
+        "KEYS_WARNING_CHECK_MINUTES",
         "KEYS_USAGE_FLUSH_SECONDS",
         "KEYS_WORKER_HEARTBEAT_SECONDS",
         "KEYS_WORKER_STALE_SECONDS",

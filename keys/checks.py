@@ -16,7 +16,7 @@ from .conf import derived_encryption_keys, derived_lookup_secret, temporary_stat
 
 # Settings that are counts or durations: below the bound they cannot mean anything.
 MINIMUMS = {
-    "KEYS_EXPIRY_WARNING_DAYS": 0,
+    "KEYS_WARNING_CHECK_MINUTES": 0,
     "KEYS_RETRY_AFTER_SECONDS": 0,
     "KEYS_DECISION_CACHE_SECONDS": 0,
     "KEYS_DECISION_CACHE_SIZE": 1,
@@ -93,6 +93,25 @@ def check_values(app_configs, **kwargs) -> list[Error]:
     if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
         errors.append(Error("KEYS_HANDLER_MODULES must be a list of module names.", id="keys.E007"))
     return errors
+
+
+@register()
+def check_warning_days(app_configs, **kwargs) -> list[Error]:
+    """The warnings' thresholds (keys/warnings.py): a wrong one would fail in the task worker's
+    schedule, where nobody sees it, and the keys table."""
+    value = settings.KEYS_EXPIRY_WARNING_DAYS
+    days = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(days, list | tuple) or not all(
+        isinstance(day, int) and not isinstance(day, bool) and day >= 1 for day in days
+    ):
+        return [
+            Error(
+                f"KEYS_EXPIRY_WARNING_DAYS is {value!r}; it must be a list of whole numbers of days, each at least 1.",
+                hint="For example [14, 3]: a warning 14 days and 3 days before a key or its logging ends; [] for none.",
+                id="keys.E030",
+            )
+        ]
+    return []
 
 
 @register(Tags.security, deploy=True)
