@@ -91,3 +91,17 @@ def test_the_warnings_already_sent_are_said(administrator_client, make_key):
     key = make_key(allowed_for_all=True, expires_at=timezone.now() + timedelta(days=1))
     KeyWarning.objects.create(key=key, ends="key", ends_at=key.expires_at, days_before=3, recipients=["a@example.com"])
     assert "warned 3 days before" in notice(administrator_client.get(reverse("keys:pane")).content.decode())
+
+
+def test_past_five_the_rest_fold(administrator_client, make_key):
+    now = timezone.now()
+    keys = [
+        make_key(description=f"key {n}", allowed_for_all=True, expires_at=now + timedelta(days=n + 1)) for n in range(7)
+    ]
+    part = notice(administrator_client.get(reverse("keys:pane")).content.decode())
+    shown, folded = part.split("<details>")
+    assert len(re.findall("<li>", shown)) == 5
+    assert "<summary>2 more</summary>" in folded
+    assert len(re.findall("<li>", folded)) == 2
+    assert reverse("keys:edit", args=[keys[6].pk]) not in shown
+    assert reverse("keys:edit", args=[keys[6].pk]) in folded
