@@ -170,6 +170,8 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 # prints each message in the task worker's output.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CHQ keys <keys@localhost>")
+# Django's own default waits for a silent mail server forever, holding a warning's claim past its lease.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 
 # --- keys app -------------------------------------------------------------------
 # Every KEYS_* setting has its default in keys/conf.py (README: "Settings of the keys app").

@@ -1,14 +1,23 @@
-"""The warnings before keys end, sent by real task workers (`manage.py db_worker`, their
-schedule thread) through Django's console email backend, on a scratch database with
-production settings: two workers at once, each warning printed once per recipient."""
+"""The warnings before keys end, sent by the task worker's schedule (keys/warnings.py's
+Schedule, started by keys/worker.py): in process through Django's locmem backend, and by
+two real `manage.py db_worker` processes at once through the console backend on a scratch
+database with production settings, each warning printed once per recipient."""
 
 import email
 import email.policy
 import json
 import subprocess
 import sys
+import threading
 import time
+from datetime import timedelta
 
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from keys.models import ApiKey, KeyWarning
+from keys.worker import Worker
 from tests import servers
 from tests.servers import wait_for
 
@@ -29,6 +38,39 @@ api_key_create(description="shop", is_active=True, allowed_for_all=True, logged_
 api_key_create(description="far", is_active=True, allowed_for_all=True, expires_at=timezone.now() + timedelta(days=60))
 print(expiring.pk, expiring.value)
 """
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_task_worker_sends_a_due_warning_on_its_schedule_once(settings, migrated_data, make_key):
+    """The worker's own loop and its schedule thread (a connection of its own, hence a
+    transactional test), rounds every 0.3 s; one message however many rounds run."""
+    settings.KEYS_WARNING_CHECK_MINUTES = 0.005
+    settings.KEYS_EXPIRY_WARNING_DAYS = [3]
+    key = make_key(allowed_for_all=True, expires_at=timezone.now() + timedelta(days=1))
+    ApiKey.objects.filter(pk=key.pk).update(contact_email="erp@example.com")
+    worker = Worker(
+        queue_names=["default"],
+        excluded_queue_names=[],
+        interval=0.1,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="warnings",
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(lambda: KeyWarning.objects.exclude(recipients=[]).exists())
+        time.sleep(1.5)  # five more rounds
+    finally:
+        worker.running = False
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [(m.to, m.subject) for m in mail.outbox] == [
+        (["erp@example.com"], f"API key number {key.pk} expires in 23 hours")
+    ]
+    assert KeyWarning.objects.get().recipients == ["erp@example.com"]
 
 
 def manage(env: dict, *args: str) -> str:
