@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from email.utils import formataddr
+from email.utils import formataddr, parseaddr
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -208,8 +208,12 @@ def administrators() -> list[str]:
 
 def recipients(key: ApiKey, admins: list[str]) -> list[str]:
     """The key's contact first, then the administrators (an administrator who is the contact once)."""
-    contact = [formataddr((key.contact_name, key.contact_email))] if key.contact_email else []
-    return contact + [a for a in admins if a not in contact]
+    if not key.contact_email:
+        return list(admins)
+    contact = key.contact_email.lower()
+    return [formataddr((key.contact_name, key.contact_email))] + [
+        a for a in admins if parseaddr(a)[1].lower() != contact
+    ]
 
 
 def message(end: End, days: int, at: datetime, to: str, *, to_contact: bool) -> EmailMessage:

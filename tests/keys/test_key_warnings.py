@@ -181,6 +181,13 @@ def test_the_warning_goes_once_to_the_contact_and_each_administrator(make_key, a
     assert warnings.due(at=NOW)[0].warned == (3,)
 
 
+def test_an_administrator_who_is_the_contact_gets_one_message(make_key, administrator):
+    type(administrator).objects.filter(pk=administrator.pk).update(email="ERP@example.com", first_name="Ada")
+    with_contact(make_key(allowed_for_all=True, expires_at=NOW + timedelta(days=2)))
+    assert warnings.send_due(at=NOW) == 1
+    assert sent_to() == [["ERP team <erp@example.com>"]]
+
+
 def test_each_threshold_once_then_the_next(make_key):
     key = with_contact(make_key(allowed_for_all=True, expires_at=NOW + timedelta(days=10)))
     assert warnings.send_due(at=NOW) == 1
