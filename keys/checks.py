@@ -31,6 +31,8 @@ MINIMUMS = {
     "KEYS_THROTTLE_WINDOW": 1,
     "KEYS_THROTTLE_BLOCK": 1,
 }
+# Django's email backends that deliver to nobody: fine in development, not where keys expire for real.
+NOWHERE_EMAIL = ("console", "locmem", "dummy", "filebased")
 CHOICES = {
     "KEYS_SHARED_COUNTERS": ("file", "cache"),
     "KEYS_CHANGE_MARKER": ("file", "cache"),
@@ -143,6 +145,16 @@ def check_production_settings(app_configs, **kwargs) -> list[Warning]:
                 f"{settings.KEYS_SHARED_STATE_DIR}, which the system may clean.",
                 hint="Set KEYS_SHARED_STATE_DIR to a directory every worker process can write.",
                 id="keys.W003",
+            )
+        )
+    backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2] if "." in settings.EMAIL_BACKEND else ""
+    if settings.KEYS_EXPIRY_WARNING_DAYS and backend in NOWHERE_EMAIL:
+        warnings.append(
+            Warning(
+                f"EMAIL_BACKEND is Django's {backend} backend: the warnings before keys expire or their logging "
+                "ends reach nobody.",
+                hint="Set EMAIL_BACKEND (the demo: EMAIL_URL) to a mail server, or KEYS_EXPIRY_WARNING_DAYS = [].",
+                id="keys.W030",
             )
         )
     return warnings

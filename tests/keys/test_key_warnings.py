@@ -300,6 +300,23 @@ def test_good_thresholds_pass_the_check(settings, value):
     assert [e for e in run_checks() if e.id == "keys.E030"] == []
 
 
+@pytest.mark.parametrize(
+    ("backend", "days", "warned"),
+    [
+        ("django.core.mail.backends.console.EmailBackend", [7], True),
+        ("django.core.mail.backends.locmem.EmailBackend", [7], True),
+        ("django.core.mail.backends.console.EmailBackend", [], False),  # warnings off: nothing to deliver
+        ("django.core.mail.backends.smtp.EmailBackend", [7], False),
+    ],
+)
+def test_deploy_check_names_an_email_backend_that_reaches_nobody(settings, backend, days, warned):
+    settings.EMAIL_BACKEND = backend
+    settings.KEYS_EXPIRY_WARNING_DAYS = days
+    found = [w for w in run_checks(include_deployment_checks=True) if w.id == "keys.W030"]
+    assert len(found) == int(warned)
+    assert [w for w in run_checks() if w.id == "keys.W030"] == []  # only with --deploy
+
+
 def test_a_negative_check_interval_is_a_check_error(settings):
     settings.KEYS_WARNING_CHECK_MINUTES = -1
     assert any(e.id == "keys.E002" and "KEYS_WARNING_CHECK_MINUTES" in e.msg for e in run_checks())
