@@ -233,6 +233,8 @@ def message(end: End, days: int, at: datetime, to: str, *, to_contact: bool) -> 
         "days": days,
         "last4": key.value.hex[-4:],
         "to_contact": to_contact,
+        "zone": timezone.get_current_timezone_name(),
+        "next_days": max((d for d in warning_days() if d < days), default=None),
     }
     body = render_to_string("keys/warning_email.txt", context)
     return EmailMessage(subject=subject, body=body, to=[to])

@@ -162,7 +162,8 @@ def test_the_warning_goes_once_to_the_contact_and_each_administrator(make_key, a
     assert "Hello ERP team," in to_contact.body
     assert "named as the contact" in to_contact.body
     assert f"number {key.pk}, value ending …{key.value.hex[-4:]}" in to_contact.body
-    assert "the warning 3 days before" in to_contact.body
+    assert "expires 2027-03-12 12:00 (UTC), in 2 days." in to_contact.body
+    assert "This warning goes once, when the end is 3 days away or less.\n" in to_contact.body
     for message in mail.outbox:
         assert str(key.value) not in message.body
         assert key.value.hex not in message.body
@@ -186,6 +187,13 @@ def test_an_administrator_who_is_the_contact_gets_one_message(make_key, administ
     with_contact(make_key(allowed_for_all=True, expires_at=NOW + timedelta(days=2)))
     assert warnings.send_due(at=NOW) == 1
     assert sent_to() == [["ERP team <erp@example.com>"]]
+
+
+def test_the_email_says_the_moment_in_the_site_time_zone(settings, make_key):
+    settings.TIME_ZONE = "America/New_York"
+    with_contact(make_key(allowed_for_all=True, expires_at=datetime(2027, 3, 12, 17, 0, tzinfo=UTC)))
+    assert warnings.send_due(at=NOW) == 1
+    assert "expires 2027-03-12 12:00 (America/New_York), in 2 days." in mail.outbox[0].body
 
 
 def test_each_threshold_once_then_the_next(make_key):
@@ -267,7 +275,11 @@ def test_logging_warning_names_its_api_types(make_key, inventory_export):
     assert warnings.send_due(at=NOW) == 1
     (message,) = mail.outbox
     assert message.subject == "Logging of API key “shop” ends in 1 day"
-    assert f"logging of {inventory_export.name} ends after 2027-03-11" in message.body
+    assert (
+        f"to {inventory_export.name} are logged until 2027-03-11 (the end of that day, UTC): logging ends in 1 day."
+        in (message.body)
+    )
+    assert "3 days away or less.\n" in message.body
     assert "no longer stored" in message.body
     assert KeyWarning.objects.get(key=key).ends == "logging"
 

@@ -122,7 +122,10 @@ def test_two_task_workers_send_each_warning_once_through_the_console_backend(tmp
         ("erp@example.com", "API key “erp” expires in 2 days"),
     ]
     assert {m["From"] for m in messages} == {"CHQ keys <keys@example.com>"}
-    assert "This is the warning 3 days before" in messages[0].get_content() + messages[1].get_content()
+    bodies = {(m["To"], m["Subject"]): m.get_content() for m in messages}
+    assert "when the end is 3 days away or less." in bodies[("erp@example.com", "API key “erp” expires in 2 days")]
+    shop = bodies[("ada@example.com", "Logging of API key “shop” ends in 10 days")]
+    assert "when the end is 14 days away or less; another follows at 3 days." in shop
     assert "vera@example.com" not in text  # a viewer is not an administrator
     assert value not in text
     for err in errors:
