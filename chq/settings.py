@@ -180,6 +180,18 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 # deployments and tests do), else the app's default holds.
 KEYS_BASE_TEMPLATE = "base.html"
 KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "var")
+
+
+def _days(name: str) -> list[int]:
+    """A comma-separated list of days (KEYS_EXPIRY_WARNING_DAYS=14,3; empty: none)."""
+    try:
+        return env.list(name, cast=int)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={env.str(name)!r}: give whole numbers of days, comma-separated, e.g. 14,3."
+        ) from None
+
+
 _FROM_ENVIRONMENT = {
     env.str: ["KEYS_SHARED_COUNTERS", "KEYS_CHANGE_MARKER"],
     env.path: ["KEYS_SPOOL_DIR"],
@@ -198,8 +210,7 @@ _FROM_ENVIRONMENT = {
         "KEYS_THROTTLE_WINDOW",
         "KEYS_THROTTLE_BLOCK",
     ],
-    # A comma-separated list of days: KEYS_EXPIRY_WARNING_DAYS=14,3
-    (lambda name: env.list(name, cast=int)): ["KEYS_EXPIRY_WARNING_DAYS"],
+    _days: ["KEYS_EXPIRY_WARNING_DAYS"],
     env.float: [
         "KEYS_WARNING_CHECK_MINUTES",
         "KEYS_USAGE_FLUSH_SECONDS",

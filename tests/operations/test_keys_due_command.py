@@ -2,6 +2,9 @@
 thresholds, as text and --json; --days looks further; --send sends what is due (cron)."""
 
 import json
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
 from io import StringIO
 
@@ -12,6 +15,7 @@ from django.utils import timezone
 
 from keys.models import ApiKey, KeyWarning
 from keys.services import GrantSpec
+from tests.servers import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -91,3 +95,16 @@ def test_send_sends_what_is_due_once(make_key):
     assert [m.to for m in mail.outbox] == [["erp@example.com"]]
     assert KeyWarning.objects.get().ends == "logging"
     assert date.fromisoformat(json.loads(run("--json"))["due"][0]["logging_until"]) == key.logging_until
+
+
+def test_the_demo_reads_the_thresholds_from_the_environment(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST"))}
+    env |= {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "KEYS_EXPIRY_WARNING_DAYS": "30,2"}
+    command = [sys.executable, "manage.py", "keys_due", "--json"]
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+    answer = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert json.loads(answer.stdout)["days"] == 30
+    env["KEYS_EXPIRY_WARNING_DAYS"] = "14,soon"
+    answer = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert answer.returncode != 0
+    assert "KEYS_EXPIRY_WARNING_DAYS='14,soon': give whole numbers of days, comma-separated" in answer.stderr
