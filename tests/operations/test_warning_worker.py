@@ -11,11 +11,13 @@ import sys
 import threading
 import time
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core import mail
 from django.utils import timezone
 
+from keys import warnings
 from keys.models import ApiKey, KeyWarning
 from keys.worker import Worker
 from tests import servers
@@ -23,6 +25,7 @@ from tests.servers import wait_for
 
 SETUP = """
 from datetime import timedelta
+from unittest import mock
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from keys.models import ApiKey
@@ -71,6 +74,37 @@ def test_the_task_worker_sends_a_due_warning_on_its_schedule_once(settings, migr
         (["erp@example.com"], f"API key number {key.pk} expires in 23 hours")
     ]
     assert KeyWarning.objects.get().recipients == ["erp@example.com"]
+
+
+def test_a_round_that_fails_is_logged_and_the_next_comes(settings, caplog):
+    settings.KEYS_WARNING_CHECK_MINUTES = 0.001  # 60 ms
+    calls = []
+
+    def send_due():
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("a bug in one round")
+        return 0
+
+    with mock.patch.object(warnings, "send_due", send_due):
+        schedule = warnings.Schedule()
+        schedule.start()
+        wait_for(lambda: len(calls) >= 3)
+        schedule.stop()
+    assert not schedule.thread.is_alive()
+    assert "Key warnings: this round failed" in caplog.text
+    assert "a bug in one round" in caplog.text
+
+
+def test_no_schedule_when_its_minutes_are_0(settings):
+    settings.KEYS_WARNING_CHECK_MINUTES = 0
+    with mock.patch.object(warnings, "send_due") as send_due:
+        schedule = warnings.Schedule()
+        schedule.start()
+        time.sleep(0.2)
+        schedule.stop()
+    assert not schedule.thread.is_alive()
+    send_due.assert_not_called()
 
 
 def manage(env: dict, *args: str) -> str:
