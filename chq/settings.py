@@ -165,6 +165,14 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     # The same cache with one Redis client per pool instead of one per operation (keys/cache.py).
     CACHES["default"]["BACKEND"] = "keys.cache.RedisCache"
 
+# Email (the warnings before a key or its logging ends, keys/warnings.py): EMAIL_URL names the
+# backend, e.g. smtp+tls://user:password@mail.example.com:587; in development the console backend
+# prints each message in the task worker's output.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CHQ keys <keys@localhost>")
+# Django's own default waits for a silent mail server forever, holding a warning's claim past its lease.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+
 # --- keys app -------------------------------------------------------------------
 # Every KEYS_* setting has its default in keys/conf.py (README: "Settings of the keys app").
 # The demo names its own base template and keeps its shared state beside its database, in
@@ -172,13 +180,24 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 # deployments and tests do), else the app's default holds.
 KEYS_BASE_TEMPLATE = "base.html"
 KEYS_SHARED_STATE_DIR = env.path("KEYS_SHARED_STATE_DIR", default=BASE_DIR / "var")
+
+
+def _days(name: str) -> list[int]:
+    """A comma-separated list of days (KEYS_EXPIRY_WARNING_DAYS=14,3; empty: none)."""
+    try:
+        return env.list(name, cast=int)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={env.str(name)!r}: give whole numbers of days, comma-separated, e.g. 14,3."
+        ) from None
+
+
 _FROM_ENVIRONMENT = {
     env.str: ["KEYS_SHARED_COUNTERS", "KEYS_CHANGE_MARKER"],
     env.path: ["KEYS_SPOOL_DIR"],
     env.bool: ["KEYS_DECISION_CACHE"],
     env.list: ["KEYS_HANDLER_MODULES"],
     env.int: [
-        "KEYS_EXPIRY_WARNING_DAYS",
         "KEYS_RETRY_AFTER_SECONDS",
         "KEYS_DECISION_CACHE_SECONDS",
         "KEYS_DECISION_CACHE_SIZE",
@@ -191,7 +210,9 @@ _FROM_ENVIRONMENT = {
         "KEYS_THROTTLE_WINDOW",
         "KEYS_THROTTLE_BLOCK",
     ],
+    _days: ["KEYS_EXPIRY_WARNING_DAYS"],
     env.float: [
+        "KEYS_WARNING_CHECK_MINUTES",
         "KEYS_USAGE_FLUSH_SECONDS",
         "KEYS_WORKER_HEARTBEAT_SECONDS",
         "KEYS_WORKER_STALE_SECONDS",

@@ -16,7 +16,7 @@ from .conf import derived_encryption_keys, derived_lookup_secret, temporary_stat
 
 # Settings that are counts or durations: below the bound they cannot mean anything.
 MINIMUMS = {
-    "KEYS_EXPIRY_WARNING_DAYS": 0,
+    "KEYS_WARNING_CHECK_MINUTES": 0,
     "KEYS_RETRY_AFTER_SECONDS": 0,
     "KEYS_DECISION_CACHE_SECONDS": 0,
     "KEYS_DECISION_CACHE_SIZE": 1,
@@ -31,6 +31,9 @@ MINIMUMS = {
     "KEYS_THROTTLE_WINDOW": 1,
     "KEYS_THROTTLE_BLOCK": 1,
 }
+# Django's email backends that deliver to nobody: fine in development, not where keys expire for real
+# (locmem too, but only a test runner sets that one, and pytest-django always does).
+NOWHERE_EMAIL = ("console", "dummy", "filebased")
 CHOICES = {
     "KEYS_SHARED_COUNTERS": ("file", "cache"),
     "KEYS_CHANGE_MARKER": ("file", "cache"),
@@ -95,6 +98,25 @@ def check_values(app_configs, **kwargs) -> list[Error]:
     return errors
 
 
+@register()
+def check_warning_days(app_configs, **kwargs) -> list[Error]:
+    """The warnings' thresholds (keys/warnings.py): a wrong one would fail in the task worker's
+    schedule, where nobody sees it, and the keys table."""
+    value = settings.KEYS_EXPIRY_WARNING_DAYS
+    days = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(days, list | tuple) or not all(
+        isinstance(day, int) and not isinstance(day, bool) and day >= 1 for day in days
+    ):
+        return [
+            Error(
+                f"KEYS_EXPIRY_WARNING_DAYS is {value!r}; it must be a list of whole numbers of days, each at least 1.",
+                hint="For example [14, 3]: a warning 14 days and 3 days before a key or its logging ends; [] for none.",
+                id="keys.E030",
+            )
+        ]
+    return []
+
+
 @register(Tags.security, deploy=True)
 def check_production_settings(app_configs, **kwargs) -> list[Warning]:
     """The development stand-ins of keys/conf.py, which production must replace."""
@@ -124,6 +146,16 @@ def check_production_settings(app_configs, **kwargs) -> list[Warning]:
                 f"{settings.KEYS_SHARED_STATE_DIR}, which the system may clean.",
                 hint="Set KEYS_SHARED_STATE_DIR to a directory every worker process can write.",
                 id="keys.W003",
+            )
+        )
+    backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2] if "." in settings.EMAIL_BACKEND else ""
+    if settings.KEYS_EXPIRY_WARNING_DAYS and backend in NOWHERE_EMAIL:
+        warnings.append(
+            Warning(
+                f"EMAIL_BACKEND is Django's {backend} backend: the warnings before keys expire or their logging "
+                "ends reach nobody.",
+                hint="Set EMAIL_BACKEND (the demo: EMAIL_URL) to a mail server, or KEYS_EXPIRY_WARNING_DAYS = [].",
+                id="keys.W030",
             )
         )
     return warnings

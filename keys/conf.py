@@ -84,8 +84,12 @@ class KeysConf(AppConf):
     CHANGE_MARKER: str | None = None
     DECISION_CACHE_SECONDS = 300
     DECISION_CACHE_SIZE = 10_000
-    # A key that expires within this many days is flagged in the keys table.
-    EXPIRY_WARNING_DAYS = 7
+    # Warnings before a key expires or its logging ends (keys/warnings.py): thresholds in days. An end
+    # within the largest is listed on the pane and by keys_due, and flagged in the keys table; an email
+    # goes once per threshold. [] turns warnings off; a single number is one threshold.
+    EXPIRY_WARNING_DAYS = [7, 1]
+    # Each task worker looks for warnings to send this often (0: never; `keys_due --send` from cron instead).
+    WARNING_CHECK_MINUTES = 15.0
     # Retry-After of a 503 while the database or Redis cannot be reached.
     RETRY_AFTER_SECONDS = 5
     # Stored request and response bodies are cut at this many characters.

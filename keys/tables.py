@@ -1,13 +1,13 @@
 from datetime import timedelta
 
 import django_tables2 as tables
-from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from .access import expiry_label, key_problems
 from .models import ApiDocument, ApiKey
+from .warnings import horizon_days
 
 
 def yes_no(value: bool) -> str:
@@ -79,7 +79,7 @@ class ApiKeyTable(tables.Table):
         problems = key_problems(record, at=now)
         chips = [("state-warn", p) for p in problems]
         if record.expires_at and "expired" not in problems:
-            soon = record.expires_at - now <= timedelta(days=settings.KEYS_EXPIRY_WARNING_DAYS)
+            soon = record.expires_at - now <= timedelta(days=horizon_days())
             chips.append(("state-warn" if soon else "state-ok", expiry_label(record.expires_at, at=now)))
         if record.previous_until and record.previous_until > now:
             until = timezone.localtime(record.previous_until).strftime("%Y-%m-%d %H:%M")

@@ -7,6 +7,7 @@ app_name = "keys"
 urlpatterns = [
     path("", views.settings_index, name="settings"),
     path("integrations/keys/", views.keys_pane, name="pane"),
+    path("integrations/keys/due/", views.keys_due, name="due"),
     path("integrations/keys/new/", views.key_new, name="new"),
     path("integrations/keys/<int:pk>/", views.key_details, name="details"),
     path("integrations/keys/<int:pk>/edit/", views.key_edit, name="edit"),

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
-from . import selectors, services
+from . import selectors, services, warnings
 from .access import decide_for_type, expiry_label
 from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
@@ -90,12 +90,22 @@ def keys_pane(request: HtmxHttpRequest) -> HttpResponse:
         "table_state": json.dumps(state),
         "section": "integrations",
         "refused": {reason.replace("_", " "): n for reason, n in refusal_counts().items() if n},
+        # The table reloading itself leaves the notice alone: it reloads itself (keys_due).
+        "due": () if request.htmx else warnings.due(),
     }
     response = render(request, template, context)
     if request.method == "POST" and request.htmx.trigger == "key-search-form":
         # Only a search is a step back can return to; the table reloading itself is not.
         push_url(response, f"{request.path}?{address.urlencode()}" if address else request.path)
     return response
+
+
+@require_GET
+@integration_access_required
+def keys_due(request: HtmxHttpRequest) -> HttpResponse:
+    """The notice of keys that end soon (KEYS_EXPIRY_WARNING_DAYS), reloaded after every change."""
+    context = {"due": warnings.due(), "can_change": can_change(request.user)}
+    return render(request, "keys/pane.html#due-notice", context)
 
 
 def _key_dialog(request: HtmxHttpRequest, key: ApiKey | None) -> HttpResponse:

@@ -28,6 +28,10 @@ KEYS_WORKER_STALE_SECONDS and it has not said it stopped. The heartbeat cannot
 be written while the database is down, so an outage longer than the bound shows
 the worker as gone, which is what it is for that while. Heartbeats exist only
 for the database backend; with TASKS_BACKEND=rq, `seen()` answers None.
+
+Warnings: each worker also runs keys/warnings.py's Schedule, a thread that sends the
+warnings before keys end every KEYS_WARNING_CHECK_MINUTES (the warnings' own claim
+rows keep several workers from sending one twice).
 """
 
 import contextlib
@@ -48,6 +52,7 @@ from django_tasks_db.management.commands import db_worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
+from . import warnings
 from .models import WorkerHeartbeat
 
 log = logging.getLogger("keys.worker")
@@ -167,6 +172,9 @@ class Worker(db_worker.Worker):
     def run(self) -> None:
         heartbeat = Heartbeat(self.worker_id)
         heartbeat.start()
+        # Warnings before keys end, every KEYS_WARNING_CHECK_MINUTES (django-tasks has no scheduler).
+        schedule = warnings.Schedule()
+        schedule.start()
         try:
             while self.running:
                 try:
@@ -175,6 +183,7 @@ class Worker(db_worker.Worker):
                     self._wait_out(f"{exc.__class__.__name__}: {_first_line(str(exc))}")
                     self.startup_delay = False  # only the first start avoids a thundering herd
         finally:
+            schedule.stop()
             heartbeat.stop()
 
     def run_task(self, db_task_result: DBTaskResult) -> None:

@@ -27,7 +27,9 @@ TABLE = [
     ("keys:logs", True, "post", {ANON: 405, NOBODY: 405, VIEWER: 405, ADMIN: 405, SUPER: 405}),
     # The search box posts (a key value never stands in an address); it changes nothing, so GET's rights.
     ("keys:pane", False, "post", {ANON: 302, NOBODY: 403, VIEWER: 200, ADMIN: 200, SUPER: 200}),
+    ("keys:due", False, "get", {ANON: 302, NOBODY: 403, VIEWER: 200, ADMIN: 200, SUPER: 200}),
     # GET-only views refuse other methods.
+    ("keys:due", False, "post", {ANON: 405, NOBODY: 405, VIEWER: 405, ADMIN: 405, SUPER: 405}),
     ("keys:details", True, "post", {ANON: 405, NOBODY: 405, VIEWER: 405, ADMIN: 405, SUPER: 405}),
 ]
 
