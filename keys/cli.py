@@ -131,7 +131,7 @@ def add_limit_arguments(parser: ArgumentParser, *, clearing: bool) -> None:
         "--type-rate",
         action="append",
         default=[],
-        metavar="API-TYPE:N/s|N/min" + (":none" if clearing else ""),
+        metavar="API-TYPE:N/s|N/min" + ("|none" if clearing else ""),
         help='a rate for one selected API type alone, e.g. "Inventory Export:5/s"'
         + ('; "API-TYPE:none" removes both of its rates' if clearing else ""),
     )
@@ -192,7 +192,8 @@ def addresses(raw: list[str], option: str) -> list[str]:
 
 def with_type_rates(grants: list[GrantSpec], raw: list[str], *, clearing: bool = False) -> list[GrantSpec]:
     """`grants` with the --type-rate options applied; each names a type among them."""
-    by_type = {g.api_type_id: g for g in grants}
+    grants = list(grants)  # a type named twice stays twice: the service says so
+    at = {g.api_type_id: i for i, g in reversed(list(enumerate(grants)))}
     for spec in raw:
         name, _, rate = spec.rpartition(":")
         match = TYPE_RATE.match(rate.strip())
@@ -203,18 +204,18 @@ def with_type_rates(grants: list[GrantSpec], raw: list[str], *, clearing: bool =
                 + ', e.g. "Inventory Export:5/s".'
             )
         api_type = api_type_by_name(name)
-        grant = by_type.get(api_type.pk)
-        if grant is None:
+        if api_type.pk not in at:
             raise CommandError(
                 f"--type-rate: {api_type.name} is not selected for the key; select it too (--type / --add-type)."
             )
+        i = at[api_type.pk]
         if match is None:
-            by_type[api_type.pk] = replace(grant, rate_per_second=None, rate_per_minute=None)
+            grants[i] = replace(grants[i], rate_per_second=None, rate_per_minute=None)
             continue
         count = parse_limit(match["count"], "--type-rate")
         field = "rate_per_second" if match["per"] in ("s", "second") else "rate_per_minute"
-        by_type[api_type.pk] = replace(grant, **{field: count})
-    return list(by_type.values())
+        grants[i] = replace(grants[i], **{field: count})
+    return grants
 
 
 def validation_problem(exc: ValidationError) -> str:
