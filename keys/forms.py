@@ -182,6 +182,10 @@ class ApiKeyForm(LimitsForm, forms.ModelForm):
         """The dialog's limits part starts open when it holds anything, or an error."""
         return any(self[name].errors or self[name].value() for name in self.LIMITS_PART + self.CONTACT_PART)
 
+    def limits_errors(self) -> list[str]:
+        """The fields of the limits part that are wrong, named for the alert at the top."""
+        return [self[name].label for name in self.LIMITS_PART + self.CONTACT_PART if self[name].errors]
+
     def limits_summary(self) -> str:
         """The limits part folded: what is set, in a few words."""
         value = {name: self[name].value() for name in self.LIMITS_PART + self.CONTACT_PART}

@@ -86,7 +86,7 @@ def test_a_wrong_limit_is_shown_by_its_field_and_nothing_changes(
     html = response.content.decode()
     # The message stands right after its own field, inside the limits part, which is open.
     field_html = html.split(f'name="{field}"', 1)[1]
-    assert message in field_html.split('<p class="field', 1)[0].split("</fieldset>", 1)[0]
+    assert message in field_html.split('<div class="field', 1)[0].split("</fieldset>", 1)[0]
     assert '<details class="limits" id="limits" open>' in html
     tag = re.search(rf'<(?:input|textarea)[^>]*name="{field}"[^>]*>', html)[0]
     assert 'aria-invalid="true"' in tag
