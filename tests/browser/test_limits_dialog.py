@@ -106,3 +106,24 @@ def test_a_types_own_rate_is_shown_in_its_row(login, administrator, size, make_k
     box.get_by_role("button", name="save").click()
     expect(box).to_be_hidden()
     assert key.grants.get().rate_per_second == 5
+
+
+def test_details_show_the_limits(login, administrator, size, make_key, inventory_export):  # noqa: F811
+    key = make_key(
+        description="ERP",
+        rate_per_second=20,
+        quota_per_day=50000,
+        allowed_addresses=["198.51.100.0/24", "2001:db8:85a3::/48"],
+        contact_name="ERP team",
+        contact_email="erp-team@example.com",
+        grants=[GrantSpec(inventory_export.pk, rate_per_minute=60)],
+    )
+    page = login(administrator)
+    row_of(page, key).locator(".key-value").dblclick()
+    box = dialog(page)
+    expect(box.get_by_role("heading", name="API types of the key")).to_be_visible()
+    expect(box.locator("dl.limits-shown")).to_contain_text("at most 20 calls per second")
+    expect(box.locator("dl.limits-shown")).to_contain_text("198.51.100.0/24, 2001:db8:85a3::/48")
+    expect(box.locator("dl.limits-shown")).to_contain_text("ERP team erp-team@example.com")
+    expect(box.locator(".types-table")).to_contain_text("at most 60 calls per minute")
+    check_screen(page, "details-limits", size)

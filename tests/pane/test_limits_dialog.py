@@ -141,3 +141,29 @@ def test_a_viewer_cannot_set_limits(client, viewer, make_key):
     response = post(client, reverse("keys:edit", args=[key.pk]), description="x", rate_per_second="1000")
     assert response.status_code == 403
     assert ApiKey.objects.get(pk=key.pk).rate_per_second == 5
+
+
+def test_details_show_the_limits_and_a_types_own_rate(administrator_client, make_key, inventory_export):
+    key = make_key(
+        rate_per_minute=600,
+        quota_per_day=50000,
+        quota_per_month=1000000,
+        allowed_addresses=["198.51.100.0/24", "2001:db8::/32"],
+        contact_name="ERP team",
+        contact_email="erp@example.com",
+        grants=[GrantSpec(inventory_export.pk, rate_per_second=5)],
+    )
+    html = administrator_client.get(reverse("keys:details", args=[key.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "<dt>rate</dt>\n  <dd>at most 600 calls per minute</dd>" in html
+    assert "<dd>50000 calls per day and 1000000 calls per month</dd>" in html
+    assert "<dd><code>198.51.100.0/24</code>, <code>2001:db8::/32</code></dd>" in html
+    assert 'ERP team <a href="mailto:erp@example.com">erp@example.com</a>' in html
+    assert '<small class="type-rate">at most 5 calls per second</small>' in html
+
+
+def test_details_of_a_key_without_limits_say_so(administrator_client, make_key):
+    html = administrator_client.get(reverse("keys:details", args=[make_key().pk]), HTTP_HX_REQUEST="true")
+    text = html.content.decode()
+    assert "<dt>rate</dt>\n  <dd>no limit</dd>" in text
+    assert "<dd>any address</dd>" in text
+    assert "<dt>contact</dt>\n  <dd>none</dd>" in text
