@@ -16,7 +16,16 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .models import ApiDocument, ApiKey, ApiType
-from .services import KEY_FIELDS, LIMIT_MAX, GrantSpec, address_problem, normalized_addresses
+from .services import (
+    CONTACT_FIELDS,
+    KEY_FIELDS,
+    LIMIT_FIELDS,
+    LIMIT_MAX,
+    RATE_FIELDS,
+    GrantSpec,
+    address_problem,
+    normalized_addresses,
+)
 
 
 @dataclass
@@ -175,20 +184,19 @@ class ApiKeyForm(LimitsForm, forms.ModelForm):
             self.grants = self._clean_grants()
         return cleaned
 
-    LIMITS_PART = ("rate_per_second", "rate_per_minute", "quota_per_day", "quota_per_month", "allowed_addresses")
-    CONTACT_PART = ("contact_name", "contact_email")
+    LIMITS_PART = LIMIT_FIELDS + CONTACT_FIELDS  # the dialog's folded "limits and contact"
 
     def limits_open(self) -> bool:
         """The dialog's limits part starts open when it holds anything, or an error."""
-        return any(self[name].errors or self[name].value() for name in self.LIMITS_PART + self.CONTACT_PART)
+        return any(self[name].errors or self[name].value() for name in self.LIMITS_PART)
 
     def limits_errors(self) -> list[str]:
         """The fields of the limits part that are wrong, named for the alert at the top."""
-        return [self[name].label for name in self.LIMITS_PART + self.CONTACT_PART if self[name].errors]
+        return [self[name].label for name in self.LIMITS_PART if self[name].errors]
 
     def limits_summary(self) -> str:
         """The limits part folded: what is set, in a few words."""
-        value = {name: self[name].value() for name in self.LIMITS_PART + self.CONTACT_PART}
+        value = {name: self[name].value() for name in self.LIMITS_PART}
         words = [
             f"{value[name]} {label}"
             for name, label in (
@@ -243,9 +251,7 @@ class ApiKeyForm(LimitsForm, forms.ModelForm):
                 self.row_errors[type_id] = "An expiration date needs logged."
             if type_id in selected:
                 # A type's own rate is set in the admin or by a command; the dialog keeps it.
-                rates = {
-                    name: getattr(saved.get(type_id), name, None) for name in ("rate_per_second", "rate_per_minute")
-                }
+                rates = {name: getattr(saved.get(type_id), name, None) for name in RATE_FIELDS}
                 grants.append(GrantSpec(type_id, logged=type_id in logged, logging_until=until, **rates))
         if self.row_errors:
             names = ", ".join(self.types_by_id[i].name for i in self.row_errors)

@@ -36,7 +36,8 @@ INTEGRATION_GROUPS = {
 
 # The limits a key carries and whom to tell before it ends (all optional).
 RATE_FIELDS = ("rate_per_second", "rate_per_minute")
-LIMIT_FIELDS = (*RATE_FIELDS, "quota_per_day", "quota_per_month", "allowed_addresses")
+COUNT_FIELDS = (*RATE_FIELDS, "quota_per_day", "quota_per_month")
+LIMIT_FIELDS = (*COUNT_FIELDS, "allowed_addresses")
 CONTACT_FIELDS = ("contact_name", "contact_email")
 
 # A key's own settings, as the dialog, the admin and the commands name them.
@@ -70,6 +71,10 @@ class GrantSpec:
     # A rate for this API type alone, besides the key's own (both hold); None: no limit.
     rate_per_second: int | None = None
     rate_per_minute: int | None = None
+
+
+# What a grant row holds of its GrantSpec.
+GRANT_FIELDS = ("logged", "logging_until", *RATE_FIELDS)
 
 
 def _limit_problem(value: Any) -> str | None:
@@ -112,17 +117,16 @@ def address_problem(text: str) -> str:
     """What is wrong with one client-address entry, in words that name it."""
     shown = text[:60]
     try:
-        ipaddress.ip_network(text, strict=False)
+        meant = ipaddress.ip_network(text, strict=False)
     except ValueError:
         return f"“{shown}” is not an IP address or a CIDR range (such as 192.0.2.10, 198.51.100.0/24 or 2001:db8::/32)."
-    exact = ipaddress.ip_network(text, strict=False)
-    return f"“{shown}” has bits set after its prefix length: the range it lies in is {exact}."
+    return f"“{shown}” has bits set after its prefix length: the range it lies in is {meant}."
 
 
 def _clean_limits(values: dict[str, Any]) -> dict[str, Any]:
     """The limits and contact of `values`, normalised, or a ValidationError naming each field."""
     errors: dict[str, list[str]] = {}
-    for name in LIMIT_FIELDS[:-1]:
+    for name in COUNT_FIELDS:
         if problem := _limit_problem(values[name]):
             errors[name] = [problem]
     addresses = values["allowed_addresses"]
@@ -175,10 +179,6 @@ def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
         for t, s in wanted.items()
         if t not in existing
     )
-
-
-# What a grant row holds of its GrantSpec.
-GRANT_FIELDS = ("logged", "logging_until", *RATE_FIELDS)
 
 
 class EditConflict(Exception):
