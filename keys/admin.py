@@ -11,7 +11,7 @@ from datetime import timedelta
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
@@ -20,6 +20,7 @@ from django.utils.html import format_html
 
 from . import services
 from .audit import Actor
+from .forms import LimitsForm, limit_field
 from .models import ApiDocument, ApiKey, ApiKeyGrant, ApiType, KeyAudit, KeyUsage
 from .permissions import ACCESS, can_change
 from .selectors import key_search, search_for_address
@@ -109,15 +110,26 @@ class LoggingOnFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ApiKeyGrantForm(forms.ModelForm):
+    # A rate for this API type alone, besides the key's own: the same rule as the key's (at least 1).
+    rate_per_second = limit_field("calls per second")
+    rate_per_minute = limit_field("calls per minute")
+
+    class Meta:
+        model = ApiKeyGrant
+        fields = ("api_type", "logged", "logging_until", "rate_per_second", "rate_per_minute")
+
+
 class ApiKeyGrantInline(IntegrationRightsMixin, admin.TabularInline):
     model = ApiKeyGrant
-    fields = ("api_type", "logged", "logging_until", "last_used_at")
+    form = ApiKeyGrantForm
+    fields = ("api_type", "logged", "logging_until", "rate_per_second", "rate_per_minute", "last_used_at")
     readonly_fields = ("last_used_at",)
     autocomplete_fields = ("api_type",)
     extra = 0
 
 
-class ApiKeyAdminForm(forms.ModelForm):
+class ApiKeyAdminForm(LimitsForm, forms.ModelForm):
     # The version the form showed; saving over a newer one is refused, as in the pane.
     seen_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
@@ -128,6 +140,8 @@ class ApiKeyAdminForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["seen_version"].initial = self.instance.version
+        for field in self.fields.values():
+            field.widget.attrs.pop("aria-describedby", None)  # they name help lines of the pane's dialog
 
     def clean(self):
         cleaned = super().clean()
@@ -169,6 +183,24 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("value", "description", "is_active", "expires_at", "seen_version")}),
         ("API types", {"fields": ("allowed_for_all", "logged_for_all", "logging_until")}),
+        (
+            "limits",
+            {
+                "fields": (
+                    ("rate_per_second", "rate_per_minute"),
+                    ("quota_per_day", "quota_per_month"),
+                    "allowed_addresses",
+                ),
+                "description": "Empty: no limit. Over a rate or a quota, calls are answered 429; a quota counts "
+                "in the site's time zone (a day from midnight, a month from the 1st). Client addresses: one a line, "
+                "IP addresses and CIDR ranges, IPv4 or IPv6; empty: any address. A rate for one API type alone is "
+                "set on its row below.",
+            },
+        ),
+        (
+            "contact",
+            {"fields": ("contact_name", "contact_email"), "description": "Told before the key or its logging ends."},
+        ),
         ("history", {"fields": ("created_at", "created_by", "updated_at", "updated_by", "last_used_at")}),
         ("rolled", {"fields": ("previous_until",)}),
     )
@@ -213,6 +245,10 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
             # Raised by the service under the row lock; the admin's transaction has rolled back.
             self.message_user(request, f"{exc} Nothing was saved; the page shows the current settings.", messages.ERROR)
             return HttpResponseRedirect(request.path)
+        except ValidationError as exc:
+            # The form checks what the service does; this is a rule only the service could see.
+            self.message_user(request, f"{' '.join(exc.messages)} Nothing was saved.", messages.ERROR)
+            return HttpResponseRedirect(request.path)
 
     def delete_view(self, request, object_id, extra_context=None):
         try:
@@ -250,7 +286,13 @@ class ApiKeyAdmin(IntegrationRightsMixin, admin.ModelAdmin):
             for data in formset.cleaned_data:
                 if data and not data.get("DELETE") and data.get("api_type"):
                     grants.append(
-                        services.GrantSpec(data["api_type"].pk, data.get("logged", False), data.get("logging_until"))
+                        services.GrantSpec(
+                            data["api_type"].pk,
+                            data.get("logged", False),
+                            data.get("logging_until"),
+                            rate_per_second=data.get("rate_per_second"),
+                            rate_per_minute=data.get("rate_per_minute"),
+                        )
                     )
         fields = {name: form.cleaned_data[name] for name in services.KEY_FIELDS}
         actor = Actor.from_request(request, KeyAudit.Source.ADMIN)

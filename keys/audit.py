@@ -26,6 +26,22 @@ FIELD_LABELS = {
     "allowed_for_all": "allowed for all",
     "logged_for_all": "logged for all",
     "logging_until": "logging until",
+    "rate_per_second": "calls per second",
+    "rate_per_minute": "calls per minute",
+    "quota_per_day": "calls per day",
+    "quota_per_month": "calls per month",
+    "allowed_addresses": "client addresses",
+    "contact_name": "contact name",
+    "contact_email": "contact email",
+}
+
+# What an empty setting means, in the pane's words (a limit left empty is no limit at all).
+EMPTY_MEANS = {
+    "calls per second": "no limit",
+    "calls per minute": "no limit",
+    "calls per day": "no limit",
+    "calls per month": "no limit",
+    "client addresses": "any address",
 }
 
 
@@ -56,10 +72,19 @@ def snapshot(key: ApiKey) -> dict[str, Any]:
     state["logging until"] = state["logging until"].isoformat() if state["logging until"] else None
     # In the site's time zone, to the minute, as the dialog shows it.
     state["expires"] = timezone.localtime(key.expires_at).strftime("%Y-%m-%d %H:%M") if key.expires_at else None
-    state["api_types"] = {
-        g.api_type.name: {"logged": g.logged, "logging until": g.logging_until.isoformat() if g.logging_until else None}
-        for g in key.grants.select_related("api_type")
-    }
+    # Empty as None, so a new key's history does not list every limit it does not have.
+    for label in ("client addresses", "contact name", "contact email"):
+        state[label] = state[label] or None
+    state["api_types"] = {g.api_type.name: _grant_state(g) for g in key.grants.select_related("api_type")}
+    return state
+
+
+def _grant_state(grant) -> dict[str, Any]:
+    state = {"logged": grant.logged, "logging until": grant.logging_until.isoformat() if grant.logging_until else None}
+    # Only when set: the entries written before per-type rates existed read the same.
+    for name, label in (("rate_per_second", "calls per second"), ("rate_per_minute", "calls per minute")):
+        if getattr(grant, name) is not None:
+            state[label] = getattr(grant, name)
     return state
 
 
@@ -74,12 +99,14 @@ def difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _shown(value: Any) -> str:
-    """A field's value in the pane's words: yes/no, not Python's True/False."""
+def _shown(value: Any, field: str = "") -> str:
+    """A field's value in the pane's words: yes/no, not Python's True/False; a list one by one."""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if value in (None, ""):
-        return "(none)"
+    if value in (None, "", []):
+        return EMPTY_MEANS.get(field, "(none)")
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
     return str(value)
 
 
@@ -87,9 +114,12 @@ def _grant_shown(grant: dict | None) -> str:
     if grant is None:
         return "not selected"
     if not grant.get("logged"):
-        return "selected, not logged"
-    until = grant.get("logging until")
-    return f"selected, logged until {until}" if until else "selected, logged"
+        shown = "selected, not logged"
+    else:
+        until = grant.get("logging until")
+        shown = f"selected, logged until {until}" if until else "selected, logged"
+    rates = [f"{grant[label]} {label}" for label in ("calls per second", "calls per minute") if grant.get(label)]
+    return f"{shown}, at most {' and '.join(rates)}" if rates else shown
 
 
 def describe(changes: dict[str, Any]) -> list[str]:
@@ -99,7 +129,7 @@ def describe(changes: dict[str, Any]) -> list[str]:
         if field == "api_types":
             lines += _describe_types(change)
         elif isinstance(change, list) and len(change) == 2:
-            lines.append(f"{field}: {_shown(change[0])} → {_shown(change[1])}")
+            lines.append(f"{field}: {_shown(change[0], field)} → {_shown(change[1], field)}")
         else:  # a shape this version does not write; shown rather than dropped
             lines.append(f"{field}: {change}")
     return lines

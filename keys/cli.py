@@ -8,9 +8,11 @@ import json
 import re
 import sys
 from argparse import ArgumentParser
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -18,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from . import selectors
 from .access import decide_for_type, expiry_label, parse_key
 from .models import ApiKey, ApiType
-from .services import GrantSpec
+from .services import LIMIT_MAX, GrantSpec, normalized_addresses
 
 # NAME[:logged[:DATE]]; NAME may itself be "import:<id>" or "export:<id>".
 TYPE_SPEC = re.compile(r"^(?P<name>.+?)(?::(?P<logged>logged)(?::(?P<date>[^:]*))?)?$")
@@ -93,6 +95,140 @@ def grant_spec(raw: str) -> GrantSpec:
     return GrantSpec(api_type.pk, logged=bool(match["logged"]), logging_until=until)
 
 
+# --- limits: the options create_api_key and update_api_key share ------------------------------
+
+# A key's limit settings and the options that set them.
+LIMIT_OPTIONS = {
+    "rate_per_second": "--rate-per-second",
+    "rate_per_minute": "--rate-per-minute",
+    "quota_per_day": "--quota-per-day",
+    "quota_per_month": "--quota-per-month",
+}
+FIELD_OPTIONS = LIMIT_OPTIONS | {
+    "allowed_addresses": "--allow-address",
+    "contact_name": "--contact-name",
+    "contact_email": "--contact-email",
+}
+TYPE_RATE = re.compile(r"^(?P<count>\d+)/(?P<per>s|second|min|minute)$")
+
+
+def add_limit_arguments(parser: ArgumentParser, *, clearing: bool) -> None:
+    """The limits and contact options; `clearing` (update_api_key) also takes "none" and the
+    options that remove limits."""
+    empty = "|none" if clearing else ""
+    for name, option in LIMIT_OPTIONS.items():
+        label = ApiKey._meta.get_field(name).verbose_name
+        parser.add_argument(option, metavar=f"N{empty}", help=f"at most N {label}")
+    parser.add_argument(
+        "--allow-address",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="an IP address or CIDR range (IPv4 or IPv6) the key may call from; repeat for more"
+        + ("; added to the key's" if clearing else "; none: any address"),
+    )
+    parser.add_argument(
+        "--type-rate",
+        action="append",
+        default=[],
+        metavar="API-TYPE:N/s|N/min" + ("|none" if clearing else ""),
+        help='a rate for one selected API type alone, e.g. "Inventory Export:5/s"'
+        + ('; "API-TYPE:none" removes both of its rates' if clearing else ""),
+    )
+    parser.add_argument(
+        "--contact-name", metavar="NAME", help="whom to tell before the key ends" + (' ("": none)' if clearing else "")
+    )
+    parser.add_argument(
+        "--contact-email", metavar="EMAIL", help="their email address" + (' ("": none)' if clearing else "")
+    )
+    if clearing:
+        parser.add_argument(
+            "--disallow-address", action="append", default=[], metavar="ADDRESS", help="remove a client address"
+        )
+        parser.add_argument(
+            "--any-address", action="store_true", help="remove every client address: any address may call"
+        )
+        parser.add_argument(
+            "--no-limits",
+            action="store_true",
+            help="remove every rate, quota and client address of the key and of its API types "
+            "(before the other options apply)",
+        )
+
+
+def parse_limit(raw: str, option: str, *, clearing: bool = False) -> int | None:
+    if clearing and raw.strip().lower() == "none":
+        return None
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= LIMIT_MAX:
+        also = ', or "none" for no limit' if clearing else ""
+        raise CommandError(
+            f"{option}: {raw!r} is not a count of calls; write a whole number from 1 to {LIMIT_MAX}{also}."
+        )
+    return count
+
+
+def limit_values(options: dict[str, Any], *, clearing: bool = False) -> dict[str, Any]:
+    """The key limits named on the command line (only those)."""
+    values = {}
+    for name, option in LIMIT_OPTIONS.items():
+        if options[name] is not None:
+            values[name] = parse_limit(options[name], option, clearing=clearing)
+    for name in ("contact_name", "contact_email"):
+        if options[name] is not None:
+            values[name] = options[name].strip()
+    return values
+
+
+def addresses(raw: list[str], option: str) -> list[str]:
+    try:
+        return normalized_addresses(raw)
+    except ValidationError as exc:
+        raise CommandError(f"{option}: {' '.join(exc.messages)}") from None
+
+
+def with_type_rates(grants: list[GrantSpec], raw: list[str], *, clearing: bool = False) -> list[GrantSpec]:
+    """`grants` with the --type-rate options applied; each names a type among them."""
+    grants = list(grants)  # a type named twice stays twice: the service says so
+    at = {g.api_type_id: i for i, g in reversed(list(enumerate(grants)))}
+    for spec in raw:
+        name, _, rate = spec.rpartition(":")
+        match = TYPE_RATE.match(rate.strip())
+        if not name or not (match or (clearing and rate.strip().lower() == "none")):
+            raise CommandError(
+                f"--type-rate: {spec!r} is not API-TYPE:N/s or API-TYPE:N/min"
+                + (" or API-TYPE:none" if clearing else "")
+                + ', e.g. "Inventory Export:5/s".'
+            )
+        api_type = api_type_by_name(name)
+        if api_type.pk not in at:
+            raise CommandError(
+                f"--type-rate: {api_type.name} is not selected for the key; select it too (--type / --add-type)."
+            )
+        i = at[api_type.pk]
+        if match is None:
+            grants[i] = replace(grants[i], rate_per_second=None, rate_per_minute=None)
+            continue
+        count = parse_limit(match["count"], "--type-rate")
+        field = "rate_per_second" if match["per"] in ("s", "second") else "rate_per_minute"
+        grants[i] = replace(grants[i], **{field: count})
+    return grants
+
+
+def validation_problem(exc: ValidationError) -> str:
+    """A service's ValidationError in the command's words: each problem after the option it is about."""
+    if not hasattr(exc, "error_dict"):
+        return " ".join(exc.messages)
+    return " ".join(
+        f"{FIELD_OPTIONS[name]}: {message}" if name in FIELD_OPTIONS else message
+        for name, messages in exc.message_dict.items()
+        for message in messages
+    )
+
+
 def key_data(key: ApiKey) -> dict:
     grants = sorted(key.grants.all(), key=lambda g: g.api_type.name)
     now = timezone.now()
@@ -108,6 +244,14 @@ def key_data(key: ApiKey) -> dict:
         "allowed_for_all": key.allowed_for_all,
         "logged_for_all": key.logged_for_all,
         "logging_until": key.logging_until.isoformat() if key.logging_until else None,
+        # Limits: None (or an empty list of addresses) is no limit.
+        "rate_per_second": key.rate_per_second,
+        "rate_per_minute": key.rate_per_minute,
+        "quota_per_day": key.quota_per_day,
+        "quota_per_month": key.quota_per_month,
+        "allowed_addresses": list(key.allowed_addresses),
+        "contact_name": key.contact_name,
+        "contact_email": key.contact_email,
         "created_at": key.created_at.isoformat(),
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
         "api_types": [
@@ -117,6 +261,8 @@ def key_data(key: ApiKey) -> dict:
                 "logged": g.logged,
                 "logging_until": g.logging_until.isoformat() if g.logging_until else None,
                 "logging_now": decide_for_type(key, g.api_type, at=now).logged,
+                "rate_per_second": g.rate_per_second,
+                "rate_per_minute": g.rate_per_minute,
                 "last_used_at": g.last_used_at.isoformat() if g.last_used_at else None,
             }
             for g in grants

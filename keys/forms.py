@@ -6,15 +6,26 @@ Parsing them here keeps the view thin; the rules themselves are enforced
 again by the model and the services.
 """
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .models import ApiDocument, ApiKey, ApiType
-from .services import KEY_FIELDS, GrantSpec
+from .services import (
+    CONTACT_FIELDS,
+    KEY_FIELDS,
+    LIMIT_FIELDS,
+    LIMIT_MAX,
+    RATE_FIELDS,
+    GrantSpec,
+    address_problem,
+    normalized_addresses,
+)
 
 
 @dataclass
@@ -27,6 +38,7 @@ class TypeRow:
     until: str
     error: str = ""
     last_used: datetime | None = None
+    rates: str = ""  # the type's own rate, set in the admin or by a command (the dialog keeps it)
 
 
 # Dates are typed and shown as YYYY-MM-DD everywhere, as every table shows them: a
@@ -59,7 +71,95 @@ class IsoDateInput(forms.DateInput):
         super().__init__(attrs={**ISO_DATE_ATTRS, **(attrs or {})}, format="%Y-%m-%d")
 
 
-class ApiKeyForm(forms.ModelForm):
+def limit_field(label: str, help_id: str = "") -> forms.IntegerField:
+    """An optional count of calls; empty is no limit. A text input: a number input would send
+    nothing for "abc", and the key would be saved with no limit instead of the error shown."""
+    words = "Write a whole number of at least 1, or leave it empty for no limit."
+    return forms.IntegerField(
+        label=label,
+        required=False,
+        min_value=1,
+        max_value=LIMIT_MAX,
+        error_messages={
+            "invalid": words,
+            "min_value": words,
+            "max_value": f"Write a number up to {LIMIT_MAX}, or leave it empty for no limit.",
+        },
+        widget=forms.TextInput(
+            attrs={"inputmode": "numeric", "autocomplete": "off", "size": "9"}
+            | ({"aria-describedby": help_id} if help_id else {})
+        ),
+    )
+
+
+class AddressesField(forms.CharField):
+    """A key's client addresses typed one per line; every wrong line is named by its number."""
+
+    widget = forms.Textarea(
+        attrs={
+            "rows": "3",
+            "autocomplete": "off",
+            "spellcheck": "false",
+            "placeholder": "192.0.2.10\n198.51.100.0/24\n2001:db8::/32",
+            "aria-describedby": "addresses-help",
+        }
+    )
+
+    def __init__(self, **kwargs):
+        super().__init__(label="client addresses", required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def clean(self, value) -> list[str]:
+        text = super().clean(value) or ""
+        wrong = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if line:
+                try:
+                    ipaddress.ip_network(line, strict=True)
+                except ValueError:
+                    wrong.append(f"line {number}: {address_problem(line)}")
+        if wrong:
+            raise forms.ValidationError(wrong)
+        return normalized_addresses(text.splitlines())
+
+    def has_changed(self, initial, data) -> bool:
+        try:
+            return normalized_addresses(initial or []) != normalized_addresses(str(data or "").splitlines())
+        except ValidationError:
+            return True
+
+
+class LimitsForm(forms.Form):
+    """The limits a key carries and its contact, as the dialog and the admin both edit them."""
+
+    rate_per_second = limit_field("calls per second", "rates-help")
+    rate_per_minute = limit_field("calls per minute", "rates-help")
+    quota_per_day = limit_field("calls per day", "quotas-help")
+    quota_per_month = limit_field("calls per month", "quotas-help")
+    allowed_addresses = AddressesField()
+    contact_name = forms.CharField(
+        label="contact name", required=False, max_length=150, widget=forms.TextInput(attrs={"autocomplete": "off"})
+    )
+    contact_email = forms.EmailField(
+        label="contact email",
+        required=False,
+        error_messages={"invalid": "Write an email address, such as erp-team@example.com."},
+        widget=forms.EmailInput(attrs={"autocomplete": "off", "aria-describedby": "contact-help"}),
+    )
+
+    def add_service_error(self, error: ValidationError) -> None:
+        """A service's ValidationError shown by the fields it names (the rest above the form)."""
+        if not hasattr(error, "error_dict"):
+            self.add_error(None, error.messages)
+            return
+        for name, messages in error.message_dict.items():
+            self.add_error(name if name in self.fields and name != NON_FIELD_ERRORS else None, messages)
+
+
+class ApiKeyForm(LimitsForm, forms.ModelForm):
     logging_until = forms.DateField(label="logging until", required=False, widget=IsoDateInput())
     expires_at = moment_field("expires", **{"aria-describedby": "expires-help"})
 
@@ -84,6 +184,37 @@ class ApiKeyForm(forms.ModelForm):
             self.grants = self._clean_grants()
         return cleaned
 
+    LIMITS_PART = LIMIT_FIELDS + CONTACT_FIELDS  # the dialog's folded "limits and contact"
+
+    def limits_open(self) -> bool:
+        """The dialog's limits part starts open when it holds anything, or an error."""
+        return any(self[name].errors or self[name].value() for name in self.LIMITS_PART)
+
+    def limits_errors(self) -> list[str]:
+        """The fields of the limits part that are wrong, named for the alert at the top."""
+        return [self[name].label for name in self.LIMITS_PART if self[name].errors]
+
+    def limits_summary(self) -> str:
+        """The limits part folded: what is set, in a few words."""
+        value = {name: self[name].value() for name in self.LIMITS_PART}
+        words = [
+            f"{value[name]} {label}"
+            for name, label in (
+                ("rate_per_second", "a second"),
+                ("rate_per_minute", "a minute"),
+                ("quota_per_day", "a day"),
+                ("quota_per_month", "a month"),
+            )
+            if value[name] not in (None, "")
+        ]
+        addresses = value["allowed_addresses"]
+        lines = addresses if isinstance(addresses, list) else [a for a in str(addresses).splitlines() if a.strip()]
+        if lines:
+            words.append(f"{len(lines)} client address{'es' if len(lines) != 1 else ''}")
+        if value["contact_name"] or value["contact_email"]:
+            words.append(f"contact {value['contact_name'] or value['contact_email']}")
+        return " · ".join(words) or "no limits, any address, no contact"
+
     def _ids(self, name: str) -> set[int]:
         ids = set()
         for raw in self.data.getlist(name):
@@ -93,7 +224,11 @@ class ApiKeyForm(forms.ModelForm):
                 self.add_error(None, f"{name}: {raw!r} is not an API type id.")
         return ids
 
+    def _saved_grants(self) -> dict:
+        return {g.api_type_id: g for g in self.instance.grants.all()} if self.instance.pk else {}
+
     def _clean_grants(self) -> list[GrantSpec]:
+        saved = self._saved_grants()
         selected, logged = self._ids("selected"), self._ids("logged")
         until_fields = {k: v for k, v in self.data.items() if k.startswith("until-")}
         known = {str(t) for t in self.types_by_id}
@@ -115,7 +250,9 @@ class ApiKeyForm(forms.ModelForm):
             elif raw_until and type_id not in logged:
                 self.row_errors[type_id] = "An expiration date needs logged."
             if type_id in selected:
-                grants.append(GrantSpec(type_id, logged=type_id in logged, logging_until=until))
+                # A type's own rate is set in the admin or by a command; the dialog keeps it.
+                rates = {name: getattr(saved.get(type_id), name, None) for name in RATE_FIELDS}
+                grants.append(GrantSpec(type_id, logged=type_id in logged, logging_until=until, **rates))
         if self.row_errors:
             names = ", ".join(self.types_by_id[i].name for i in self.row_errors)
             self.add_error(None, f"Check the API types marked below: {names}.")
@@ -125,7 +262,7 @@ class ApiKeyForm(forms.ModelForm):
         """The listbox rows: what the user posted (so nothing is lost on an
         error) or what the key has saved; selected types first, so an edit
         opens on what the key can call."""
-        grants = {g.api_type_id: g for g in self.instance.grants.all()} if self.instance.pk else {}
+        grants = self._saved_grants()
         if self.is_bound:
             selected, logged = set(self.data.getlist("selected")), set(self.data.getlist("logged"))
             rows = [
@@ -147,7 +284,18 @@ class ApiKeyForm(forms.ModelForm):
         for row in rows:
             if grant := grants.get(row.api_type.pk):
                 row.last_used = grant.last_used_at
+                row.rates = grant_rates(grant)
         return sorted(rows, key=lambda row: not row.selected)  # stable: by name within each part
+
+
+def grant_rates(grant) -> str:
+    """A type's own rate in words ("at most 5 calls per second"), or "" when it has none."""
+    rates = [
+        f"{value} {label}"
+        for value, label in ((grant.rate_per_second, "calls per second"), (grant.rate_per_minute, "calls per minute"))
+        if value
+    ]
+    return f"at most {' and '.join(rates)}" if rates else ""
 
 
 GRACE_CHOICES = [

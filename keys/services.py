@@ -2,6 +2,7 @@
 whichever door it comes in by (pane, admin, command)."""
 
 import functools
+import ipaddress
 import logging
 import math
 import time
@@ -33,8 +34,31 @@ INTEGRATION_GROUPS = {
 }
 
 
+# The limits a key carries and whom to tell before it ends (all optional).
+RATE_FIELDS = ("rate_per_second", "rate_per_minute")
+COUNT_FIELDS = (*RATE_FIELDS, "quota_per_day", "quota_per_month")
+LIMIT_FIELDS = (*COUNT_FIELDS, "allowed_addresses")
+CONTACT_FIELDS = ("contact_name", "contact_email")
+
 # A key's own settings, as the dialog, the admin and the commands name them.
-KEY_FIELDS = ("description", "is_active", "expires_at", "allowed_for_all", "logged_for_all", "logging_until")
+KEY_FIELDS = (
+    "description",
+    "is_active",
+    "expires_at",
+    "allowed_for_all",
+    "logged_for_all",
+    "logging_until",
+    *LIMIT_FIELDS,
+    *CONTACT_FIELDS,
+)
+
+# A key with no limits and no contact: what --no-limits sets, and what a caller that
+# replaces every setting (api_key_update) passes when it means none.
+NO_LIMITS: dict[str, Any] = {name: None for name in LIMIT_FIELDS} | {"allowed_addresses": []}
+NO_CONTACT: dict[str, Any] = {name: "" for name in CONTACT_FIELDS}
+
+# The largest count a PositiveIntegerField holds on every database Django supports.
+LIMIT_MAX = 2_147_483_647
 
 
 @dataclass(frozen=True)
@@ -44,18 +68,95 @@ class GrantSpec:
     api_type_id: int
     logged: bool = False
     logging_until: date | None = None
+    # A rate for this API type alone, besides the key's own (both hold); None: no limit.
+    rate_per_second: int | None = None
+    rate_per_minute: int | None = None
+
+
+# What a grant row holds of its GrantSpec.
+GRANT_FIELDS = ("logged", "logging_until", *RATE_FIELDS)
+
+
+def _limit_problem(value: Any) -> str | None:
+    """Why `value` cannot be a rate or quota, or None when it can (None itself: no limit)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{value!r} is not a whole number."
+    if value < 1:
+        # 0 would refuse every call: that is what "is active" off says, with a clearer answer.
+        return "Write a whole number of at least 1, or leave it empty for no limit."
+    if value > LIMIT_MAX:
+        return f"Write a number up to {LIMIT_MAX}, or leave it empty for no limit."
+    return None
+
+
+def normalized_addresses(entries: Iterable[Any]) -> list[str]:
+    """A key's client addresses as stored: each stripped, blank ones dropped, written the one
+    canonical way (`str(ip_network(...))`: "2001:DB8::0/32" and "2001:db8::/32" are one range),
+    each once, in the order given. Every entry that is not an address or a range is named."""
+    if isinstance(entries, str):
+        entries = entries.splitlines()
+    kept, wrong = {}, []
+    for entry in entries:
+        text = str(entry).strip()
+        if not text:
+            continue
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            wrong.append(address_problem(text))
+            continue
+        kept.setdefault(str(network), None)
+    if wrong:
+        raise ValidationError({"allowed_addresses": wrong})
+    return list(kept)
+
+
+def address_problem(text: str) -> str:
+    """What is wrong with one client-address entry, in words that name it."""
+    shown = text[:60]
+    try:
+        meant = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"“{shown}” is not an IP address or a CIDR range (such as 192.0.2.10, 198.51.100.0/24 or 2001:db8::/32)."
+    return f"“{shown}” has bits set after its prefix length: the range it lies in is {meant}."
+
+
+def _clean_limits(values: dict[str, Any]) -> dict[str, Any]:
+    """The limits and contact of `values`, normalised, or a ValidationError naming each field."""
+    errors: dict[str, list[str]] = {}
+    for name in COUNT_FIELDS:
+        if problem := _limit_problem(values[name]):
+            errors[name] = [problem]
+    addresses = values["allowed_addresses"]
+    try:
+        addresses = normalized_addresses(addresses or [])
+    except ValidationError as exc:
+        errors |= exc.message_dict
+    if errors:
+        raise ValidationError(errors)
+    return values | {
+        "allowed_addresses": addresses,
+        "contact_name": (values["contact_name"] or "").strip(),
+        "contact_email": (values["contact_email"] or "").strip(),
+    }
 
 
 def _validate_grants(grants: Sequence[GrantSpec]) -> None:
     ids = [g.api_type_id for g in grants]
     if len(ids) != len(set(ids)):
         raise ValidationError({"api_types": "An API type is selected more than once."})
-    known = set(ApiType.objects.filter(pk__in=ids).values_list("pk", flat=True))
-    if unknown := sorted(set(ids) - known):
+    known = {pk: name for pk, name in ApiType.objects.filter(pk__in=ids).values_list("pk", "name")}
+    if unknown := sorted(set(ids) - set(known)):
         raise ValidationError({"api_types": f"Unknown API type id(s): {', '.join(map(str, unknown))}."})
     for grant in grants:
         if grant.logging_until and not grant.logged:
             raise ValidationError({"api_types": "A logging expiration date needs logged."})
+        for name in RATE_FIELDS:
+            if problem := _limit_problem(getattr(grant, name)):
+                label = name.replace("rate_per_", "calls per ")
+                raise ValidationError({"api_types": f"{known[grant.api_type_id]}, {label}: {problem}"})
 
 
 def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
@@ -67,12 +168,14 @@ def _write_grants(key: ApiKey, grants: Sequence[GrantSpec]) -> None:
         grant = existing.get(type_id)
         if grant is None:
             continue
-        if (grant.logged, grant.logging_until) != (spec.logged, spec.logging_until):
-            grant.logged, grant.logging_until = spec.logged, spec.logging_until
+        settings_now = {name: getattr(spec, name) for name in GRANT_FIELDS}
+        if {name: getattr(grant, name) for name in GRANT_FIELDS} != settings_now:
+            for name, value in settings_now.items():
+                setattr(grant, name, value)
             changed.append(grant)
-    ApiKeyGrant.objects.bulk_update(changed, ["logged", "logging_until"])
+    ApiKeyGrant.objects.bulk_update(changed, list(GRANT_FIELDS))
     ApiKeyGrant.objects.bulk_create(
-        ApiKeyGrant(key=key, api_type_id=t, logged=s.logged, logging_until=s.logging_until)
+        ApiKeyGrant(key=key, api_type_id=t, **{name: getattr(s, name) for name in GRANT_FIELDS})
         for t, s in wanted.items()
         if t not in existing
     )
@@ -107,6 +210,13 @@ def api_key_create(
     allowed_for_all: bool = False,
     logged_for_all: bool = False,
     logging_until: date | None = None,
+    rate_per_second: int | None = None,
+    rate_per_minute: int | None = None,
+    quota_per_day: int | None = None,
+    quota_per_month: int | None = None,
+    allowed_addresses: Sequence[str] = (),
+    contact_name: str = "",
+    contact_email: str = "",
     grants: Sequence[GrantSpec] = (),
     actor: Actor | None = None,
     instance: ApiKey | None = None,
@@ -116,9 +226,8 @@ def api_key_create(
     given = locals()  # the KEY_FIELDS arguments, set on the key below
     with transaction.atomic():
         key = instance or ApiKey()
-        _set_settings(key, given)
         key.created_by = key.updated_by = _user(actor)
-        key.full_clean()
+        _set_settings(key, given)
         _validate_grants(grants)
         key.save()
         _write_grants(key, grants)
@@ -127,9 +236,22 @@ def api_key_create(
 
 
 def _set_settings(key: ApiKey, values: dict) -> None:
-    """Set the settings a dialog, the admin or a command gives (KEY_FIELDS) from `values`."""
+    """Set the settings a dialog, the admin or a command gives (KEY_FIELDS) from `values`, and
+    check them all at once: one ValidationError naming every field that is wrong, before
+    anything is written."""
+    try:
+        values, problems = _clean_limits(values), {}
+    except ValidationError as exc:
+        problems = exc.message_dict
     for name in KEY_FIELDS:
-        setattr(key, name, values[name])
+        if name not in problems:
+            setattr(key, name, values[name])
+    try:
+        key.full_clean(exclude=list(problems))
+    except ValidationError as exc:
+        problems = exc.message_dict | problems
+    if problems:
+        raise ValidationError(problems)
 
 
 def _user(actor: Actor | None):
@@ -145,6 +267,13 @@ def api_key_update(
     allowed_for_all: bool,
     logged_for_all: bool,
     logging_until: date | None,
+    rate_per_second: int | None,
+    rate_per_minute: int | None,
+    quota_per_day: int | None,
+    quota_per_month: int | None,
+    allowed_addresses: Sequence[str],
+    contact_name: str,
+    contact_email: str,
     grants: Sequence[GrantSpec],
     actor: Actor | None = None,
     expected_version: int | None = None,
@@ -155,10 +284,9 @@ def api_key_update(
     with transaction.atomic():
         current = _locked(key, expected_version)
         before = audit.snapshot(current)
-        _set_settings(key, given)
         key.updated_by = _user(actor)
         key.version = current.version + 1
-        key.full_clean()
+        _set_settings(key, given)
         _validate_grants(grants)
         key.save()
         _write_grants(key, grants)
@@ -167,7 +295,7 @@ def api_key_update(
 
 
 def current_grants(key: ApiKey) -> list[GrantSpec]:
-    return [GrantSpec(g.api_type_id, g.logged, g.logging_until) for g in key.grants.all()]
+    return [GrantSpec(g.api_type_id, **{name: getattr(g, name) for name in GRANT_FIELDS}) for g in key.grants.all()]
 
 
 def api_key_change(

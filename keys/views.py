@@ -128,7 +128,7 @@ def _key_dialog(request: HtmxHttpRequest, key: ApiKey | None) -> HttpResponse:
             except services.EditConflict as exc:
                 conflict, status = str(exc), 409
             except ValidationError as exc:
-                form.add_error(None, exc.messages)
+                form.add_service_error(exc)
         status = status if conflict else 422
     else:
         form = ApiKeyForm(instance=instance, api_types=api_types)

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from keys.audit import Actor
 from keys.models import ApiKey, ApiKeyGrant, ApiType
-from keys.services import GrantSpec, api_key_update
+from keys.services import NO_CONTACT, NO_LIMITS, GrantSpec, api_key_update
 
 pytestmark = pytest.mark.browser
 
@@ -163,6 +163,8 @@ def test_screens_fit_pass_axe_and_are_kept(login, administrator, size, make_key,
         allowed_for_all=False,
         logged_for_all=False,
         logging_until=None,
+        **NO_LIMITS,
+        **NO_CONTACT,
     )
     page = login(administrator)
     check_screen(page, "pane", size)

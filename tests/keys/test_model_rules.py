@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from keys.models import ApiKey, ApiKeyGrant
-from keys.services import GrantSpec, api_key_create, api_key_remove, api_key_update
+from keys.services import NO_CONTACT, NO_LIMITS, GrantSpec, api_key_create, api_key_remove, api_key_update
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +60,8 @@ def test_update_replaces_grants_and_keeps_value(make_key, inventory_export, cust
         allowed_for_all=False,
         logged_for_all=False,
         logging_until=None,
+        **NO_LIMITS,
+        **NO_CONTACT,
         grants=[GrantSpec(customer_import.pk, logged=True, logging_until=date(2031, 5, 1))],
     )
     key.refresh_from_db()
@@ -80,6 +82,8 @@ def test_failed_update_changes_nothing(make_key, inventory_export):
             allowed_for_all=False,
             logged_for_all=True,
             logging_until=None,
+            **NO_LIMITS,
+            **NO_CONTACT,
             grants=[],
         )
     key = ApiKey.objects.get(pk=key.pk)

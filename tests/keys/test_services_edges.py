@@ -39,6 +39,8 @@ def test_conflict_message_names_who_and_when_to_the_minute(make_key, settings):
             allowed_for_all=False,
             logged_for_all=False,
             logging_until=None,
+            **services.NO_LIMITS,
+            **services.NO_CONTACT,
             grants=[],
             expected_version=key.version + 5,
         )

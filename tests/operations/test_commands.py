@@ -114,6 +114,8 @@ def test_show_json(make_key, inventory_export):
             "logged": True,
             "logging_until": "2000-01-01",
             "logging_now": False,
+            "rate_per_second": None,
+            "rate_per_minute": None,
             "last_used_at": None,
         }
     ]

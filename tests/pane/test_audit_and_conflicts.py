@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from keys.audit import Actor
 from keys.models import ApiKey, KeyAudit
-from keys.services import EditConflict, GrantSpec, api_key_change, api_key_remove, api_key_update
+from keys.services import NO_CONTACT, NO_LIMITS, EditConflict, GrantSpec, api_key_change, api_key_remove, api_key_update
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -155,6 +155,8 @@ def test_service_level_conflict(make_key):
             allowed_for_all=False,
             logged_for_all=False,
             logging_until=None,
+            **NO_LIMITS,
+            **NO_CONTACT,
             grants=[GrantSpec(1)],
             expected_version=1,
         )

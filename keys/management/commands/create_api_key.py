@@ -9,7 +9,8 @@ class Command(BaseCommand):
     help = (
         "Create an API key and print its value. API types are named by display name or as import:<id> / "
         "export:<id>, optionally followed by :logged and :YYYY-MM-DD (logging until), "
-        'e.g. --type "Inventory Export:logged:2027-01-31" --type import:customer.'
+        'e.g. --type "Inventory Export:logged:2027-01-31" --type import:customer. Limits are optional: '
+        '--rate-per-second 20 --quota-per-day 50000 --allow-address 198.51.100.0/24 --type-rate "Inventory Export:5/s".'
     )
 
     def add_arguments(self, parser):
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--type", action="append", default=[], metavar="API-TYPE[:logged[:DATE]]", help="a selected API type"
         )
+        cli.add_limit_arguments(parser, clearing=False)
         cli.add_quiet(parser)  # print only the value (for scripts)
         cli.add_json(parser)
 
@@ -36,7 +38,9 @@ class Command(BaseCommand):
         if options["logging_until"] and not options["logged"]:
             raise CommandError("--logging-until needs --all --logged.")
         until = cli.parse_date(options["logging_until"], "--logging-until") if options["logging_until"] else None
-        grants = [cli.grant_spec(raw) for raw in options["type"]]
+        grants = cli.with_type_rates([cli.grant_spec(raw) for raw in options["type"]], options["type_rate"])
+        limits = cli.limit_values(options)
+        limits["allowed_addresses"] = cli.addresses(options["allow_address"], "--allow-address")
         try:
             key = services.api_key_create(
                 actor=Actor.for_command(options["actor"]),
@@ -47,9 +51,10 @@ class Command(BaseCommand):
                 logged_for_all=options["logged"],
                 logging_until=until,
                 grants=grants,
+                **limits,
             )
         except ValidationError as exc:
-            raise CommandError(" ".join(exc.messages)) from exc
+            raise CommandError(cli.validation_problem(exc)) from exc
         cli.emit(
             self,
             options,
