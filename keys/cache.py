@@ -10,6 +10,7 @@ one per pool is enough.
 """
 
 import logging
+import math
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         self._class = ReusedClientRedisCacheClient
         self._tracked: TrackedReads | None = None
+        self._take_scripts: dict[int, object] = {}
 
     # Writes through this process drop its own copy at once: Redis's push to this process's
     # tracking connection may land a moment after the write's reply.
@@ -130,6 +132,38 @@ class RedisCache(DjangoRedisCache):
                 pipeline.expire(key, window)
             pipeline.execute()
         return [int(v) for v in values]
+
+    # take() of keys/shared.py: every counter is read first, and only if none is full (nor, when
+    # it must exist, absent) are they all counted; Redis runs a script whole, so no other call
+    # counts in between. ARGV: per counter its limit, the second it expires at, 1 if it must exist.
+    TAKE_SCRIPT = """
+    local values = {}
+    for i, key in ipairs(KEYS) do
+      local value = redis.call('GET', key)
+      if not value and ARGV[3 * i] == '1' then return {i - 1, 1, {}} end
+      values[i] = tonumber(value or 0)
+    end
+    for i = 1, #KEYS do
+      if values[i] >= tonumber(ARGV[3 * i - 2]) then return {i - 1, 0, values} end
+    end
+    for i, key in ipairs(KEYS) do
+      if redis.call('INCR', key) == 1 then redis.call('EXPIREAT', key, ARGV[3 * i - 1]) end
+    end
+    return {-1, 0, values}
+    """
+
+    def take_counters(self, counters: list[tuple[str, int, float, bool]]) -> tuple[int | None, bool, list[int]]:
+        """keys.shared.take() in one round trip (EVALSHA of TAKE_SCRIPT)."""
+        client = self._cache.get_client(write=True)
+        script = self._take_scripts.get(id(client))
+        if script is None:
+            script = self._take_scripts[id(client)] = client.register_script(self.TAKE_SCRIPT)
+        keys = [self.make_and_validate_key(name) for name, *_ in counters]
+        args = []
+        for _, limit, expires, must_exist in counters:
+            args += [limit, math.ceil(expires), 1 if must_exist else 0]
+        refused, unseeded, values = script(keys=keys, args=args)
+        return (None if refused < 0 else refused), bool(unseeded), [int(v) for v in values]
 
 
 # --- reads kept by Redis's invalidation pushes -------------------------------------------
