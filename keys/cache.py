@@ -135,7 +135,8 @@ class RedisCache(DjangoRedisCache):
 
     # take() of keys/shared.py: every counter is read first, and only if none is full (nor, when
     # it must exist, absent) are they all counted; Redis runs a script whole, so no other call
-    # counts in between. ARGV: per counter its limit, the second it expires at, 1 if it must exist.
+    # counts in between. ARGV: per counter its limit, its seconds to live, 1 if it must exist.
+    # Seconds to live, not a moment: the windows are this host's clock's, whatever Redis's says.
     TAKE_SCRIPT = """
     local values = {}
     for i, key in ipairs(KEYS) do
@@ -147,7 +148,7 @@ class RedisCache(DjangoRedisCache):
       if values[i] >= tonumber(ARGV[3 * i - 2]) then return {i - 1, 0, values} end
     end
     for i, key in ipairs(KEYS) do
-      if redis.call('INCR', key) == 1 then redis.call('EXPIREAT', key, ARGV[3 * i - 1]) end
+      if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[3 * i - 1]) end
     end
     return {-1, 0, values}
     """
@@ -159,9 +160,9 @@ class RedisCache(DjangoRedisCache):
         if script is None:
             script = self._take_scripts[id(client)] = client.register_script(self.TAKE_SCRIPT)
         keys = [self.make_and_validate_key(name) for name, *_ in counters]
-        args = []
+        args, now = [], time.time()
         for _, limit, expires, must_exist in counters:
-            args += [limit, math.ceil(expires), 1 if must_exist else 0]
+            args += [limit, max(1, math.ceil(expires - now)), 1 if must_exist else 0]
         refused, unseeded, values = script(keys=keys, args=args)
         return (None if refused < 0 else refused), bool(unseeded), [int(v) for v in values]
 

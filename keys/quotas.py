@@ -159,14 +159,14 @@ def _seconds_left(policy: Policy, now: float) -> int:
 _TRIES = 4
 
 
-def charge(decision: Decision, now: float | None = None) -> Metered | None:
+def charge(decision: Decision) -> Metered | None:
     """Count an allowed call against its limits (None: it has none). Over a rate, or out
     of a quota, it is refused and counted against nothing. May query the database once
     a period, to seed a quota (see the module's docstring)."""
     limits = decision.limits
     if limits is None:
         return None
-    now = time.time() if now is None else now
+    now = time.time()  # the counters' own clock (keys/shared.py): their windows must agree with it
     found = policies(decision.key_id, decision.api_type_id, limits, now)
     counters = [(p.counter, p.limit, p.ends, p.quota) for p in found]
     for _ in range(_TRIES):
@@ -214,10 +214,10 @@ class Remaining(NamedTuple):
         return max(0, self.limit - self.used)
 
 
-def remaining(key, now: float | None = None) -> list[Remaining]:
+def remaining(key) -> list[Remaining]:
     """What remains of the quotas of `key` (an ApiKey), day then month; empty when it has none.
     The shared count when there is one, else what the stored usage says (one query a quota)."""
-    now = time.time() if now is None else now
+    now = time.time()
     limits = Limits(per_day=key.quota_per_day, per_month=key.quota_per_month)
     found = [p for p in policies(key.pk, 0, limits, now) if p.quota]
     counts = shared.get([p.counter for p in found]) if found else {}
