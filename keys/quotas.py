@@ -90,6 +90,7 @@ current_periods = _Periods()
 def _new_time_zone(*, setting: str, **kwargs) -> None:
     if setting == "TIME_ZONE":
         current_periods.forget()
+        current_plans.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,8 @@ class Policy:
     limit: int
     window: int  # seconds the period lasts
     counter: str
-    ends: float  # when the window ends (seconds since the epoch)
+    starts: float  # when the window starts and ends (seconds since the epoch)
+    ends: float
     quota: bool = False  # a day or month: seeded from the usage stored when its counter is absent
     first: date | None = None
     last: date | None = None
@@ -119,27 +121,71 @@ def policies(key_id: int, api_type_id: int, limits: Limits, now: float) -> list[
     )
     for name, limit, window, bucket, counter in rates:
         if limit is not None:
-            found.append(Policy(name, limit, window, counter, (bucket + 1) * window))
+            found.append(Policy(name, limit, window, counter, bucket * window, (bucket + 1) * window))
     if limits.per_day is not None or limits.per_month is not None:
         day, month = current_periods(now)
         for name, limit, period in (("day", limits.per_day, day), ("month", limits.per_month, month)):
             if limit is not None:
                 counter = f"keys:quota:{key_id}:{name[0]}:{period.name}"
                 window = round(period.ends - period.starts)
-                found.append(Policy(name, limit, window, counter, period.ends, True, period.first, period.last))
+                found.append(
+                    Policy(name, limit, window, counter, period.starts, period.ends, True, period.first, period.last)
+                )
     return found
 
 
-@dataclass(frozen=True, slots=True)
+class Plan:
+    """The policies of one key and type while none of their windows changes, made once
+    for all the calls in that time (a limited call must stay cheap: bench/verify.py)."""
+
+    __slots__ = ("counters", "limits", "policies", "policy_field", "since", "until")
+
+    def __init__(self, limits: Limits, found: list[Policy]) -> None:
+        self.limits, self.policies = limits, found
+        self.counters = [(p.counter, p.limit, p.ends, p.quota) for p in found]
+        self.since = max(p.starts for p in found)
+        self.until = min(p.ends for p in found)
+        self.policy_field = ", ".join(f'"{p.name}";q={p.limit};w={p.window}' for p in found)
+
+
+class _Plans:
+    """This process's plans, by key and type; bounded (the oldest half goes when full)."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, int], Plan] = {}
+
+    def __call__(self, key_id: int, api_type_id: int, limits: Limits, now: float) -> Plan:
+        plan = self.held.get((key_id, api_type_id))
+        # The same Limits object while the key is unchanged (the decision cache holds it).
+        if plan is None or plan.limits is not limits or not plan.since <= now < plan.until:
+            plan = Plan(limits, policies(key_id, api_type_id, limits, now))
+            if len(self.held) >= self.SIZE:
+                for stale in list(self.held)[: self.SIZE // 2]:
+                    del self.held[stale]
+            self.held[(key_id, api_type_id)] = plan
+        return plan
+
+    def clear(self) -> None:
+        self.held = {}
+
+
+current_plans = _Plans()
+
+
 class Metered:
     """What counting a call said: allowed, or OVER_RATE / OUT_OF_QUOTA, and each policy's
     count (before this call) for the RateLimit headers."""
 
-    reason: Reason
-    policies: list[Policy]
-    used: list[int]
-    now: float
-    refused_by: int | None = None
+    __slots__ = ("now", "plan", "reason", "refused_by", "used")
+
+    def __init__(self, reason: Reason, plan: Plan, used: list[int], now: float, refused_by: int | None = None):
+        self.reason, self.plan, self.used, self.now, self.refused_by = reason, plan, used, now, refused_by
+
+    @property
+    def policies(self) -> list[Policy]:
+        return self.plan.policies
 
     @property
     def allowed(self) -> bool:
@@ -167,20 +213,19 @@ def charge(decision: Decision) -> Metered | None:
     if limits is None:
         return None
     now = time.time()  # the counters' own clock (keys/shared.py): their windows must agree with it
-    found = policies(decision.key_id, decision.api_type_id, limits, now)
-    counters = [(p.counter, p.limit, p.ends, p.quota) for p in found]
+    plan = current_plans(decision.key_id, decision.api_type_id, limits, now)
     for _ in range(_TRIES):
-        taken = shared.take(counters)
+        taken = shared.take(plan.counters)
         if not taken.unseeded:
             break
-        policy = found[taken.refused]
+        policy = plan.policies[taken.refused]
         shared.seed(policy.counter, usage.admitted(decision.key_id, policy.first, policy.last), policy.ends)
     if taken.unseeded:  # seeded, and gone again at once (evicted): let it through uncounted
-        return Metered(Reason.ALLOWED, found, [0] * len(found), now)
+        return Metered(Reason.ALLOWED, plan, [0] * len(plan.policies), now)
     if taken.refused is None:
-        return Metered(Reason.ALLOWED, found, taken.values, now)
-    reason = Reason.OUT_OF_QUOTA if found[taken.refused].quota else Reason.OVER_RATE
-    return Metered(reason, found, taken.values, now, taken.refused)
+        return Metered(Reason.ALLOWED, plan, taken.values, now)
+    reason = Reason.OUT_OF_QUOTA if plan.policies[taken.refused].quota else Reason.OVER_RATE
+    return Metered(reason, plan, taken.values, now, taken.refused)
 
 
 def headers(metered: Metered) -> dict[str, str]:
@@ -189,12 +234,12 @@ def headers(metered: Metered) -> dict[str, str]:
     `"name";r=<remaining>;t=<seconds to its reset>`), and Retry-After on a refusal. A call
     counted is included in what remains."""
     counted = 1 if metered.allowed else 0
-    policy_items, current_items = [], []
-    for policy, used in zip(metered.policies, metered.used, strict=True):
-        policy_items.append(f'"{policy.name}";q={policy.limit};w={policy.window}')
-        left = policy.limit - used - counted
-        current_items.append(f'"{policy.name}";r={max(0, left)};t={_seconds_left(policy, metered.now)}')
-    found = {"RateLimit-Policy": ", ".join(policy_items), "RateLimit": ", ".join(current_items)}
+    now = metered.now
+    current = ", ".join(
+        f'"{p.name}";r={max(0, p.limit - used - counted)};t={max(1, math.ceil(p.ends - now))}'
+        for p, used in zip(metered.plan.policies, metered.used, strict=True)
+    )
+    found = {"RateLimit-Policy": metered.plan.policy_field, "RateLimit": current}
     if not metered.allowed:
         found["Retry-After"] = str(metered.retry_after)
     return found

@@ -125,9 +125,10 @@ def take(counters: list[tuple[str, int, float, bool]]) -> Taken:
         values = [0 if slot is None else int(_SLOT.unpack_from(memory, slot * _SLOT.size)[2]) for slot in slots]
         if (full := _first_full(counters, values)) is not None:
             return Taken(full, False, values)
-        for (name, _, expires, _), value in zip(counters, values, strict=True):
+        for (name, _, expires, _), value, slot in zip(counters, values, slots, strict=True):
             h = _hash(name)
-            slot = _find(memory, h, now, claim=True)
+            if slot is None:  # a new window: claim a slot for it
+                slot = _find(memory, h, now, claim=True)
             _SLOT.pack_into(memory, slot * _SLOT.size, h, expires, value + 1)
     return Taken(None, False, values)
 
