@@ -130,6 +130,11 @@ def test_the_quota_starts_again_at_the_edge_of_the_day(make_key, time_machine, s
     assert [post(PATH, key.value).status_code for _ in range(2)] == [THROUGH, 429]
     time_machine.move_to("2026-06-16 00:00:00 -04:00", tick=False)
     assert post(PATH, key.value).status_code == THROUGH
+    # Counted in the new day, not let through uncounted: the day's one call is spent.
+    time_machine.move_to("2026-06-16 00:00:01 -04:00", tick=False)
+    refused = post(PATH, key.value)
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == str(24 * 3600 - 1)
 
 
 def test_the_month_quota_starts_again_on_the_first(make_key, time_machine):

@@ -214,3 +214,50 @@ def test_clearing_the_counters_forgets_the_rates(counters, at):
     shared.clear()
     at(0)
     assert quotas.charge(decision).allowed
+
+
+def test_a_type_rate_per_minute_is_a_minute_window(counters, at):
+    at(10.5)
+    decision = allowed(type_per_minute=1)
+    metered = quotas.charge(decision)
+    assert quotas.headers(metered)["RateLimit-Policy"] == '"type-minute";q=1;w=60'
+    at(59.9)
+    assert quotas.charge(decision).reason == Reason.OVER_RATE
+    at(60)
+    assert quotas.charge(decision).allowed
+
+
+def test_a_window_starts_again_at_its_exact_edge(counters, at):
+    decision = allowed(per_second=1)
+    at(0.5)
+    assert quotas.charge(decision).allowed
+    at(1)
+    assert [quotas.charge(decision).reason for _ in range(2)] == [Reason.ALLOWED, Reason.OVER_RATE]
+
+
+def test_a_plan_serves_every_call_of_its_window_and_no_other(at):
+    limits = Limits(per_second=5, per_day=10)
+    at(1)
+    plan = quotas.current_plans(1, 2, limits, NOON + 1)
+    assert quotas.current_plans(1, 2, limits, NOON + 1) is plan  # from the window's first instant
+    assert quotas.current_plans(1, 2, limits, NOON + 1.999) is plan
+    assert quotas.current_plans(1, 2, limits, NOON + 2) is not plan
+    assert quotas.current_plans(1, 2, Limits(per_second=5, per_day=10), NOON + 2.5) is not plan  # a changed key
+
+
+def test_the_clock_going_back_counts_in_the_window_it_went_back_to(counters, at):
+    decision = allowed(per_second=1, per_day=100)
+    at(10)
+    assert quotas.charge(decision).allowed
+    at(5)  # the host's clock was corrected
+    assert quotas.charge(decision).allowed
+
+
+def test_the_plans_stay_bounded(monkeypatch):
+    monkeypatch.setattr(quotas._Plans, "SIZE", 4)
+    plans = quotas._Plans()
+    limits = Limits(per_second=1)
+    for key_id in range(10):
+        plans(key_id, 1, limits, NOON)
+        assert len(plans.held) <= 4
+    assert (9, 1) in plans.held
