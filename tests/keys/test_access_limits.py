@@ -76,6 +76,11 @@ def test_networks_keep_host_addresses_as_their_own_range():
     assert networks_of(None) == ()
 
 
+def test_a_stored_range_with_host_bits_is_its_network():
+    """The model refuses "10.0.0.1/8"; stored anyway (raw SQL), it means the range it names."""
+    assert networks_of(["10.0.0.1/8"]) == (ipaddress.ip_network("10.0.0.0/8"),)
+
+
 def test_limits_are_none_when_nothing_is_limited():
     assert limits_of((None, None, None, None)) is None
     assert limits_of((None, None, None, None), (None, None)) is None
