@@ -166,6 +166,15 @@ def test_the_address_is_the_one_the_trusted_proxy_saw(make_key, settings):
     assert message(refused) == "The API key is not allowed to call from 198.51.100.1."
 
 
+def test_an_ipv6_client_behind_a_trusted_proxy_matches_its_range(make_key, settings):
+    settings.KEYS_TRUSTED_PROXIES = 1
+    key = limited(make_key(allowed_for_all=True), allowed_addresses=["2001:db8:10::/48"])
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}
+    assert post(PATH, key.value, HTTP_X_FORWARDED_FOR="2001:db8:10:ff::9", **proxy).status_code == THROUGH
+    refused = post(PATH, key.value, HTTP_X_FORWARDED_FOR="2001:db8:11::9", **proxy)
+    assert message(refused) == "The API key is not allowed to call from 2001:db8:11::9."
+
+
 def test_without_trusted_proxies_a_forwarded_header_is_ignored(make_key):
     key = limited(make_key(allowed_for_all=True), allowed_addresses=["203.0.113.5"])
     refused = post(PATH, key.value, HTTP_X_FORWARDED_FOR="203.0.113.5", REMOTE_ADDR="198.51.100.1")

@@ -34,12 +34,13 @@ def allowed(key_id=1, api_type_id=7, **limits) -> Decision:
     return Decision(True, Reason.ALLOWED, key_id=key_id, api_type_id=api_type_id, limits=Limits(**limits))
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "cache", "redis"])
 def counters(request, settings):
-    """Both places the counts live: the embedded file, and Redis (keys.cache.RedisCache's script)."""
-    if request.param == "file":
-        settings.KEYS_SHARED_COUNTERS = "file"
-        yield "file"
+    """Every place the counts live: the embedded file, another shared cache through Django's
+    cache API (the tests' local-memory cache stands in), and Redis (keys.cache.RedisCache's script)."""
+    if request.param in ("file", "cache"):
+        settings.KEYS_SHARED_COUNTERS = request.param
+        yield request.param
         return
     if not REDIS_URL:
         pytest.skip("needs a Redis server: set REDIS_TEST_URL (CI's .ci/run starts one and sets it)")
