@@ -52,7 +52,7 @@ WORKERS = os.environ.get("BENCH_WORKERS", "2")
 # process), which hid any difference between the rows.
 ASGI_WORKERS = os.environ.get("BENCH_ASGI_WORKERS", "1")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "8")
-# BENCH_ONLY="logged,unknown": only the rows whose names contain one of these (and the bare view).
+# BENCH_ONLY="logged,unknown": only the rows whose names contain one of these (and their bare views).
 ONLY = [part for part in os.environ.get("BENCH_ONLY", "").split(",") if part]
 OUTPUT = Path(os.environ.get("BENCH_JSON", ROOT / "bench" / "verify-results.json"))
 BODY = json.dumps({"Source": "bench", "Data": {"Items": [{"Sku": "A-1", "Qty": 3}]}})
@@ -226,8 +226,10 @@ print(plain.value, logged.value, unlogged.value, limited.value)
         ),
         Row("  same, CONN_MAX_AGE=0 (default)", "drf-default", "/", 200, {"Authorization": f"Api-Key {drf_key}"}),
     ]
-    if ONLY:  # a quick look at some rows (the bare view always runs: every ratio needs it)
-        rows = [r for r in rows if r.server == "bare" or any(part in r.name for part in ONLY)]
+    if ONLY:  # a quick look at some rows, and the bare view each is held against (every ratio needs it)
+        chosen = [r for r in rows if any(part in r.name for part in ONLY)]
+        limits = {"bare"} | {r.limit for r in chosen}
+        rows = [r for r in rows if r in chosen or (r.path == "/" and r.server == r.limit and r.server in limits)]
     try:
         for row in rows:  # warm every worker: connections, caches, imports
             wrk(servers[row.server][1], Row(row.name, row.server, row.path, row.expect, row.headers))
