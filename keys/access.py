@@ -4,6 +4,8 @@ worker (by key id, `decide_for_key_id()`, before it runs a queued document) all 
 
 `decide()` looks the key up (one indexed query: key, API type and grant
 together); `judge()` is the pure rule, for callers that already hold the rows.
+A key's client addresses are part of the rule; its rates and quotas are state,
+counted after an allowed decision (keys/quotas.py), which says what they are.
 
 With KEYS_DECISION_CACHE on (the default), a warm `decide()` makes no query:
 each process keeps the key states and the catalog it has read, and trusts
