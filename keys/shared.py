@@ -98,24 +98,39 @@ def incr(names: list[tuple[str, int | None]]) -> list[int]:
 class Taken(NamedTuple):
     """What take() did: `refused` is None when it counted the call, else the index of the
     first counter that refused it (full, or with `unseeded`: absent, to be seeded first).
-    `values`: each counter's value before this call (0 for one absent; none when unseeded)."""
+    `values`: each counter's value before this call (0 for one absent; none when unseeded).
+    `granted`: how many calls were counted (see take()'s `most`)."""
 
     refused: int | None
     unseeded: bool
     values: list[int]
+    granted: int = 0
 
 
-def take(counters: list[tuple[str, int, float, bool]]) -> Taken:
+# take(most=n) counts at most this share of what a window has left at once, so the calls a
+# process holds but has not made leave the others short by little (keys/quotas.py).
+LEASE_SHARE = 32
+
+
+def granted(counters: list[tuple[str, int, float, bool]], values: list[int], most: int) -> int:
+    """How many calls take() counts at once: up to `most`, at most 1/LEASE_SHARE of the
+    smallest room left, and always one."""
+    room = min(limit - value for (_, limit, _, _), value in zip(counters, values, strict=True))
+    return max(1, min(most, room // LEASE_SHARE))
+
+
+def take(counters: list[tuple[str, int, float, bool]], most: int = 1) -> Taken:
     """Count one call against every (name, limit, expires at, must exist) counter, but only
     if each stays within its limit: a refused call uses up nothing, so a client held at its
     rate does not also spend its quota. All or nothing, under the table's lock (on Redis, in
     one script Redis runs whole). A counter made here disappears at `expires` (seconds since
     the epoch); one that `must exist` and is absent refuses the call as `unseeded`, for the
-    caller to seed() from what is stored and try again."""
+    caller to seed() from what is stored and try again. With `most` > 1, up to that many
+    calls are counted at once (granted()), for the caller to make without asking again."""
     if uses_cache():
         if together := getattr(cache, "take_counters", None):  # keys.cache.RedisCache: one round trip
-            return Taken(*together(counters))
-        return _cache_take(counters)
+            return Taken(*together(counters, most))
+        return _cache_take(counters, most)
     now = time.time()
     with _table.locked() as memory:
         slots = [_find(memory, _hash(name), now, claim=False) for name, *_ in counters]
@@ -125,12 +140,13 @@ def take(counters: list[tuple[str, int, float, bool]]) -> Taken:
         values = [0 if slot is None else int(_SLOT.unpack_from(memory, slot * _SLOT.size)[2]) for slot in slots]
         if (full := _first_full(counters, values)) is not None:
             return Taken(full, False, values)
+        n = granted(counters, values, most)
         for (name, _, expires, _), value, slot in zip(counters, values, slots, strict=True):
             h = _hash(name)
             if slot is None:  # a new window: claim a slot for it
                 slot = _find(memory, h, now, claim=True)
-            _SLOT.pack_into(memory, slot * _SLOT.size, h, expires, value + 1)
-    return Taken(None, False, values)
+            _SLOT.pack_into(memory, slot * _SLOT.size, h, expires, value + n)
+    return Taken(None, False, values, n)
 
 
 def _first_full(counters: list[tuple[str, int, float, bool]], values: list[int]) -> int | None:
@@ -141,7 +157,7 @@ def _first_full(counters: list[tuple[str, int, float, bool]], values: list[int])
     return None
 
 
-def _cache_take(counters: list[tuple[str, int, float, bool]]) -> Taken:
+def _cache_take(counters: list[tuple[str, int, float, bool]], most: int = 1) -> Taken:
     """take() through Django's cache API (a cache other than keys.cache.RedisCache): the
     check and the count are separate steps, so racing calls can pass a limit by a few."""
     found = cache.get_many([name for name, *_ in counters])
@@ -151,9 +167,15 @@ def _cache_take(counters: list[tuple[str, int, float, bool]]) -> Taken:
     values = [int(found.get(name, 0)) for name, *_ in counters]
     if (full := _first_full(counters, values)) is not None:
         return Taken(full, False, values)
+    n = granted(counters, values, most)
     for name, _, expires, _ in counters:
-        _cache_incr(name, max(1, math.ceil(expires - time.time())))
-    return Taken(None, False, values)
+        timeout = max(1, math.ceil(expires - time.time()))
+        if not cache.add(name, n, timeout=timeout):
+            try:
+                cache.incr(name, n)
+            except ValueError:  # expired between add and incr
+                cache.add(name, n, timeout=timeout)
+    return Taken(None, False, values, n)
 
 
 def seed(name: str, value: int, expires: float) -> None:

@@ -262,3 +262,52 @@ def test_the_plans_stay_bounded(monkeypatch):
         plans(key_id, 1, limits, NOON)
         assert len(plans.held) <= 4
     assert (9, 1) in plans.held
+
+
+def shared_count(name: str) -> int:
+    return int(shared.get([name]).get(name, 0))
+
+
+def test_a_process_counts_a_large_window_a_few_calls_at_a_time(counters, at):
+    """Up to LEASE calls are counted at once and made without the shared lock; the count
+    others see is never below what this process has made."""
+    decision = allowed(per_second=6400)
+    plan = quotas.current_plans(1, 7, decision.limits, NOON)
+    counter = plan.counters[0][0]
+    first = quotas.charge(decision)
+    assert shared_count(counter) == quotas.LEASE
+    for n in range(1, quotas.LEASE):
+        assert quotas.charge(decision).used == [n]  # its own calls since the lease, in RateLimit's r
+    assert shared_count(counter) == quotas.LEASE
+    quotas.charge(decision)
+    assert shared_count(counter) == 2 * quotas.LEASE
+    assert first.used == [0]
+
+
+def test_a_lease_is_never_more_than_a_share_of_what_is_left(counters, at):
+    decision = allowed(per_second=100)  # 100 // 32: three at a time
+    plan = quotas.current_plans(1, 7, decision.limits, NOON)
+    quotas.charge(decision)
+    assert shared_count(plan.counters[0][0]) == 3
+
+
+def test_leases_never_let_a_window_pass_its_limit(counters, at):
+    """Two processes (each its own plans) sharing one window of 100: never more than 100 calls."""
+    decision = allowed(per_second=100)
+    made = 0
+    for _ in range(300):
+        quotas.current_plans.clear()  # another process: it holds none of this one's lease
+        made += quotas.charge(decision).allowed
+        made += quotas.charge(decision).allowed
+    assert made <= 100
+    assert made >= 100 - 2 * 3  # at most a share's worth short per process
+
+
+def test_a_window_ending_drops_what_was_leased(counters, at):
+    decision = allowed(per_second=3200)
+    quotas.charge(decision)
+    at(1)
+    plan = quotas.current_plans(1, 7, decision.limits, NOON + 1)
+    assert plan.lease == 0
+    quotas.charge(decision)
+    assert shared_count(plan.counters[0][0]) == quotas.LEASE
