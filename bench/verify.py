@@ -164,9 +164,13 @@ inv_import = ApiType.objects.get(direction="import", api_id="inventory")
 plain = api_key_create(description="bench plain", is_active=True, grants=[GrantSpec(inv_export.pk)])
 logged = api_key_create(description="bench logged", is_active=True, grants=[GrantSpec(inv_import.pk, logged=True)])
 unlogged = api_key_create(description="bench unlogged", is_active=True, grants=[GrantSpec(inv_import.pk)])
-print(plain.value, logged.value, unlogged.value)
+# A rate never reached: what counting a call against a key's limit costs, not a 429.
+limited = api_key_create(description="bench limited", is_active=True, grants=[GrantSpec(inv_export.pk)])
+limited.rate_per_second = 10_000_000
+limited.save()
+print(plain.value, logged.value, unlogged.value, limited.value)
 """
-    plain, logged, unlogged = manage(product_env, "shell", "-c", code).split()[-3:]
+    plain, logged, unlogged, limited = manage(product_env, "shell", "-c", code).split()[-4:]
     drf_key = subprocess.run(
         [PYTHON, "-m", "bench.baselines.drf_api_key", "setup"],
         cwd=ROOT,
@@ -191,6 +195,7 @@ print(plain.value, logged.value, unlogged.value)
         Row("bare Django view (the limit)", "bare", "/", 200),
         Row("DRF + drf-api-key HasAPIKey", "drf", "/", 200, {"Authorization": f"Api-Key {drf_key}"}),
         Row("allowed, not logged (501)", "product", "/chqapi/export/inventory", 501, {"ApiKey": plain}),
+        Row("allowed, rate limit set (501)", "product", "/chqapi/export/inventory", 501, {"ApiKey": limited}),
         Row("allowed and logged (200)", "product", "/chqapi/import/inventory", 200, {"ApiKey": logged}),
         # The same path and handler with a key whose type is not logged: what logging itself costs.
         Row("  same call, not logged (200)", "product", "/chqapi/import/inventory", 200, {"ApiKey": unlogged}),
@@ -221,10 +226,10 @@ print(plain.value, logged.value, unlogged.value)
         ),
         Row("  same, CONN_MAX_AGE=0 (default)", "drf-default", "/", 200, {"Authorization": f"Api-Key {drf_key}"}),
     ]
-    if ONLY:  # a quick look at some rows, and the bare views they are held against
+    if ONLY:  # a quick look at some rows, and the bare view each is held against (every ratio needs it)
         chosen = [r for r in rows if any(part in r.name for part in ONLY)]
-        limits = {r.limit for r in chosen} | {"bare"}
-        rows = [r for r in rows if r in chosen or (r.path == "/" and r.server in limits and r.server == r.limit)]
+        limits = {"bare"} | {r.limit for r in chosen}
+        rows = [r for r in rows if r in chosen or (r.path == "/" and r.server == r.limit and r.server in limits)]
     try:
         for row in rows:  # warm every worker: connections, caches, imports
             wrk(servers[row.server][1], Row(row.name, row.server, row.path, row.expect, row.headers))

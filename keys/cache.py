@@ -10,6 +10,7 @@ one per pool is enough.
 """
 
 import logging
+import math
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         self._class = ReusedClientRedisCacheClient
         self._tracked: TrackedReads | None = None
+        self._take_scripts: dict[int, object] = {}
 
     # Writes through this process drop its own copy at once: Redis's push to this process's
     # tracking connection may land a moment after the write's reply.
@@ -130,6 +132,49 @@ class RedisCache(DjangoRedisCache):
                 pipeline.expire(key, window)
             pipeline.execute()
         return [int(v) for v in values]
+
+    # take() of keys/shared.py: every counter is read first, and only if none is full (nor, when
+    # it must exist, absent) are they all counted; Redis runs a script whole, so no other call
+    # counts in between. ARGV: per counter its limit, its seconds to live, 1 if it must exist;
+    # then take()'s `most` and LEASE_SHARE (keys.shared.granted(), the same rule).
+    # Seconds to live, not a moment: the windows are this host's clock's, whatever Redis's says.
+    TAKE_SCRIPT = """
+    local values = {}
+    for i, key in ipairs(KEYS) do
+      local value = redis.call('GET', key)
+      if not value and ARGV[3 * i] == '1' then return {i - 1, 1, {}} end
+      values[i] = tonumber(value or 0)
+    end
+    local room = nil
+    for i = 1, #KEYS do
+      local left = tonumber(ARGV[3 * i - 2]) - values[i]
+      if left <= 0 then return {i - 1, 0, values} end
+      if room == nil or left < room then room = left end
+    end
+    local most, share = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])
+    local granted = math.max(1, math.min(most, math.floor(room / share)))
+    for i, key in ipairs(KEYS) do
+      if redis.call('INCRBY', key, granted) == granted then redis.call('EXPIRE', key, ARGV[3 * i - 1]) end
+    end
+    return {-1, 0, values, granted}
+    """
+
+    def take_counters(
+        self, counters: list[tuple[str, int, float, bool]], most: int = 1
+    ) -> tuple[int | None, bool, list[int], int]:
+        """keys.shared.take() in one round trip (EVALSHA of TAKE_SCRIPT)."""
+        from keys.shared import LEASE_SHARE  # here: keys.shared imports the cache this module provides
+
+        client = self._cache.get_client(write=True)
+        script = self._take_scripts.get(id(client))
+        if script is None:
+            script = self._take_scripts[id(client)] = client.register_script(self.TAKE_SCRIPT)
+        keys = [self.make_and_validate_key(name) for name, *_ in counters]
+        args, now = [], time.time()
+        for _, limit, expires, must_exist in counters:
+            args += [limit, max(1, math.ceil(expires - now)), 1 if must_exist else 0]
+        refused, unseeded, values, *granted = script(keys=keys, args=[*args, most, LEASE_SHARE])
+        return (None if refused < 0 else refused), bool(unseeded), [int(v) for v in values], int(sum(granted))
 
 
 # --- reads kept by Redis's invalidation pushes -------------------------------------------

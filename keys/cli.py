@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import selectors
+from . import quotas, selectors
 from .access import decide_for_type, expiry_label, parse_key
 from .models import ApiKey, ApiType
 from .services import LIMIT_MAX, GrantSpec, normalized_addresses
@@ -268,7 +268,16 @@ def key_data(key: ApiKey) -> dict:
             for g in grants
         ],
         "usage": usage_data(selectors.key_usage(key)),
+        "quota_left": quota_data(key),
     }
+
+
+def quota_data(key: ApiKey) -> list[dict]:
+    """What remains of the key's quotas (day, then month; none when it has no quota)."""
+    return [
+        {"period": q.period, "limit": q.limit, "used": q.used, "left": q.left, "resets_at": q.resets_at.isoformat()}
+        for q in quotas.remaining(key)
+    ]
 
 
 def usage_data(report: selectors.UsageReport) -> dict:

@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -205,6 +206,27 @@ def count(key_id: int | None, api_type_id: int | None, column: str) -> None:
     """Count one call (nothing for a call without a known key and type)."""
     if key_id is not None and api_type_id is not None:
         tally().add(key_id, api_type_id, column)
+
+
+# The calls the guard let through, whatever the view answered: what a key's quota counts.
+ADMITTED = ("succeeded", "client_errors", "server_errors")
+
+
+def admitted(key_id: int, first: date, last: date) -> int:
+    """How many calls of the key `key_id` were let through on the days `first` to `last`:
+    the stored counts and this process's not yet stored (other processes' last
+    KEYS_USAGE_FLUSH_SECONDS are not known here). keys/quotas.py seeds a quota with it."""
+    total = F(ADMITTED[0]) + F(ADMITTED[1]) + F(ADMITTED[2])
+    stored = KeyUsage.objects.filter(key_id=key_id, day__range=(first, last)).aggregate(n=Sum(total))["n"] or 0
+    pending = 0
+    if _tally is not None and _tally.pid == os.getpid():
+        with _tally.lock:
+            pending = sum(
+                n
+                for (key, _, day, column), n in _tally.counts.items()
+                if key == key_id and column in ADMITTED and first <= day <= last
+            )
+    return int(stored) + pending
 
 
 def touch(kind: str, pk: int, moment: datetime) -> None:

@@ -15,13 +15,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
-from . import selectors, services, warnings
+from . import quotas, selectors, services, warnings
 from .access import decide_for_type, expiry_label
 from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
 from .forms import ApiKeyForm, LogFilterForm, RollForm, TableQueryForm
 from .guard import refusal_counts
-from .models import ApiDocument, ApiKey, KeyAudit
+from .models import ApiDocument, ApiKey, KeyAudit, KeyUsage
 from .permissions import can_change, integration_access_required, integration_change_required
 from .tables import ApiDocumentTable, ApiKeyTable
 
@@ -229,16 +229,17 @@ def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "keys/dialogs.html#key-history", {"key": key, "entries": entries})
 
 
-# The usage table's column headings, in KeyUsage.COUNTS order.
-USAGE_HEADINGS = [
-    "2xx",
-    "4xx",
-    "5xx",
-    "403 not allowed",
-    "401 inactive or expired",
-    "403 client address",
-    "429 rate or quota",
-]
+# One heading per KeyUsage count, in the pane's words (a 429 of a limit is a 4xx column of its own).
+USAGE_HEADING_OF = {
+    "succeeded": "2xx",
+    "client_errors": "4xx",
+    "server_errors": "5xx",
+    "not_allowed": "403 not allowed",
+    "inactive": "401 inactive or expired",
+    "wrong_address": "403 client address",
+    "limited": "429 rate or quota",
+}
+USAGE_HEADINGS = [USAGE_HEADING_OF[column] for column in KeyUsage.COUNTS]
 
 
 @require_GET
@@ -251,6 +252,7 @@ def key_usage(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "report": report,
         "charts": [("wide", usage_chart(report, WIDE)), ("narrow", usage_chart(report, NARROW))],
         "headings": USAGE_HEADINGS,
+        "quotas": quotas.remaining(key),
         "totals": list(zip(USAGE_HEADINGS, report.totals.values(), strict=True)),
         "days_and_calls": list(zip(report.days, report.per_day, strict=True))[::-1],  # newest first
         "flush_seconds": settings.KEYS_USAGE_FLUSH_SECONDS,
@@ -270,6 +272,7 @@ def key_details(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "expiry": expiry_label(key.expires_at),
         "grace": _grace(key),
         "can_change": can_change(request.user),
+        "quotas": quotas.remaining(key),
     }
     return render(request, "keys/dialogs.html#key-details", context)
 

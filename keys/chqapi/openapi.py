@@ -405,6 +405,22 @@ def _shared_schemas() -> dict[str, Any]:
 # --- operations ----------------------------------------------------------------------
 
 
+# A limited key's answers carry these (IETF httpapi ratelimit-headers draft); a 429 has Retry-After.
+LIMIT_HEADERS = {
+    "Retry-After": {"description": "Seconds until the call may be made again.", "schema": {"type": "integer"}},
+    "RateLimit-Policy": {
+        "description": 'The key\'s limits, e.g. `"second";q=20;w=1, "day";q=50000;w=86400`'
+        " (policies: second, minute, type-second, type-minute, day, month).",
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What remains of each, and the seconds until it resets:"
+        ' `"second";r=0;t=1, "day";r=41230;t=3600`.',
+        "schema": {"type": "string"},
+    },
+}
+
+
 def _errors(*extra: int) -> dict[str, Any]:
     message = ref("Message")
     answers = {
@@ -412,11 +428,16 @@ def _errors(*extra: int) -> dict[str, Any]:
         "401": _json(message, "No ApiKey header, or a key that is unknown, inactive or expired."),
         "411": _json(message, "A chunked body: send a Content-Length."),
         "413": _json(message, "The body is larger than the installation allows."),
-        "429": _json(message, "Too many refused keys from this address; see Retry-After."),
+        "429": _json(
+            message,
+            "Over the key's rate, out of its quota (until the day or month of the site's time zone"
+            " ends), or too many refused keys from this address; see Retry-After.",
+        )
+        | {"headers": LIMIT_HEADERS},
         "503": _json(message, "The database cannot be reached for a moment; see Retry-After."),
     }
     meanings = {
-        403: "The key may not call this API type.",
+        403: "The key may not call this API type, or not from the client's address (the Message names it).",
         404: "No such document for this key.",
         409: "The ApiDocumentId is taken.",
         410: "The document's content was not kept.",

@@ -15,8 +15,8 @@ refusal answers, usage and call documents as `@api_key_required`.
 - `HasApiKey` refuses a request no ApiKey decision accepted, as the guard refuses a
   missing key (401, counted and throttled).
 - `ApiKeyViewMixin` answers refusals exactly as the guard does (status, `{"Message": ...}`,
-  WWW-Authenticate, Retry-After) and records the call after its response is rendered,
-  so a logged call's document holds the answer that was sent.
+  WWW-Authenticate, Retry-After, a limited key's RateLimit fields) and records the call
+  after its response is rendered, so a logged call's document holds the answer that was sent.
 """
 
 from django.contrib.auth.models import AnonymousUser

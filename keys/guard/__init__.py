@@ -2,7 +2,8 @@
 
 `api_key_required(direction, api_id)` wraps any Django view (sync or `async def`;
 `ApiKeyRequiredMixin` for class-based views, keys.contrib.drf and keys.contrib.ninja for
-those frameworks): it asks the one access decision, answers refusals in one JSON shape,
+those frameworks): it asks the one access decision (with the client's address), counts the
+call against the key's rates and quotas (keys/quotas.py), answers refusals in one JSON shape,
 stores the call while logging is on, and records "last used". The `/chqapi/` routes
 use it too. Handlers for API types come from a registry (`register`).
 

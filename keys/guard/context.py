@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 
 from ..access import Decision
+from ..quotas import Metered
 
 
 @dataclass(slots=True)
@@ -31,6 +32,8 @@ class Call:
     document_summary: str | None = None
     # The document is stored already (an asynchronous call's, when queued): the guard must not store it again.
     document_stored: bool = False
+    # What the call counted against (keys/quotas.py), for its answer's RateLimit headers; None: no limits.
+    metered: Metered | None = None
 
 
 def call_of(request: HttpRequest) -> Call | None:

@@ -1,5 +1,6 @@
-"""The call flow: body limits, throttle, the access decision, refusal, the view, and
-the call's bookkeeping, in that order, for every kind of view.
+"""The call flow: body limits, throttle, the access decision (with the client address),
+the key's rates and quotas, refusal, the view, and the call's bookkeeping, in that
+order, for every kind of view.
 
 `api_key_required(direction, api_id)` wraps a function view, sync or `async def`;
 `ApiKeyRequiredMixin` guards a class-based view; keys.contrib.drf and keys.contrib.ninja
@@ -15,8 +16,9 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import outages
-from ..access import Decision, authenticate, decide
+from .. import outages, quotas
+from ..access import Decision, Reason, authenticate, decide
+from ..clients import client_address
 from ..models import new_document_id
 from ..text import printable
 from .answers import HEADER_META, ApiError, error_response, invalid
@@ -111,10 +113,12 @@ def admit(request: HttpRequest, direction: str, type_id: str) -> Call | HttpResp
     """The checks before a call of API type `direction`/`type_id` runs: its context, stored
     on the request as `request.api_call`, or the answer that refuses it."""
     checked = checks(request, direction, type_id)
-    if not isinstance(checked, Decision):
+    if isinstance(checked, HttpResponse):
         return checked
+    checked, metered = checked
     call = request.api_call = Call(
         checked,
+        metered=metered,
         key_last4=last4(request),
         request_type=f"{type_id}-{direction}",  # CHQ's "<api-id>-<direction>" (keys/chqapi/wire.py)
         # Only a stored call needs an id to be found by (making one reads the OS's random source).
@@ -124,10 +128,14 @@ def admit(request: HttpRequest, direction: str, type_id: str) -> Call | HttpResp
     return call
 
 
-def checks(request: HttpRequest, direction: str | None, type_id: str | None) -> Decision | HttpResponse:
+def checks(
+    request: HttpRequest, direction: str | None, type_id: str | None
+) -> tuple[Decision, quotas.Metered | None] | HttpResponse:
     """The guard's checks, in their order: the body's size, the client's block, the decision
-    for API type `direction`/`type_id` (no direction: an active key is enough), then reading
-    the body of an accepted call. The decision, or the answer that refuses the call."""
+    for API type `direction`/`type_id` (no direction: an active key is enough) from the
+    client's address, the key's rates and quotas (keys/quotas.py), then reading the body of
+    an accepted call. The decision and what it was counted against, or the answer that
+    refuses the call."""
     if early := too_large(request):
         return early
     raw_key = request.META.get(HEADER_META)
@@ -135,16 +143,34 @@ def checks(request: HttpRequest, direction: str | None, type_id: str | None) -> 
         until, marker = shared_state(request)
         if early := throttled(until):
             return early
+        address = client_address(request) or ""  # "": no address, refused by a key's list
         if direction is None:
-            decision = authenticate(raw_key, marker=marker)
+            decision = authenticate(raw_key, marker=marker, address=address)
         else:
-            decision = decide(raw_key, direction=direction, api_id=type_id, marker=marker)
+            decision = decide(raw_key, direction=direction, api_id=type_id, marker=marker, address=address)
+        metered = None
+        if decision.limits is not None:
+            metered = quotas.charge(decision)
+            if not metered.allowed:
+                decision = Decision(False, metered.reason, key_id=decision.key_id, api_type_id=decision.api_type_id)
         outages.settle()
         if not decision.allowed:
-            return refusal(request, decision, request.path if direction is None else f"{direction}/{type_id}")
+            response = refusal(request, decision, request.path if direction is None else f"{direction}/{type_id}")
+            return _limit_headers(response, metered) if decision.reason in LIMITED else response
     except outages.ERRORS as exc:
         return outages.unavailable(exc, f"API {printable(request.path)}")
-    return unread(request) or decision
+    return unread(request) or (decision, metered)
+
+
+LIMITED = frozenset({Reason.OVER_RATE, Reason.OUT_OF_QUOTA})
+
+
+def _limit_headers(response: HttpResponse, metered: quotas.Metered | None) -> HttpResponse:
+    """The RateLimit fields (and a refusal's Retry-After) of a call counted against limits."""
+    if metered is not None:
+        for name, value in quotas.headers(metered).items():
+            response[name] = value
+    return response
 
 
 def last4(request: HttpRequest) -> str:
@@ -168,6 +194,8 @@ def answered(request: HttpRequest, call: Call, response: HttpResponse) -> HttpRe
     """The view's answer, with the id the call is stored under, and recorded."""
     if call.document_id is not None:
         response["ApiDocumentId"] = str(call.document_id)
+    if call.metered is not None:
+        _limit_headers(response, call.metered)
     recorded(request, call, response)
     return response
 
@@ -204,9 +232,9 @@ async def guarded_call_async(
 def authenticated(request: HttpRequest) -> Call | HttpResponse:
     """The checks of a call about the key itself (no API type): an active key is enough."""
     checked = checks(request, None, None)
-    if not isinstance(checked, Decision):
+    if isinstance(checked, HttpResponse):
         return checked
-    call = request.api_call = Call(checked, key_last4=last4(request))
+    call = request.api_call = Call(checked[0], key_last4=last4(request))
     return call
 
 

@@ -24,6 +24,9 @@ STATUS = {
     Reason.EXPIRED_KEY: 401,
     Reason.UNKNOWN_API_TYPE: 404,
     Reason.API_TYPE_NOT_ALLOWED: 403,
+    Reason.ADDRESS_NOT_ALLOWED: 403,
+    Reason.OVER_RATE: 429,
+    Reason.OUT_OF_QUOTA: 429,
 }
 
 # Refusals of a known key, counted in its usage (keys/usage.py) under the API type it called.
@@ -31,6 +34,9 @@ USAGE_OF_REFUSALS = {
     Reason.API_TYPE_NOT_ALLOWED: "not_allowed",
     Reason.INACTIVE_KEY: "inactive",
     Reason.EXPIRED_KEY: "inactive",
+    Reason.ADDRESS_NOT_ALLOWED: "wrong_address",
+    Reason.OVER_RATE: "limited",
+    Reason.OUT_OF_QUOTA: "limited",
 }
 
 
@@ -43,6 +49,11 @@ def refusal(request: HttpRequest, decision: Decision, api_path: str) -> HttpResp
         message = f"The API key is not allowed to call {decision.api_type_name or api_path}."
     elif reason == Reason.UNKNOWN_API_TYPE:
         message = f"There is no API type {api_path}."
+    elif reason == Reason.ADDRESS_NOT_ALLOWED:
+        # The caller's own address, so its operator knows what to ask to be added; never the key.
+        message = (
+            f"The API key is not allowed to call from {printable(client_address(request) or 'an unknown address')}."
+        )
     if column := USAGE_OF_REFUSALS.get(reason):
         usage.count(decision.key_id, decision.api_type_id, column)
     count_refusal(request, reason)

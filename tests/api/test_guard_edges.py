@@ -129,6 +129,9 @@ def test_refusal_counts_per_reason(make_key, customer_import, inventory_export):
         "expired_key": 0,
         "unknown_api_type": 1,
         "api_type_not_allowed": 1,
+        "address_not_allowed": 0,
+        "over_rate": 0,
+        "out_of_quota": 0,
     }
 
 

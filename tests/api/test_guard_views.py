@@ -94,6 +94,34 @@ def test_a_key_not_allowed_for_the_type_is_refused_403_and_counted(post, path, m
     assert KeyUsage.objects.get(key=key).not_allowed == 1
 
 
+def test_a_call_over_the_key_rate_is_429_with_its_headers_on_every_kind(post, path, allowed, time_machine):
+    time_machine.move_to("2026-06-15 10:00:00.100 +00:00", tick=False)
+    allowed.rate_per_second = 1
+    allowed.save()
+    answered = post(path, allowed.value)
+    assert answered.status_code == 200
+    assert answered["RateLimit"] == '"second";r=0;t=1'  # the view's own answer carries them too
+    refused = post(path, allowed.value)
+    assert refused.status_code == 429
+    assert json.loads(refused.content) == {
+        "Message": "Too many calls with this API key. Try again after Retry-After seconds."
+    }
+    assert (refused["Retry-After"], refused["RateLimit-Policy"]) == ("1", '"second";q=1;w=1')
+    usage.flush()
+    row = KeyUsage.objects.get(key=allowed)
+    assert (row.succeeded, row.limited) == (1, 1)
+
+
+def test_a_call_from_an_address_not_listed_is_403_naming_it_on_every_kind(post, path, allowed):
+    allowed.allowed_addresses = ["192.0.2.0/24"]
+    allowed.save()
+    response = post(path, allowed.value)  # the test clients call from 127.0.0.1
+    assert response.status_code == 403
+    assert json.loads(response.content) == {"Message": "The API key is not allowed to call from 127.0.0.1."}
+    usage.flush()
+    assert KeyUsage.objects.get(key=allowed).wrong_address == 1
+
+
 def test_a_logged_call_is_stored_with_what_was_sent(post, path, logged):
     response = post(path, logged.value, b'{"Source": "widgets"}')
     assert response.status_code == 200

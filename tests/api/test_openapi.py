@@ -360,3 +360,17 @@ def test_register_takes_the_schemas(monkeypatch):
         WidgetsAnswer,
         "S",
     )
+
+
+def test_the_429_documents_the_limits_and_their_headers():
+    """A key's rate and quota answer 429 with Retry-After and the RateLimit fields; the 403
+    says a client address can be the reason."""
+    for item in DOCUMENT["paths"].values():
+        responses = item["post"]["responses"]
+        too_many = responses["429"]
+        assert "rate" in too_many["description"]
+        assert "quota" in too_many["description"]
+        assert set(too_many["headers"]) == {"Retry-After", "RateLimit-Policy", "RateLimit"}
+        assert too_many["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+        if "403" in responses:
+            assert "client's address" in responses["403"]["description"]

@@ -8,7 +8,8 @@ from keys import cli
 class Command(BaseCommand):
     help = (
         "Show one API key: its settings, limits and contact, API types with logged / logging until and "
-        "their own rates, when it was last used and its calls in the last 30 days (--json: per API type and day)."
+        "their own rates, when it was last used, its calls in the last 30 days (--json: per API type and day) "
+        "and what remains of its quotas."
     )
 
     def add_arguments(self, parser):
@@ -31,6 +32,9 @@ class Command(BaseCommand):
         usage = data["usage"]
         busiest = ", ".join(f"{t['name']} {t['calls']}" for t in usage["api_types"][:3])
         out(f"calls, 30 days:  {usage['calls']}" + (f" (busiest: {busiest})" if busiest else ""))
+        for quota in data["quota_left"]:
+            left = f"{quota['left']} of {quota['limit']} this {quota['period']}, starts again {quota['resets_at']}"
+            out(f"quota left:      {left}")
         if data["old_value_works_until"]:
             out(f"rolled:          the old value works until {data['old_value_works_until']}")
         if data["allowed_for_all"]:
