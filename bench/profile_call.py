@@ -1,6 +1,6 @@
 """cProfile of guarded calls through the production WSGI application, in process
 (no sockets): where the time of one call goes. `python bench/profile_call.py
-[allowed|logged|unlogged|unknown|malformed] [N]` prints the top functions by own time."""
+[allowed|limited|logged|unlogged|unknown|malformed] [N]` prints the top functions by own time."""
 
 import cProfile
 import json
@@ -30,11 +30,16 @@ inv_import = ApiType.objects.get(direction="import", api_id="inventory")
 plain = api_key_create(description="p", is_active=True, grants=[GrantSpec(inv_export.pk)])
 logged = api_key_create(description="l", is_active=True, grants=[GrantSpec(inv_import.pk, logged=True)])
 unlogged = api_key_create(description="u", is_active=True, grants=[GrantSpec(inv_import.pk)])
+# A rate it never reaches: what counting a call against a limit costs.
+limited = api_key_create(
+    description="r", is_active=True, grants=[GrantSpec(inv_export.pk)], rate_per_second=1_000_000_000
+)
 key, path = {
     "allowed": (str(plain.value), "/chqapi/export/inventory"),
     "logged": (str(logged.value), "/chqapi/import/inventory"),
     # The same path and handler, not logged: what logging itself costs is the difference.
     "unlogged": (str(unlogged.value), "/chqapi/import/inventory"),
+    "limited": (str(limited.value), "/chqapi/export/inventory"),
     "unknown": ("00000000-0000-4000-8000-000000000000", "/chqapi/export/inventory"),
     "malformed": ("not-a-guid", "/chqapi/export/inventory"),
 }[mode]

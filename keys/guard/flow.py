@@ -194,7 +194,7 @@ def answered(request: HttpRequest, call: Call, response: HttpResponse) -> HttpRe
     """The view's answer, with the id the call is stored under, and recorded."""
     if call.document_id is not None:
         response["ApiDocumentId"] = str(call.document_id)
-    if call.metered is not None:
+    if call.metered is not None and quotas.near_limit(call.metered):
         _limit_headers(response, call.metered)
     recorded(request, call, response)
     return response

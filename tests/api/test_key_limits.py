@@ -233,3 +233,13 @@ def test_a_warm_limited_call_makes_no_query(make_key, clock, django_assert_num_q
     assert post(PATH, key.value).status_code == THROUGH  # cold: reads the key, seeds the quotas
     with django_assert_num_queries(0):
         assert post(PATH, key.value).status_code == THROUGH
+
+
+def test_an_allowed_answer_carries_the_ratelimit_fields_once_half_a_window_is_used(make_key, clock):
+    key = limited(make_key(allowed_for_all=True), rate_per_minute=10, quota_per_day=1000)
+    answers = [post(PATH, key.value) for _ in range(6)]
+    assert [a.status_code for a in answers] == [THROUGH] * 6
+    # Calls 1-4 leave more than half of every window: nothing the client must act on.
+    assert ["RateLimit" in a for a in answers] == [False, False, False, False, True, True]
+    assert answers[4]["RateLimit"] == '"minute";r=5;t=60, "day";r=995;t=50400'
+    assert answers[5]["RateLimit-Policy"] == '"minute";q=10;w=60, "day";q=1000;w=86400'

@@ -62,5 +62,6 @@ def test_a_rate_per_minute_holds_across_the_workers(server):
         assert 1 <= int(headers["Retry-After"]) <= 60
         assert headers["RateLimit-Policy"] == f'"minute";q={LIMIT};w=60'
         assert headers["RateLimit"].startswith('"minute";r=0;t=')
-    remaining = sorted(int(h["RateLimit"].split(";")[1][2:]) for _, _, h in through)
-    assert remaining == list(range(LIMIT))  # each let-through call saw its own count: none was counted twice
+    # An allowed answer carries the fields once half the window or less is left (keys.quotas.near_limit).
+    remaining = sorted(int(h["RateLimit"].split(";")[1][2:]) for _, _, h in through if "RateLimit" in h)
+    assert remaining == list(range(LIMIT // 2 + 1))  # each let-through call saw its own count: none counted twice
