@@ -31,6 +31,7 @@ from django.utils import timezone
 from . import freshness, sealing
 from .conf import hot
 from .models import ApiKey, ApiKeyGrant, ApiType
+from .text import time_left
 
 
 class Reason(StrEnum):
@@ -597,12 +598,7 @@ def expiry_label(expires_at: datetime | None, *, at: datetime | None = None) -> 
     """ "expired", "expires in 3 days", "expires in 5 hours", … ("" for a key that never expires)."""
     if expires_at is None:
         return ""
-    left = expires_at - (at or timezone.now())
-    if left.total_seconds() <= 0:
+    at = at or timezone.now()
+    if expires_at <= at:
         return "expired"
-    if left.days >= 1:
-        return f"expires in {left.days} day{'s' if left.days > 1 else ''}"
-    hours = int(left.total_seconds() // 3600)
-    if hours >= 1:
-        return f"expires in {hours} hour{'s' if hours > 1 else ''}"
-    return "expires within the hour"
+    return f"expires {time_left(expires_at, at)}"

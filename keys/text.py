@@ -7,6 +7,7 @@ that would forge lines in a log file.
 """
 
 import re
+from datetime import datetime
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # C0 and C1 controls and DEL; a log line must stay one line that says what came in.
@@ -34,3 +35,15 @@ def printable(text: object, limit: int = 300) -> str:
     """`text` for a log line: control characters escaped (\\n, \\x1b, ...), cut to `limit`."""
     text = str(text)[:limit]
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
+def time_left(moment: datetime, at: datetime) -> str:
+    """How long until `moment` (after `at`), in the pane's words: "in 3 days", "in 5 hours",
+    "within the hour"."""
+    left = moment - at
+    if left.days >= 1:
+        return f"in {left.days} day{'s' if left.days > 1 else ''}"
+    hours = int(left.total_seconds() // 3600)
+    if hours >= 1:
+        return f"in {hours} hour{'s' if hours > 1 else ''}"
+    return "within the hour"

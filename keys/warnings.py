@@ -47,6 +47,7 @@ from django.utils import timezone
 
 from .models import ApiKey, ApiKeyGrant, KeyWarning
 from .selectors import start_of_day
+from .text import time_left
 
 log = logging.getLogger("keys.warnings")
 
@@ -67,17 +68,6 @@ def warning_days() -> tuple[int, ...]:
 def horizon_days() -> int:
     """How far ahead ends are due (0: warnings are off)."""
     return max(warning_days(), default=0)
-
-
-def time_left(moment: datetime, at: datetime) -> str:
-    """ "in 3 days", "in 5 hours", "within the hour" (a moment after `at`)."""
-    left = moment - at
-    if left.days >= 1:
-        return f"in {left.days} day{'s' if left.days > 1 else ''}"
-    hours = int(left.total_seconds() // 3600)
-    if hours >= 1:
-        return f"in {hours} hour{'s' if hours > 1 else ''}"
-    return "within the hour"
 
 
 @dataclass(frozen=True)

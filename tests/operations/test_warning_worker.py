@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from keys import warnings
 from keys.models import ApiKey, KeyWarning
-from keys.worker import Worker
 from tests import servers
 from tests.servers import wait_for
+from tests.task_workers import make_worker
 
 SETUP = """
 from datetime import timedelta
@@ -51,16 +51,7 @@ def test_the_task_worker_sends_a_due_warning_on_its_schedule_once(settings, migr
     settings.KEYS_EXPIRY_WARNING_DAYS = [3]
     key = make_key(allowed_for_all=True, expires_at=timezone.now() + timedelta(days=1))
     ApiKey.objects.filter(pk=key.pk).update(contact_email="erp@example.com")
-    worker = Worker(
-        queue_names=["default"],
-        excluded_queue_names=[],
-        interval=0.1,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="warnings",
-    )
+    worker = make_worker("warnings")
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:

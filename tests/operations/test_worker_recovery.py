@@ -21,21 +21,9 @@ from keys.chqapi import documents
 from keys.chqapi.tasks import run_document
 from keys.models import ApiDocument, WorkerHeartbeat
 from tests.api_calls import post
+from tests.task_workers import make_worker
 
 pytestmark = pytest.mark.django_db
-
-
-def make_worker(worker_id: str = "me") -> worker.Worker:
-    return worker.Worker(
-        queue_names=["default"],
-        excluded_queue_names=[],
-        interval=0.1,
-        batch=False,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id=worker_id,
-    )
 
 
 @pytest.fixture
