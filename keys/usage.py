@@ -59,11 +59,14 @@ class _Today:
 
     def __init__(self) -> None:
         self.day: date | None = None
-        self.until = 0.0
+        self.since = self.until = 0.0
 
     def __call__(self) -> date:
         now = time.time()
-        if now >= self.until:
+        # Recomputed too when the clock went back (an NTP step, a test's time machine): a day
+        # remembered from a later moment would count calls on the wrong day.
+        if not self.since <= now < self.until:
+            self.since = now
             local = timezone.localtime()
             self.day = local.date()
             midnight = timezone.make_aware(datetime.combine(self.day + timedelta(days=1), datetime.min.time()))

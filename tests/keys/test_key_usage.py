@@ -309,3 +309,17 @@ def test_a_crash_loses_at_most_the_last_flush_interval(server):
     time.sleep(1.5)  # three flush intervals
     server.crash()
     assert _usage_of(server, value)["counts"] == counts(succeeded=40)
+
+
+def test_the_site_date_is_recomputed_when_the_clock_goes_back(time_machine):
+    """A day remembered from a later moment must not count calls once the clock steps back
+    (an NTP step; a test's time machine after a test on today's date)."""
+    from keys.usage import _Today
+
+    today = _Today()
+    time_machine.move_to("2026-06-15 10:00:00 +00:00", tick=False)
+    assert str(today()) == "2026-06-15"
+    time_machine.move_to("2026-06-14 23:30:00 +00:00", tick=False)
+    assert str(today()) == "2026-06-14"
+    time_machine.move_to("2026-06-15 00:00:00 +00:00", tick=False)
+    assert str(today()) == "2026-06-15"
