@@ -311,3 +311,40 @@ def test_a_window_ending_drops_what_was_leased(counters, at):
     assert plan.lease == 0
     quotas.charge(decision)
     assert shared_count(plan.counters[0][0]) == quotas.LEASE
+
+
+def test_a_counter_evicted_as_soon_as_it_is_seeded_lets_the_call_through_uncounted(monkeypatch):
+    """take() keeps saying the quota's counter is absent (the table evicted it again at once):
+    after its tries the call goes through, counted against nothing, and says so."""
+    seeded = []
+    monkeypatch.setattr(shared, "take", lambda counters, most=1: shared.Taken(0, True, [], 0))
+    monkeypatch.setattr(shared, "seed", lambda name, value, expires: seeded.append(name))
+    metered = quotas.charge(allowed(key_id=31, per_day=5, per_minute=9))
+    assert metered.reason == Reason.ALLOWED
+    assert metered.allowed
+    assert metered.used == [0, 0]
+    assert [p.name for p in metered.policies] == ["minute", "day"]
+    assert metered.now == NOON
+    assert len(seeded) == quotas._TRIES
+    assert quotas.headers(metered) == {
+        "RateLimit-Policy": '"minute";q=9;w=60, "day";q=5;w=86400',
+        "RateLimit": '"minute";r=8;t=60, "day";r=4;t=43200',
+    }
+
+
+def test_a_call_made_on_a_lease_carries_its_own_moment(counters):
+    """Calls made on a process's lease (a large window, taken 2 at a time and more) say when
+    they were counted: their RateLimit's seconds to the reset come from it."""
+    decision = allowed(key_id=32, per_minute=6400)
+    first = quotas.charge(decision)
+    second = quotas.charge(decision)  # made on the lease the first took
+    assert quotas.current_plans(32, 7, decision.limits, NOON).spent == 2
+    assert (first.now, second.now) == (NOON, NOON)
+    assert quotas.headers(second)["RateLimit"] == '"minute";r=6398;t=60'
+
+
+def test_the_periods_at_the_exact_first_instant_of_a_day_are_the_new_days(at):
+    day_ends = datetime.fromisoformat("2026-06-16T00:00:00+00:00").timestamp()
+    periods = quotas._Periods()
+    assert periods(day_ends - 1)[0].first == date(2026, 6, 15)
+    assert periods(day_ends)[0].first == date(2026, 6, 16)  # not the day that has just ended
