@@ -139,17 +139,36 @@ class Plan:
     """The policies of one key and type while none of their windows changes, made once
     for all the calls in that time (a limited call must stay cheap: bench/verify.py)."""
 
-    __slots__ = ("base", "counters", "lease", "limits", "policies", "policy_field", "since", "spent", "until")
+    __slots__ = (
+        "base",
+        "counters",
+        "lease",
+        "limits",
+        "near_from",
+        "policies",
+        "policy_field",
+        "since",
+        "spent",
+        "until",
+    )
 
     def __init__(self, limits: Limits, found: list[Policy]) -> None:
         self.limits, self.policies = limits, found
         # Calls counted in the shared counters at the last take() and not made yet (see LEASE),
         # the counts that take() saw, and how many of its calls were made since.
-        self.lease, self.base, self.spent = 0, [0] * len(found), 0
+        self.lease, self.base, self.spent, self.near_from = 0, [0] * len(found), 0, 0
         self.counters = [(p.counter, p.limit, p.ends, p.quota) for p in found]
         self.since = max(p.starts for p in found)
         self.until = min(p.ends for p in found)
         self.policy_field = ", ".join(f'"{p.name}";q={p.limit};w={p.window}' for p in found)
+
+    def counted(self, lease: int, base: list[int]) -> None:
+        """A take() granted `lease` more calls and saw the counts `base` (its own call among them)."""
+        self.lease, self.base, self.spent = lease, base, 1
+        # The first call since this take() (counting from 0) whose answer is near a limit: once
+        # base + that + 1 is half a policy's limit or more (near_limit), worked out once here.
+        pairs = zip(self.policies, base, strict=True)
+        self.near_from = min((policy.limit + 1) // 2 - 1 - used for policy, used in pairs)
 
 
 class _Plans:
@@ -182,10 +201,28 @@ class Metered:
     """What counting a call said: allowed, or OVER_RATE / OUT_OF_QUOTA, and each policy's
     count (before this call) for the RateLimit headers."""
 
-    __slots__ = ("now", "plan", "reason", "refused_by", "used")
+    __slots__ = ("base", "near", "now", "plan", "reason", "refused_by", "since")
 
-    def __init__(self, reason: Reason, plan: Plan, used: list[int], now: float, refused_by: int | None = None):
-        self.reason, self.plan, self.used, self.now, self.refused_by = reason, plan, used, now, refused_by
+    def __init__(
+        self,
+        reason: Reason,
+        plan: Plan,
+        base: list[int],
+        now: float,
+        refused_by: int | None = None,
+        *,
+        since: int = 0,
+        near: bool | None = None,
+    ):
+        # `base` and `since`: each policy's count is base + since (a leased call's counts are
+        # made only if its answer shows them). `near`: near_limit's answer when already known.
+        self.reason, self.plan, self.base, self.now, self.refused_by = reason, plan, base, now, refused_by
+        self.since, self.near = since, near
+
+    @property
+    def used(self) -> list[int]:
+        """Each policy's count before this call."""
+        return [value + self.since for value in self.base] if self.since else self.base
 
     @property
     def policies(self) -> list[Policy]:
@@ -228,8 +265,9 @@ def charge(decision: Decision) -> Metered | None:
     with _leases:
         if plan.lease:
             plan.lease -= 1
+            since = plan.spent
             plan.spent += 1
-            return Metered(Reason.ALLOWED, plan, [value + plan.spent - 1 for value in plan.base], now)
+            return Metered(Reason.ALLOWED, plan, plan.base, now, since=since, near=since >= plan.near_from)
     for _ in range(_TRIES):
         taken = shared.take(plan.counters, LEASE)
         if not taken.unseeded:
@@ -240,8 +278,9 @@ def charge(decision: Decision) -> Metered | None:
         return Metered(Reason.ALLOWED, plan, [0] * len(plan.policies), now)
     if taken.refused is None:
         with _leases:
-            plan.lease, plan.base, plan.spent = plan.lease + taken.granted - 1, taken.values, 1
-        return Metered(Reason.ALLOWED, plan, taken.values, now)
+            plan.counted(plan.lease + taken.granted - 1, taken.values)
+            near = plan.near_from <= 0
+        return Metered(Reason.ALLOWED, plan, taken.values, now, near=near)
     reason = Reason.OUT_OF_QUOTA if plan.policies[taken.refused].quota else Reason.OVER_RATE
     return Metered(reason, plan, taken.values, now, taken.refused)
 
@@ -251,6 +290,8 @@ def near_limit(metered: Metered) -> bool:
     window or less left after this call (a 429 always carries them). A client far from every
     limit learns nothing it must act on, and the two fields cost a limited call a tenth of its
     time (bench/verify.py: 0.80x the bare view with them on every answer)."""
+    if metered.near is not None:
+        return metered.near
     counted = 1 if metered.allowed else 0
     after = zip(metered.policies, metered.used, strict=True)
     return any(2 * (used + counted) >= policy.limit for policy, used in after)
