@@ -59,10 +59,11 @@ class KeysConf(AppConf):
     CATALOGS: list[str] = []
     # The middleware API calls run through (outermost first; keys/chqapi/middleware.py), instead of
     # the site's whole MIDDLEWARE: by default a disallowed host is a JSON 400 before any other work,
-    # then SecurityMiddleware's HTTPS redirect, nosniff, HSTS, referrer and opener policies.
+    # then SecurityMiddleware's HTTPS redirect, nosniff, HSTS, referrer and opener policies (Django's
+    # own, with its headers made once: keys/chqapi/headers.py).
     API_MIDDLEWARE = [
         "keys.chqapi.errors.AllowedHostMiddleware",
-        "django.middleware.security.SecurityMiddleware",
+        "keys.chqapi.headers.SecurityMiddleware",
     ]
     # The OpenAPI document: "omit" a catalog type no handler serves, or "list" it with its 501 answer.
     OPENAPI_UNSERVED = "omit"

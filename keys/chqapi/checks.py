@@ -37,7 +37,7 @@ def check_api_middleware(app_configs, **kwargs) -> list[Warning]:
             Error(
                 f"KEYS_API_MIDDLEWARE must be a list of dotted paths, not {chain!r}.",
                 hint='For example ["keys.chqapi.errors.AllowedHostMiddleware", '
-                '"django.middleware.security.SecurityMiddleware"] (the default).',
+                '"keys.chqapi.headers.SecurityMiddleware"] (the default).',
                 id="keys.E022",
             )
         )
