@@ -5,8 +5,10 @@ of a lost quota count from KeyUsage, and what remains of a quota."""
 import os
 from datetime import UTC, date, datetime
 
+import hypothesis
 import pytest
 from django.test import override_settings
+from hypothesis import strategies as st
 
 from keys import quotas, shared, usage
 from keys.access import Decision, Limits, Reason
@@ -348,3 +350,24 @@ def test_the_periods_at_the_exact_first_instant_of_a_day_are_the_new_days(at):
     periods = quotas._Periods()
     assert periods(day_ends - 1)[0].first == date(2026, 6, 15)
     assert periods(day_ends)[0].first == date(2026, 6, 16)  # not the day that has just ended
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    limits=st.lists(st.integers(1, 200), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_the_near_answer_worked_out_once_is_near_limits_rule(limits, data):
+    """Plan.counted()'s near_from gives each leased call the answer near_limit's rule gives
+    its counts: some policy has half its limit or less left after the call."""
+    found = [quotas.Policy(f"p{n}", limit, 1, f"c{n}", 0.0, 1.0) for n, limit in enumerate(limits)]
+    plan = quotas.Plan(Limits(per_second=1), found)
+    base = [data.draw(st.integers(0, limit)) for limit in limits]
+    lease = data.draw(st.integers(0, 40))
+    plan.counted(lease, base)
+    for since in range(lease + 1):
+        rule = any(2 * (used + since + 1) >= limit for used, limit in zip(base, limits, strict=True))
+        generic = quotas.Metered(Reason.ALLOWED, plan, base, 0.0, since=since)
+        assert quotas.near_limit(generic) is rule
+        assert (since >= plan.near_from) is rule
+        assert generic.used == [used + since for used in base]
