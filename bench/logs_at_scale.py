@@ -47,7 +47,7 @@ BATCH = int(os.environ.get("LOGS_BATCH", "5000"))
 DAYS = int(os.environ.get("LOGS_DAYS", "180"))
 ROUNDS = int(os.environ.get("LOGS_ROUNDS", "5"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
-MEMORY_ROWS = [int(n) for n in os.environ.get("LOGS_MEMORY_ROWS", "10000,100000").split(",")]
+MEMORY_ROWS = [min(int(n), SCALE) for n in os.environ.get("LOGS_MEMORY_ROWS", "10000,100000").split(",")]
 SKIP = SCALE // 10
 DESCRIPTION = "logs at scale"
 # (api_id, direction, share): a busy integration is mostly a few types.
