@@ -158,6 +158,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too: an in-memory database shared between threads locks whole
     # tables and ignores busy_timeout, which no deployment does (live-server tests).
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+# A read replica for the pane's log viewer, its CSV and usage (KEYS_LOG_READ_DATABASE): the API's
+# own reads stay on "default", where a caller finds its document the moment it is answered.
+if env.str("LOG_READ_DATABASE_URL", default=""):
+    DATABASES["log_reads"] = env.db("LOG_READ_DATABASE_URL") | {"CONN_MAX_AGE": DATABASES["default"]["CONN_MAX_AGE"]}
+    DATABASES["log_reads"]["CONN_HEALTH_CHECKS"] = True
+    KEYS_LOG_READ_DATABASE = "log_reads"
 
 # REDIS_URL is a shorthand for CACHE_URL=redis://...
 CACHES = {"default": env.cache_url("CACHE_URL", default=env.str("REDIS_URL", default="locmemcache://"))}

@@ -117,6 +117,23 @@ def check_warning_days(app_configs, **kwargs) -> list[Error]:
     return []
 
 
+@register()
+def check_log_read_database(app_configs, **kwargs) -> list[Error]:
+    """The log viewer, its CSV and usage read from this alias: an unknown one would be a 500 on every
+    such page, and nowhere else."""
+    alias = settings.KEYS_LOG_READ_DATABASE
+    if not isinstance(alias, str) or alias not in settings.DATABASES:
+        return [
+            Error(
+                f"KEYS_LOG_READ_DATABASE is {alias!r}, which is not an alias in DATABASES.",
+                hint=f"Use one of {', '.join(map(repr, settings.DATABASES))} (a read replica of the documents, or "
+                "'default').",
+                id="keys.E050",
+            )
+        ]
+    return []
+
+
 @register(Tags.security, deploy=True)
 def check_production_settings(app_configs, **kwargs) -> list[Warning]:
     """The development stand-ins of keys/conf.py, which production must replace."""

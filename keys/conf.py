@@ -95,6 +95,9 @@ class KeysConf(AppConf):
     RETRY_AFTER_SECONDS = 5
     # Stored request and response bodies are cut at this many characters.
     LOG_BODY_LIMIT = 64 * 1024
+    # The database alias (a read replica, say) the pane's log viewer, its CSV and usage read from. Never
+    # status, getdata or API Document Export: a caller reads its own write at once, which a lagging replica breaks.
+    LOG_READ_DATABASE = "default"
     # "last used" is written at most once per this many seconds per key and per grant.
     LAST_USED_INTERVAL = 60
     # Usage counts are added up in each worker and stored this often.

@@ -16,6 +16,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .models import ApiDocument, ApiKey, ApiType
+from .selectors import log_reads
 from .services import (
     CONTACT_FIELDS,
     KEY_FIELDS,
@@ -346,8 +347,10 @@ class LogFilterForm(forms.Form):
     def __init__(self, *args, key: ApiKey, **kwargs):
         super().__init__(*args, **kwargs)
         # Only the types this key has stored calls of: one index probe per type, however many logs there are.
-        called = ApiDocument.objects.filter(key=key, api_type=OuterRef("pk"))
-        self.fields["api_type"].queryset = ApiType.objects.filter(Exists(called)).order_by("name")
+        # Read where the viewer's rows are read (KEYS_LOG_READ_DATABASE), so the choices match them.
+        called = ApiDocument.objects.filter(key_id=key.pk, api_type=OuterRef("pk"))
+        choices = ApiType.objects.using(log_reads()).filter(Exists(called)).order_by("name")
+        self.fields["api_type"].queryset = choices
 
     def clean(self):
         cleaned = super().clean()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import reduce
 
+from django.conf import settings
 from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -87,10 +88,17 @@ def api_key_grants(key: ApiKey) -> QuerySet[ApiKeyGrant]:
     return key.grants.select_related("api_type").order_by("api_type__name")
 
 
+def log_reads() -> str:
+    """The database alias the log viewer, its CSV and usage read (KEYS_LOG_READ_DATABASE; a replica may
+    serve them, where a page a moment behind is harmless). The API's own reads (status, getdata, API
+    Document Export) stay on "default": a caller must see its document the moment it is answered."""
+    return settings.KEYS_LOG_READ_DATABASE
+
+
 def api_call_logs(*, key: ApiKey, filters: dict) -> QuerySet[ApiDocument]:
     """A key's stored calls, newest first, filtered by the log viewer's form.
     Dates are whole days in the site's time zone."""
-    logs = ApiDocument.objects.filter(key=key)
+    logs = ApiDocument.objects.using(log_reads()).filter(key_id=key.pk)
     if filters.get("api_type"):
         logs = logs.filter(api_type=filters["api_type"])
     if filters.get("date_from"):
@@ -209,7 +217,8 @@ def key_usage(key: ApiKey, *, days: int = USAGE_DAYS, today: date | None = None)
     span = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     index = {day: n for n, day in enumerate(span)}
     rows = (
-        KeyUsage.objects.filter(key=key, day__gte=span[0], day__lte=today)
+        KeyUsage.objects.using(log_reads())
+        .filter(key_id=key.pk, day__gte=span[0], day__lte=today)
         .values_list("api_type__name", "day", *KeyUsage.COUNTS)
         .order_by()
     )

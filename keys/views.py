@@ -327,7 +327,7 @@ def _pretty(body: str) -> str:
 @require_GET
 @integration_access_required
 def log_entry(request: HtmxHttpRequest, pk: int, log_pk: int) -> HttpResponse:
-    log = get_object_or_404(ApiDocument, key_id=pk, pk=log_pk)
+    log = get_object_or_404(ApiDocument.objects.using(selectors.log_reads()), key_id=pk, pk=log_pk)
     # An async export's answer lives in chunks and may be megabytes: the first part, as a sync log keeps.
     response_text = log.response_text(limit=settings.KEYS_LOG_BODY_LIMIT)
     context = {"log": log, "request_body": _pretty(log.request_body), "response_body": _pretty(response_text)}

@@ -16,15 +16,29 @@ PASSWORD = "a-long-test-password"
 (Path(__file__).resolve().parent.parent / "var").mkdir(exist_ok=True)
 
 
+# A second database standing for a read replica (KEYS_LOG_READ_DATABASE); made only for a test that asks
+# for it (`django_db(databases=["default", LOG_REPLICA])`).
+LOG_REPLICA = "log_replica"
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
-    """`make mutation` runs two test processes at once: each needs its own SQLite test database."""
-    if os.environ.get("MUTANT_UNDER_TEST"):
-        from django.conf import settings
+    """`make mutation` runs two test processes at once: each needs its own SQLite test database.
+    The replica alias is a database of its own (not a TEST MIRROR), so a test can tell which one a page read."""
+    from django.conf import settings
 
-        test = settings.DATABASES["default"].setdefault("TEST", {})
-        if test.get("NAME"):
-            test["NAME"] = f"{test['NAME']}-{os.getpid()}"
+    default = settings.DATABASES["default"]
+    test = default.setdefault("TEST", {})
+    if os.environ.get("MUTANT_UNDER_TEST") and test.get("NAME"):
+        test["NAME"] = f"{test['NAME']}-{os.getpid()}"
+    if default["ENGINE"] == "django.db.backends.sqlite3":
+        own = Path(test["NAME"])
+        replica_name = str(own.with_name(f"{own.stem}-log-replica{own.suffix}"))
+    else:
+        replica_name = f"{test.get('NAME') or 'test_' + default['NAME']}_log_replica"
+    # MIGRATE False: its tables are made from the models, as a replica takes the primary's schema; the
+    # data migrations (the catalog, groups) read and write "default" whatever database they migrate.
+    settings.DATABASES[LOG_REPLICA] = {**default, "TEST": {**test, "NAME": replica_name, "MIGRATE": False}}
 
 
 @pytest.fixture(autouse=True)

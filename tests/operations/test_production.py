@@ -71,6 +71,16 @@ def test_the_rq_task_backend_passes_the_deploy_checks():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_log_read_database_url_names_the_replica_the_log_viewer_reads(tmp_path):
+    env = PRODUCTION | {"LOG_READ_DATABASE_URL": f"sqlite:///{tmp_path / 'replica.sqlite3'}"}
+    code = "from django.conf import settings as s; print(s.KEYS_LOG_READ_DATABASE, s.DATABASES['log_reads']['NAME'])"
+    result = manage("shell", "-c", code, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["log_reads", str(tmp_path / "replica.sqlite3")]
+    checked = manage("check", "--deploy", "--fail-level", "WARNING", **env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_collectstatic_gives_hashed_compressed_files(tmp_path):
     env = PRODUCTION | {"STATIC_ROOT": str(tmp_path)}
     assert manage("collectstatic", "--no-input", "-v", "0", **env).returncode == 0
