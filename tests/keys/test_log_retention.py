@@ -268,9 +268,21 @@ def manage(env: dict, *args: str) -> str:
     return result.stdout
 
 
-def test_a_task_worker_deletes_old_finished_documents_on_its_schedule(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def worker_database(request) -> dict[str, str]:
+    """The real worker's database: a scratch SQLite file, or a scratch PostgreSQL database."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    with servers.scratch_postgres_database() as url:
+        yield {"DATABASE_URL": url}
+
+
+def test_a_task_worker_deletes_old_finished_documents_on_its_schedule(tmp_path, worker_database):
     env = servers.server_env(
-        tmp_path, {"KEYS_LOG_RETENTION_DAYS": "30", "KEYS_LOG_RETENTION_CHECK_MINUTES": "0.01", "LOG_LEVEL": "INFO"}
+        tmp_path,
+        {"KEYS_LOG_RETENTION_DAYS": "30", "KEYS_LOG_RETENTION_CHECK_MINUTES": "0.01", "LOG_LEVEL": "INFO"}
+        | worker_database,
     )
     old, old_error, queued, running, yesterday, today = manage(env, "shell", "-v", "0", "-c", SETUP).split()
     count = (
