@@ -418,6 +418,28 @@ class DocumentStatusFilter(admin.SimpleListFilter):
         return queryset if status == ApiDocument.Status.SUCCESSFUL else queryset.filter(NOT_SUCCESSFUL)
 
 
+class DocumentKeyFilter(admin.SimpleListFilter):
+    """The documents of one key, or of removed keys. The choices come from the keys table and name
+    a key by description and number: a key's own name shows the end of its value, which would
+    decrypt every key's value to draw the filter."""
+
+    title = "key"
+    parameter_name = "key__id__exact"
+    REMOVED = "none"
+
+    def lookups(self, request, model_admin):
+        keys = ApiKey.objects.order_by("description", "pk").values_list("pk", "description")
+        return [(str(pk), f"{description or 'API key'} (number {pk})") for pk, description in keys] + [
+            (self.REMOVED, "removed keys")
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.REMOVED:
+            return queryset.filter(key=None)
+        return queryset.filter(key_id=int(value)) if value and value.isdigit() else queryset
+
+
 class StatusCodeFilter(admin.SimpleListFilter):
     """The answer's HTTP status, from a fixed list: Django's own filter for the column would ask
     for its distinct values, which reads every document."""
@@ -441,8 +463,9 @@ class ApiDocumentAdmin(EvidenceMixin, admin.ModelAdmin):
     Built for tables of millions of documents: no page counts the table (an exact count up
     to 10,000, then an estimate, said as such: keys/paginators.py); the key and type filters
     list keys and types from their own tables (Django's "related only" filter would ask the
-    documents for their distinct keys, reading them all); no date hierarchy (its year and month
-    links are distinct dates of every document), a date filter instead; no facet counts."""
+    documents for their distinct keys, reading them all, and name each key by its decrypted
+    value); no date hierarchy (its year and month links are distinct dates of every document),
+    a date filter instead; no facet counts."""
 
     list_display = (
         "created_at",
@@ -455,7 +478,7 @@ class ApiDocumentAdmin(EvidenceMixin, admin.ModelAdmin):
         "client_address",
     )
     list_filter = (
-        ("key", admin.RelatedFieldListFilter),
+        DocumentKeyFilter,
         ("api_type", admin.RelatedFieldListFilter),
         DocumentStatusFilter,
         "is_async",

@@ -12,10 +12,10 @@ from datetime import date, datetime, timedelta
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from .models import ApiDocument, ApiKey, ApiType
+from .models import ApiKey, ApiType
+from .selectors import called_api_type_ids
 from .services import (
     CONTACT_FIELDS,
     KEY_FIELDS,
@@ -345,9 +345,8 @@ class LogFilterForm(forms.Form):
 
     def __init__(self, *args, key: ApiKey, **kwargs):
         super().__init__(*args, **kwargs)
-        # Only the types this key has stored calls of: one index probe per type, however many logs there are.
-        called = ApiDocument.objects.filter(key=key, api_type=OuterRef("pk"))
-        self.fields["api_type"].queryset = ApiType.objects.filter(Exists(called)).order_by("name")
+        # Only the types this key has stored calls of (keys/selectors.py: one index probe per such type).
+        self.fields["api_type"].queryset = ApiType.objects.filter(pk__in=called_api_type_ids(key)).order_by("name")
 
     def clean(self):
         cleaned = super().clean()

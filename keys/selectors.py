@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import reduce
 
+from django.db import connection
 from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -107,6 +108,25 @@ def api_call_logs(*, key: ApiKey, filters: dict) -> QuerySet[ApiDocument]:
 
 
 BY_TIME = ("-created_at", "-id")
+
+
+def called_api_type_ids(key: ApiKey) -> list[int]:
+    """The API types a key has stored calls of, in one query that reads one entry of the
+    (key, api_type, id) index per such type (a "loose index scan": each step is the next type
+    after the last one found). Not EXISTS per type, nor DISTINCT: PostgreSQL plans either as a
+    read of every document of the key (390 ms at 200,000 documents), and a LIMIT 1 probe per
+    type as a scan of the whole table for each type the key never called."""
+    quote = connection.ops.quote_name
+    table = quote(ApiDocument._meta.db_table)
+    step = f"SELECT MIN(api_type_id) FROM {table} WHERE key_id = %s AND api_type_id > called.id"
+    sql = (
+        f"WITH RECURSIVE called(id) AS (SELECT MIN(api_type_id) FROM {table} WHERE key_id = %s"
+        f" UNION ALL SELECT ({step}) FROM called WHERE called.id IS NOT NULL)"
+        " SELECT id FROM called WHERE id IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key.pk, key.pk])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def start_of_day(day: date) -> datetime:

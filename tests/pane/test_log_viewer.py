@@ -212,3 +212,20 @@ def test_a_date_filter_reads_the_range_from_the_index_not_the_keys_newer_documen
             assert "created_at" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
     assert len(list(page)) == 30
+
+
+def test_the_type_filter_offers_the_types_the_key_called_in_one_query(
+    make_key, inventory_export, customer_import, django_assert_num_queries
+):
+    """One recursive query, one index entry per type called (keys/selectors.py says why not EXISTS)."""
+    from keys.selectors import called_api_type_ids
+
+    key, other, silent = make_key(), make_key(), make_key()
+    make_logs(key, inventory_export, 3)
+    make_logs(key, customer_import, 2)
+    make_logs(other, customer_import, 1)
+    ApiDocument.objects.filter(pk=make_logs(key, inventory_export, 1)[0].pk).update(api_type=None)  # a removed type
+    with django_assert_num_queries(1):
+        assert sorted(called_api_type_ids(key)) == sorted([inventory_export.pk, customer_import.pk])
+    assert called_api_type_ids(other) == [customer_import.pk]
+    assert called_api_type_ids(silent) == []
