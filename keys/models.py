@@ -311,7 +311,8 @@ class ApiDocument(models.Model):
     and the caller polls /chqapi/status for it) and for every synchronous call
     while logging is on for the key and type. Snapshots of the key (last four
     characters, description) and of the API type keep a document readable
-    after the key or type is gone. Never deleted automatically.
+    after the key or type is gone. Deleted only by `purge_api_logs` or, when the site sets
+    KEYS_LOG_RETENTION_DAYS, by the task workers (keys/retention.py).
     """
 
     class Status(models.IntegerChoices):

@@ -155,3 +155,22 @@ def test_a_status_filter_reads_the_partial_status_index_not_the_table(make_key):
                 plan = " ".join(str(row[-1]) for row in cursor.fetchall())
                 assert "TEMP B-TREE" not in plan, plan  # read in the page's order: no sort
             assert "keys_doc_unsucceeded_idx" in plan, plan
+
+
+def test_the_key_filter_decrypts_no_key_value_and_offers_removed_keys(client, reader, logs):
+    """Drawing the filter names keys by description and number: no key's value is decrypted
+    (thousands of keys would be thousands of decryptions, and one unreadable key a 500)."""
+    from unittest import mock
+
+    from keys import sealing
+
+    key, other = logs
+    removed = ApiDocument.objects.filter(key=other)[:2]
+    ApiDocument.objects.filter(pk__in=[d.pk for d in removed]).update(key=None)
+    client.force_login(reader)
+    with mock.patch.object(sealing, "unseal", side_effect=AssertionError("a key value was decrypted")):
+        response = client.get(reverse(LIST))
+        assert response.status_code == 200
+        assert f"erp (number {key.pk})" in response.text
+        assert "removed keys" in response.text
+        assert client.get(reverse(LIST), {"key__id__exact": "none"}).context["cl"].result_count == 2
