@@ -55,7 +55,6 @@ class EstimatedCountPaginator(Paginator):
             return f"about {_rounded(count):,}"
         return f"{CAP:,}+"
 
-
     @property
     def cap_text(self) -> str:
         return f"{CAP:,}"
