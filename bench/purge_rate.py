@@ -11,7 +11,7 @@ case for deleting by time, each batch's rows on pages all over the table),
 98% synchronous with ~300-byte bodies, 2% asynchronous exports with two answer chunks,
 a few still queued or running; then deletes the older half and prints rows a second
 (PURGE_BATCH documents a batch, default 5,000).
-The old way runs on PURGE_OLD_ROWS (default: as many) of the same kind, for comparison."""
+The old way runs on PURGE_OLD_ROWS (default: as many; 0: not at all) of the same kind, for comparison."""
 
 import os
 import random
@@ -109,6 +109,8 @@ def main() -> None:
         (f"documents_purge (batches of {BATCH:,})", ROWS, lambda: documents_purge(before=before, batch=BATCH).deleted),
         ("old: ORM delete of 1,000 ids", OLD_ROWS, lambda: old_way(before)),
     ):
+        if not n:
+            continue
         started = time.perf_counter()
         fill(key, n, now)
         filled = time.perf_counter() - started
