@@ -89,11 +89,14 @@ def documents_purge(
     oldest = _oldest(before, key_id)
     start = (oldest, 0) if oldest is not None else None
     while start is not None and not should_stop():
+        # The probe reads before the batch's transaction: it holds no write lock while it walks
+        # the index, and on SQLite a transaction that reads first (DEFERRED, as a host may leave
+        # it) could not take the write lock once another connection had written since.
+        end = _window_end(start, before, batch)
         with transaction.atomic():
             if not _lock(wait_for_others):
                 done.stopped = True
                 return done
-            end = _window_end(start, before, batch)
             deleted = _delete_window(start, end, before, key_id)
         done.deleted += deleted  # counted once committed
         done.batches += 1
