@@ -17,6 +17,7 @@ from .conf import derived_encryption_keys, derived_lookup_secret, temporary_stat
 # Settings that are counts or durations: below the bound they cannot mean anything.
 MINIMUMS = {
     "KEYS_WARNING_CHECK_MINUTES": 0,
+    "KEYS_LOG_RETENTION_CHECK_MINUTES": 0,
     "KEYS_RETRY_AFTER_SECONDS": 0,
     "KEYS_DECISION_CACHE_SECONDS": 0,
     "KEYS_DECISION_CACHE_SIZE": 1,
@@ -132,6 +133,22 @@ def check_log_read_database(app_configs, **kwargs) -> list[Error]:
             )
         ]
     return []
+
+
+def check_log_retention(app_configs, **kwargs) -> list[Error]:
+    """Retention deletes documents (keys/retention.py): a value it cannot read must stop the
+    deploy, not fail quietly in the task worker's schedule, nor delete what it should keep."""
+    days = settings.KEYS_LOG_RETENTION_DAYS
+    if days is None or (isinstance(days, int) and not isinstance(days, bool) and days >= 1):
+        return []
+    return [
+        Error(
+            f"KEYS_LOG_RETENTION_DAYS is {days!r}; it must be None (keep every log) or a whole number of days, "
+            "at least 1.",
+            hint="For example 90: each task worker deletes the finished API documents older than 90 days.",
+            id="keys.E031",
+        )
+    ]
 
 
 @register(Tags.security, deploy=True)

@@ -91,6 +91,12 @@ class KeysConf(AppConf):
     EXPIRY_WARNING_DAYS = [7, 1]
     # Each task worker looks for warnings to send this often (0: never; `keys_due --send` from cron instead).
     WARNING_CHECK_MINUTES = 15.0
+    # Automatic log retention (keys/retention.py): each task worker deletes the finished API documents
+    # created before the start of the day this many days ago (today and that many days before it stay).
+    # None: never (CHQ keeps logs until `manage.py purge_api_logs` deletes them).
+    LOG_RETENTION_DAYS: int | None = None
+    # How often each task worker runs retention while LOG_RETENTION_DAYS is set.
+    LOG_RETENTION_CHECK_MINUTES = 60.0
     # Retry-After of a 503 while the database or Redis cannot be reached.
     RETRY_AFTER_SECONDS = 5
     # Stored request and response bodies are cut at this many characters.

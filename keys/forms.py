@@ -12,11 +12,10 @@ from datetime import date, datetime, timedelta
 
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from .models import ApiDocument, ApiKey, ApiType
-from .selectors import log_reads
+from .models import ApiKey, ApiType
+from .selectors import called_api_type_ids, log_reads
 from .services import (
     CONTACT_FIELDS,
     KEY_FIELDS,
@@ -346,11 +345,10 @@ class LogFilterForm(forms.Form):
 
     def __init__(self, *args, key: ApiKey, **kwargs):
         super().__init__(*args, **kwargs)
-        # Only the types this key has stored calls of: one index probe per type, however many logs there are.
-        # Read where the viewer's rows are read (KEYS_LOG_READ_DATABASE), so the choices match them.
-        called = ApiDocument.objects.filter(key_id=key.pk, api_type=OuterRef("pk"))
-        choices = ApiType.objects.using(log_reads()).filter(Exists(called)).order_by("name")
-        self.fields["api_type"].queryset = choices
+        # Only the types this key has stored calls of (keys/selectors.py: one index probe per such type),
+        # read where the viewer's rows are read (KEYS_LOG_READ_DATABASE), so the choices match them.
+        called = called_api_type_ids(key)
+        self.fields["api_type"].queryset = ApiType.objects.using(log_reads()).filter(pk__in=called).order_by("name")
 
     def clean(self):
         cleaned = super().clean()

@@ -299,6 +299,11 @@ def new_document_id() -> uuid.UUID:
     return uuid.UUID(int=(milliseconds << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b)
 
 
+# The condition of the status index below; a query must name it to use the index on SQLite,
+# whose planner proves no implication ("status = 4" does not tell it "status <> 3").
+NOT_SUCCESSFUL = ~models.Q(status=3)
+
+
 class ApiDocument(models.Model):
     """One API document: a call a key was allowed to make, CHQ's unit of work.
 
@@ -306,7 +311,8 @@ class ApiDocument(models.Model):
     and the caller polls /chqapi/status for it) and for every synchronous call
     while logging is on for the key and type. Snapshots of the key (last four
     characters, description) and of the API type keep a document readable
-    after the key or type is gone. Never deleted automatically.
+    after the key or type is gone. Deleted only by `purge_api_logs` or, when the site sets
+    KEYS_LOG_RETENTION_DAYS, by the task workers (keys/retention.py).
     """
 
     class Status(models.IntegerChoices):
@@ -375,6 +381,11 @@ class ApiDocument(models.Model):
             models.Index(
                 fields=["started_at"], condition=models.Q(status=2), name="keys_doc_running_started_idx"
             ),
+            # The admin's status filter, newest first (keys/admin.py), without reading the table:
+            # only documents not Successful enter it (errors, async ones in flight), so the logged
+            # call that succeeds, nearly every one, writes no page of it. Successful is found at
+            # once by the primary key, being nearly every row.
+            models.Index(fields=["status", "-id"], condition=NOT_SUCCESSFUL, name="keys_doc_unsucceeded_idx"),
         ]
 
     def __str__(self) -> str:

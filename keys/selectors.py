@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 from functools import reduce
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -107,7 +108,34 @@ def api_call_logs(*, key: ApiKey, filters: dict) -> QuerySet[ApiDocument]:
         logs = logs.filter(created_at__lt=start_of_day(filters["date_to"] + timedelta(days=1)))
     if filters.get("status") is not None:
         logs = logs.filter(status_code=filters["status"])
+    if filters.get("date_from") or filters.get("date_to"):
+        # Newest first by time, through created_at's index from the range's end: in id order,
+        # a range that ends in the past would read every newer document of the key to skip them.
+        return logs.order_by(*BY_TIME)
     return logs.order_by("-id")
+
+
+BY_TIME = ("-created_at", "-id")
+
+
+def called_api_type_ids(key: ApiKey) -> list[int]:
+    """The API types a key has stored calls of, in one query that reads one entry of the
+    (key, api_type, id) index per such type (a "loose index scan": each step is the next type
+    after the last one found). Not EXISTS per type, nor DISTINCT: PostgreSQL plans either as a
+    read of every document of the key (390 ms at 200,000 documents), and a LIMIT 1 probe per
+    type as a scan of the whole table for each type the key never called."""
+    connection = connections[log_reads()]  # where the viewer's rows are read
+    quote = connection.ops.quote_name
+    table = quote(ApiDocument._meta.db_table)
+    step = f"SELECT MIN(api_type_id) FROM {table} WHERE key_id = %s AND api_type_id > called.id"
+    sql = (
+        f"WITH RECURSIVE called(id) AS (SELECT MIN(api_type_id) FROM {table} WHERE key_id = %s"
+        f" UNION ALL SELECT ({step}) FROM called WHERE called.id IS NOT NULL)"
+        " SELECT id FROM called WHERE id IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key.pk, key.pk])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def start_of_day(day: date) -> datetime:
@@ -115,17 +143,34 @@ def start_of_day(day: date) -> datetime:
 
 
 def log_page(logs: QuerySet[ApiDocument], *, before: int | None, after: int | None, size: int):
-    """Keyset paging on id: constant work per page however many rows there are.
+    """Keyset paging: constant work per page however many rows there are. On id, or for logs in
+    time order (BY_TIME, a date filter's) on (created_at, id) from the row named by `before` or
+    `after` (one probe of the primary key), so the links keep naming a row by its id.
     Returns (rows, newer_exists, older_exists)."""
+    by_time = tuple(logs.query.order_by) == BY_TIME
+    anchor = after if after is not None else before
+    if anchor is not None:
+        past = _past(anchor, by_time=by_time, newer=after is not None)
     if after is not None:
-        rows = list(logs.filter(id__gt=after).order_by("id")[: size + 1])
+        rows = list(logs.filter(past).order_by(*(f.lstrip("-") for f in logs.query.order_by))[: size + 1])
         newer = len(rows) > size
         rows = rows[:size][::-1]
         return rows, newer, True
     if before is not None:
-        logs = logs.filter(id__lt=before)
+        logs = logs.filter(past)
     rows = list(logs[: size + 1])
     return rows[:size], before is not None, len(rows) > size
+
+
+def _past(anchor: int, *, by_time: bool, newer: bool) -> Q:
+    """The rows after the anchor row in the page's order: newer ones (`newer`) or older ones."""
+    side = "gt" if newer else "lt"
+    at = ApiDocument.objects.filter(pk=anchor).values_list("created_at", flat=True).first() if by_time else None
+    if at is None:  # id order, or the anchor row is gone (purged): its id still splits the pages
+        return Q(**{f"id__{side}": anchor})
+    # The bound on created_at alone too: it is what the index range starts from.
+    within = Q(**{f"created_at__{side}e": at})
+    return within & (Q(**{f"created_at__{side}": at}) | Q(created_at=at, **{f"id__{side}": anchor}))
 
 
 class _Echo:

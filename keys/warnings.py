@@ -29,7 +29,6 @@ claimed again: a warning may go twice, never zero times. A key with nobody to wr
 to is not claimed, and is tried again each round (an administrator may be added).
 """
 
-import contextlib
 import logging
 import threading
 from collections.abc import Iterable
@@ -40,12 +39,13 @@ from email.utils import formataddr, parseaddr
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from .models import ApiKey, ApiKeyGrant, KeyWarning
+from .schedule import Schedule as BaseSchedule
 from .selectors import start_of_day
 from .text import time_left
 
@@ -287,35 +287,14 @@ def send_due(*, at: datetime | None = None) -> int:
 # --- the schedule, in each task worker ---------------------------------------------------
 
 
-class Schedule:
-    """send_due() every KEYS_WARNING_CHECK_MINUTES (0: never) in a thread of the task worker,
-    the first round at its start (a worker that was down catches up). A round that fails (the
-    database is down, a bug) is logged and the next one comes at its time."""
+class Schedule(BaseSchedule):
+    """send_due() every KEYS_WARNING_CHECK_MINUTES (0: never) in a thread of the task worker."""
 
-    def __init__(self) -> None:
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="keys-warnings", daemon=True)
+    name = "keys-warnings"
+    what = "Key warnings"
 
-    def start(self) -> None:
-        if settings.KEYS_WARNING_CHECK_MINUTES > 0:
-            self.thread.start()
+    def minutes(self) -> float:
+        return settings.KEYS_WARNING_CHECK_MINUTES
 
-    def stop(self) -> None:
-        self.stopping.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=30)
-
-    def _run(self) -> None:
-        from django.db import connections
-
-        while not self.stopping.is_set():
-            close_old_connections()
-            try:
-                send_due()
-            except Exception:
-                log.exception("Key warnings: this round failed; the next one is in %g minutes",
-                              settings.KEYS_WARNING_CHECK_MINUTES)  # fmt: skip
-            self.stopping.wait(settings.KEYS_WARNING_CHECK_MINUTES * 60)
-        for connection in connections.all(initialized_only=True):
-            with contextlib.suppress(Exception):
-                connection.close()
+    def round(self, stopping: threading.Event) -> None:
+        send_due()

@@ -31,7 +31,10 @@ for the database backend; with TASKS_BACKEND=rq, `seen()` answers None.
 
 Warnings: each worker also runs keys/warnings.py's Schedule, a thread that sends the
 warnings before keys end every KEYS_WARNING_CHECK_MINUTES (the warnings' own claim
-rows keep several workers from sending one twice).
+rows keep several workers from sending one twice), and, while KEYS_LOG_RETENTION_DAYS is set,
+keys/retention.py's schedule, which deletes old finished documents every
+KEYS_LOG_RETENTION_CHECK_MINUTES (one worker at a time; never a queued or running one).
+Both are keys/schedule.py's Schedule.
 """
 
 import contextlib
@@ -52,7 +55,7 @@ from django_tasks_db.management.commands import db_worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
-from . import warnings
+from . import retention, warnings
 from .models import WorkerHeartbeat
 
 log = logging.getLogger("keys.worker")
@@ -173,8 +176,10 @@ class Worker(db_worker.Worker):
         heartbeat = Heartbeat(self.worker_id)
         heartbeat.start()
         # Warnings before keys end, every KEYS_WARNING_CHECK_MINUTES (django-tasks has no scheduler).
-        schedule = warnings.Schedule()
-        schedule.start()
+        # Log retention too, while KEYS_LOG_RETENTION_DAYS is set.
+        schedules = [warnings.Schedule(), retention.RetentionSchedule()]
+        for schedule in schedules:
+            schedule.start()
         try:
             while self.running:
                 try:
@@ -183,7 +188,8 @@ class Worker(db_worker.Worker):
                     self._wait_out(f"{exc.__class__.__name__}: {_first_line(str(exc))}")
                     self.startup_delay = False  # only the first start avoids a thundering herd
         finally:
-            schedule.stop()
+            for schedule in schedules:
+                schedule.stop()
             heartbeat.stop()
 
     def run_task(self, db_task_result: DBTaskResult) -> None:

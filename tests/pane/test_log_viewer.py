@@ -3,12 +3,14 @@ entry view and the CSV export."""
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from keys.models import ApiDocument
+from keys.selectors import start_of_day
 from tests.api_calls import post
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +144,88 @@ def test_first_page_query_count_does_not_grow(viewer_client, make_key, inventory
     with django_assert_max_num_queries(8):
         response = viewer_client.get(reverse("keys:logs", args=[key.pk]))
     assert len(shown_ids(response)) == 50
+
+
+# --- a date filter pages in time order, from created_at's index ---------------------------
+
+
+def test_a_date_filter_pages_newest_first_by_time_and_back(viewer_client, make_key, inventory_export):
+    """Times that do not follow the ids (a long call stored at its end, a bulk load): the
+    filtered pages follow the times, and paging back returns the same pages."""
+    key = make_key()
+    logs = make_logs(key, inventory_export, 130)
+    for n, log in enumerate(logs):  # times falling as ids rise, two per hour
+        log.created_at = datetime(2026, 3, 20, 12, tzinfo=UTC) - timedelta(hours=n // 2)
+    ApiDocument.objects.bulk_update(logs, ["created_at"])
+    url = reverse("keys:logs", args=[key.pk])
+    query = {"date_from": "2026-03-18", "date_to": "2026-03-19"}
+    expected = sorted(
+        (log for log in logs if start_of_day(date(2026, 3, 18)) <= log.created_at < start_of_day(date(2026, 3, 20))),
+        key=lambda log: (log.created_at, log.pk),
+        reverse=True,
+    )
+    expected = [log.pk for log in expected]
+    assert 50 < len(expected) < 100  # two pages; the range cuts off newer and older documents
+    first = shown_ids(viewer_client.get(url, query))
+    assert first == expected[:50]
+    second = shown_ids(viewer_client.get(url, query | {"before": first[-1]}))
+    assert second == expected[50:]
+    assert shown_ids(viewer_client.get(url, query | {"after": second[0]})) == first
+
+
+def test_a_date_filters_page_after_its_anchor_was_purged_still_answers(viewer_client, make_key, inventory_export):
+    key = make_key()
+    logs = make_logs(key, inventory_export, 60)
+    url = reverse("keys:logs", args=[key.pk])
+    query = {"date_from": "2026-03-01"}
+    first = shown_ids(viewer_client.get(url, query))
+    ApiDocument.objects.filter(pk=first[-1]).delete()
+    older = viewer_client.get(url, query | {"before": first[-1]})
+    assert older.status_code == 200
+    assert shown_ids(older) == [log.pk for log in reversed(logs)][50:]
+
+
+def test_a_date_filter_reads_the_range_from_the_index_not_the_keys_newer_documents(make_key, inventory_export):
+    """The first page of a range that ends long ago: an index range read from its end, no sort of
+    the key's documents (SQLite's plan; PostgreSQL's after ANALYZE of 20,000 documents)."""
+    from keys import selectors
+    from tests.conftest import stored_documents
+
+    key = make_key()
+    stored_documents(key, 20_000)
+    ApiDocument.objects.update(created_at=datetime(2026, 3, 1, tzinfo=UTC))
+    make_logs(key, inventory_export, 30, start=datetime(2026, 1, 1, tzinfo=UTC))
+    filters = {"date_to": datetime(2026, 1, 31, tzinfo=UTC).date()}
+    page = selectors.api_call_logs(key=key, filters=filters)[:51]
+    sql, params = page.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+        if connection.vendor == "postgresql":
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+            plan = str(cursor.fetchone()[0])
+            assert "Seq Scan" not in plan, plan
+            assert "keys_apicalllog_created_at" in plan, plan
+            assert "'Rows Removed by Filter': 0" in plan or "Rows Removed by Filter" not in plan, plan
+        else:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "created_at" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+    assert len(list(page)) == 30
+
+
+def test_the_type_filter_offers_the_types_the_key_called_in_one_query(
+    make_key, inventory_export, customer_import, django_assert_num_queries
+):
+    """One recursive query, one index entry per type called (keys/selectors.py says why not EXISTS)."""
+    from keys.selectors import called_api_type_ids
+
+    key, other, silent = make_key(), make_key(), make_key()
+    make_logs(key, inventory_export, 3)
+    make_logs(key, customer_import, 2)
+    make_logs(other, customer_import, 1)
+    ApiDocument.objects.filter(pk=make_logs(key, inventory_export, 1)[0].pk).update(api_type=None)  # a removed type
+    with django_assert_num_queries(1):
+        assert sorted(called_api_type_ids(key)) == sorted([inventory_export.pk, customer_import.pk])
+    assert called_api_type_ids(other) == [customer_import.pk]
+    assert called_api_type_ids(silent) == []
