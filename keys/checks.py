@@ -135,6 +135,7 @@ def check_log_read_database(app_configs, **kwargs) -> list[Error]:
     return []
 
 
+@register()
 def check_log_retention(app_configs, **kwargs) -> list[Error]:
     """Retention deletes documents (keys/retention.py): a value it cannot read must stop the
     deploy, not fail quietly in the task worker's schedule, nor delete what it should keep."""
