@@ -33,6 +33,12 @@ How it fails:
   UPDATE) runs the update trigger for each of them: minutes, in one
   transaction that holds those counts' rows. Two such updates at once may
   deadlock on the counts (PostgreSQL ends one; run it again).
+- Many documents of a few combinations inserted or updated in ONE transaction
+  (a 1,000,000-row INSERT ... SELECT, a bulk_create wrapped in atomic()) update
+  the same count rows over and over, each time a new row version the others
+  must step over until the commit: quadratic, minutes for a million. Commit in
+  batches (10,000 rows: 1,000,000 documents in 43 s on PostgreSQL), or disable
+  the triggers for a bulk load and rebuild() after it.
 - A trigger's error (the counts table gone, a disk full) fails the document's own
   write, as any failure of that statement would: the call log spools it
   (keys/calllog/writer.py).
