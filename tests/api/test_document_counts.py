@@ -6,7 +6,6 @@ in test_document_export_plans.py."""
 
 import io
 import itertools
-import random
 import uuid
 from datetime import timedelta
 
@@ -15,11 +14,14 @@ from django.core.management import call_command
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from keys.calllog import writer
 from keys.chqapi import counts, documents, handlers
 from keys.chqapi.export_request import Filter
-from keys.models import ApiDocument, ApiType, DocumentCount
+from keys.models import ApiDocument, ApiKey, ApiType, DocumentCount
 from keys.services import GrantSpec, api_key_remove
 from tests.api_calls import post
 from tests.conftest import stored_documents
@@ -161,59 +163,75 @@ def test_admin_changes_and_queryset_updates_are_counted(key):
     assert_counts_match()
 
 
-def test_random_writes_of_every_kind_keep_the_counts_exact(key, make_key, inventory_export, customer_import):
-    """Random sequences of the writes above, checked after each step."""
-    rng = random.Random(24)
-    keys = [key, make_key(allowed_for_all=True, logged_for_all=True)]
-    types = [inventory_export, customer_import]
+def test_any_sequence_of_writes_keeps_the_counts_exact(key, make_key, inventory_export, customer_import):
+    """Hypothesis's sequences of the writes above (bulk inserts, updates of each counted column,
+    deletes, logged calls with and without the caller's id, a key or a type removed), the counts
+    checked against COUNT(*) after each step."""
+    keys = [key, make_key(allowed_for_all=True, logged_for_all=True), make_key(allowed_for_all=True)]
+    types = [inventory_export, customer_import, ApiType.objects.get(direction="import", api_id="location")]
+    texts = st.sampled_from(["a", "B", "c-export", "Customer Import", ""])
 
-    def bulk_insert():
-        stored_documents(
-            rng.choice(keys),
-            rng.randint(1, 20),
-            api_type_id=rng.choice([t.pk for t in types] + [None]),
-            status=rng.choice(Status.values),
-            source=rng.choice("abc"),
+    class Writes(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            ApiDocument.objects.all().delete()  # each sequence starts empty: a bulk delete too
+
+        def documents(self, offset: int, count: int) -> list[int]:
+            return list(ApiDocument.objects.order_by("id").values_list("pk", flat=True)[offset : offset + count])
+
+        @rule(
+            count=st.integers(1, 20),
+            owner=st.sampled_from(keys),
+            api_type=st.sampled_from([*types, None]),
+            status=st.sampled_from(Status.values),
+            source=texts,
         )
+        def bulk_insert(self, count, owner, api_type, status, source):
+            kept = ApiType.objects.filter(pk=getattr(api_type, "pk", None)).exists()
+            owner = owner if ApiKey.objects.filter(pk=owner.pk).exists() else key  # `key` is never removed
+            stored_documents(owner, count, api_type=api_type if kept else None, status=status, source=source)
 
-    def update_some():
-        chosen = ApiDocument.objects.order_by("?")[: rng.randint(1, 10)].values_list("pk", flat=True)
-        field = rng.choice(["status", "source", "key_id", "request_type", "api_type_name"])
-        value = {
-            "status": rng.choice(Status.values),
-            "source": rng.choice("abcd"),
-            "key_id": rng.choice([k.pk for k in keys] + [None]),
-            "request_type": rng.choice(["a-export", "B-Export"]),
-            "api_type_name": rng.choice(["A", "b"]),
-        }[field]
-        ApiDocument.objects.filter(pk__in=list(chosen)).update(**{field: value})
+        @rule(
+            offset=st.integers(0, 40),
+            count=st.integers(1, 10),
+            change=st.one_of(
+                st.tuples(st.just("status"), st.sampled_from(Status.values)),
+                st.tuples(st.sampled_from(["source", "request_type", "api_type_name"]), texts),
+                st.tuples(st.just("key_id"), st.sampled_from([None, *(k.pk for k in keys)])),
+                st.tuples(st.just("api_type_id"), st.sampled_from([None, *(t.pk for t in types)])),
+                st.tuples(st.just("progress"), st.floats(0, 1)),  # no counted column
+            ),
+        )
+        def update(self, offset, count, change):
+            field, value = change
+            if field in ("key_id", "api_type_id") and value is not None:
+                model = ApiKey if field == "key_id" else ApiType
+                value = value if model.objects.filter(pk=value).exists() else None
+            ApiDocument.objects.filter(pk__in=self.documents(offset, count)).update(**{field: value})
 
-    def delete_some():
-        chosen = ApiDocument.objects.order_by("?")[: rng.randint(1, 15)].values_list("pk", flat=True)
-        ApiDocument.objects.filter(pk__in=list(chosen)).delete()
+        @rule(offset=st.integers(0, 40), count=st.integers(1, 15))
+        def delete(self, offset, count):
+            ApiDocument.objects.filter(pk__in=self.documents(offset, count)).delete()
 
-    def logged_call():
-        caller = rng.choice([k for k in keys if key_exists(k)] or [None])
-        if caller is not None:
-            export(caller, ApiDocumentId=str(uuid.uuid4())) if rng.random() < 0.5 else export(caller)
+        @rule(own_id=st.booleans())
+        def logged_call(self, own_id):
+            if ApiKey.objects.filter(pk=key.pk).exists():
+                export(key, **({"ApiDocumentId": str(uuid.uuid4())} if own_id else {}))
 
-    def remove_something():
-        if rng.random() < 0.5 and len(keys) > 1:
-            api_key_remove(key=keys.pop())
-        elif len(types) > 1:
-            types.pop().delete()
+        @rule(which=st.sampled_from([*keys[1:], *types[1:]]))
+        def remove(self, which):
+            if isinstance(which, ApiKey) and ApiKey.objects.filter(pk=which.pk).exists():
+                api_key_remove(key=ApiKey.objects.get(pk=which.pk))
+            elif isinstance(which, ApiType):
+                ApiType.objects.filter(pk=which.pk).delete()  # SET_NULL on its documents
 
-    steps = [bulk_insert] * 4 + [update_some] * 3 + [delete_some] * 2 + [logged_call] * 3 + [remove_something]
-    for _ in range(60):
-        rng.choice(steps)()
-        assert_counts_match()
-    assert ApiDocument.objects.exists()
+        @invariant()
+        def counts_match(self):
+            assert_counts_match()
 
-
-def key_exists(key) -> bool:
-    from keys.models import ApiKey
-
-    return ApiKey.objects.filter(pk=key.pk).exists()
+    run_state_machine_as_test(
+        Writes, settings=settings(max_examples=30, stateful_step_count=15, deadline=None, database=None)
+    )
 
 
 def test_rebuild_counts_every_document_again(key):
