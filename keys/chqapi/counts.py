@@ -9,10 +9,10 @@ key or type is removed, admin, purge_api_logs, a bulk delete), changes the
 counts in the same statement, so in the same transaction. No Python code writes
 the counts.
 
-On PostgreSQL an insert or an update of a counted column runs a row trigger
-(one upsert of a count; an update moves the document from its old combination
-to its new one), and a DELETE a statement trigger with a transition table: a
-purge's batch of thousands of documents is one grouped upsert per combination.
+On PostgreSQL an insert runs a row trigger (one upsert of a count), an UPDATE
+or a DELETE a statement trigger with transition tables: a removed key's
+million documents, or a purge's batch, is one grouped upsert per combination
+(an update moves a document from its old combination to its new one).
 A busy key's increments go to one of SLOTS rows picked at random, so
 concurrent logged calls of one key do not queue on one row's lock. SQLite has
 one writer at a time: row triggers, slot 0.
@@ -29,16 +29,13 @@ How it fails:
 - The table grows with the number of distinct (type, status, source)
   combinations of a key, times SLOTS on PostgreSQL: a caller that sends a new
   Source on every call makes it as large as the documents table, and the sum slow.
-- Removing a key or a type with millions of documents (Django's SET_NULL, one
-  UPDATE) runs the update trigger for each of them: minutes, in one
-  transaction that holds those counts' rows. Two such updates at once may
-  deadlock on the counts (PostgreSQL ends one; run it again).
-- Many documents of a few combinations inserted or updated in ONE transaction
-  (a 1,000,000-row INSERT ... SELECT, a bulk_create wrapped in atomic()) update
-  the same count rows over and over, each time a new row version the others
-  must step over until the commit: quadratic, minutes for a million. Commit in
-  batches (10,000 rows: 1,000,000 documents in 43 s on PostgreSQL), or disable
-  the triggers for a bulk load and rebuild() after it.
+- On PostgreSQL, many documents of a few combinations INSERTED in one
+  transaction (a 1,000,000-row INSERT ... SELECT, a bulk_create wrapped in
+  atomic()) update the same count rows over and over, each a new row version
+  the next must step over until the commit: quadratic, minutes for a million.
+  Commit in batches (10,000 rows: 1,000,000 documents in 43 s), or disable the
+  triggers for a bulk load and rebuild() after it. Many UPDATE statements of
+  one document each in one transaction do the same.
 - A trigger's error (the counts table gone, a disk full) fails the document's own
   write, as any failure of that statement would: the call log spools it
   (keys/calllog/writer.py).
@@ -77,27 +74,37 @@ def _postgresql_function(name: str, body: str) -> str:
     )
 
 
-# A deleted statement's documents summed per combination, upserted in the order of the columns.
-_DELETED = (
-    f"INSERT INTO {_COUNTS} AS c ({_COLUMNS})"
-    f" SELECT {_FROM_DOCUMENT.format(t='old_rows')}, floor(random() * {SLOTS})::smallint, -COUNT(*) FROM old_rows"
-    f" GROUP BY {_ORDER} ORDER BY {_ORDER}"
-    f" ON CONFLICT ({_UNIQUE}) DO UPDATE SET n = c.n + excluded.n;"
-)
-_CHANGED = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in _GROUP)
-# Row triggers for INSERT and UPDATE: a logged call writes one row, and a row trigger's upsert
-# costs it about 35 µs where a statement trigger with a transition table cost 90 (a loaded
-# 2-core machine, one row a transaction); the UPDATE's WHEN skips the function altogether
-# for an update of other columns (progress, bodies). A statement trigger for DELETE: purges
-# delete thousands of rows a statement, summed into one upsert per combination.
+def _postgresql_summed(rows: str) -> str:
+    """An upsert of a statement's documents, `rows` giving (the six columns, +1 or -1), summed per
+    combination (an UPDATE that changed none of them sums to zero and writes nothing) and upserted
+    in the order of the columns, so two statements never wait for each other's counts in a cycle."""
+    return (
+        f"INSERT INTO {_COUNTS} AS c ({_COLUMNS})"
+        f" SELECT {', '.join(_GROUP)}, floor(random() * {SLOTS})::smallint, SUM(d)"
+        f" FROM ({rows}) AS changed ({', '.join(_GROUP)}, d)"
+        f" GROUP BY {_ORDER} HAVING SUM(d) <> 0 ORDER BY {_ORDER}"
+        f" ON CONFLICT ({_UNIQUE}) DO UPDATE SET n = c.n + excluded.n;"
+    )
+
+
+_NEW = f"SELECT {_FROM_DOCUMENT.format(t='new_rows')}, 1 FROM new_rows"
+_OLD = f"SELECT {_FROM_DOCUMENT.format(t='old_rows')}, -1 FROM old_rows"
+# INSERT: a row trigger. A logged call writes one row a transaction, and a row trigger's upsert
+# costs it about 25 µs where a statement trigger with a transition table cost 90 (a loaded 2-core
+# machine). UPDATE and DELETE: statement triggers with transition tables, summed per combination.
+# A row trigger updating the same count rows over and over in one transaction is quadratic (each
+# update a row version the next must step over until the commit): Django's SET_NULL of a removed
+# key's 100,000 documents, one UPDATE, took 35 s through a row trigger; a purge's batch is one
+# DELETE. The price: every UPDATE of a document runs the function, about 60 µs, even one that
+# changed no counted column (a trigger with transition tables takes no column list).
 POSTGRESQL = [
     _postgresql_function("keys_doc_count_inserted", _postgresql_add("NEW", 1)),
-    _postgresql_function("keys_doc_count_updated", _postgresql_add("OLD", -1) + " " + _postgresql_add("NEW", 1)),
-    _postgresql_function("keys_doc_count_deleted", _DELETED),
+    _postgresql_function("keys_doc_count_updated", _postgresql_summed(f"{_NEW} UNION ALL {_OLD}")),
+    _postgresql_function("keys_doc_count_deleted", _postgresql_summed(_OLD)),
     f"CREATE TRIGGER keys_doc_count_insert AFTER INSERT ON {_DOCS}"
     " FOR EACH ROW EXECUTE FUNCTION keys_doc_count_inserted()",
-    f"CREATE TRIGGER keys_doc_count_update AFTER UPDATE OF {', '.join(_GROUP)} ON {_DOCS}"
-    f" FOR EACH ROW WHEN ({_CHANGED}) EXECUTE FUNCTION keys_doc_count_updated()",
+    f"CREATE TRIGGER keys_doc_count_update AFTER UPDATE ON {_DOCS} REFERENCING OLD TABLE AS old_rows"
+    " NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION keys_doc_count_updated()",
     f"CREATE TRIGGER keys_doc_count_delete AFTER DELETE ON {_DOCS} REFERENCING OLD TABLE AS old_rows"
     " FOR EACH STATEMENT EXECUTE FUNCTION keys_doc_count_deleted()",
 ]
@@ -113,12 +120,12 @@ def _sqlite_add(row: str, d: int) -> str:
     )
 
 
+_CHANGED = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _GROUP)
 SQLITE = [
     f"CREATE TRIGGER keys_doc_count_insert AFTER INSERT ON {_DOCS} BEGIN {_sqlite_add('NEW', 1)} END",
     f"CREATE TRIGGER keys_doc_count_delete AFTER DELETE ON {_DOCS} BEGIN {_sqlite_add('OLD', -1)} END",
-    # IS NOT: SQLite's IS DISTINCT FROM came only in 3.39, and Django runs on 3.31.
-    f"CREATE TRIGGER keys_doc_count_update AFTER UPDATE OF {', '.join(_GROUP)} ON {_DOCS}"
-    f" WHEN {_CHANGED.replace('IS DISTINCT FROM', 'IS NOT')}"
+    # SQLite updates a row in place: a row trigger stays linear however many rows one UPDATE moves.
+    f"CREATE TRIGGER keys_doc_count_update AFTER UPDATE OF {', '.join(_GROUP)} ON {_DOCS} WHEN {_CHANGED}"
     f" BEGIN {_sqlite_add('OLD', -1)} {_sqlite_add('NEW', 1)} END",
 ]
 SQLITE_DROP = [f"DROP TRIGGER IF EXISTS keys_doc_count_{op}" for op in ("insert", "delete", "update")]
