@@ -2,17 +2,20 @@
 schema (read from a migrated scratch database), rows inserted in WAL with
 synchronous=NORMAL, no Django in the loop. `python bench/log_insert.py` prints µs a row:
 
-- 40,000 rows one per transaction, as keys/calllog/writer.py commits each logged call
-  before its answer, and in transactions of 200 (what batching would save): with the
-  migrated indexes, with the three that migration 0017 dropped put back (what they cost
+- 40,000 rows (LOG_INSERT_ROWS) one per transaction, as keys/calllog/writer.py commits each
+  logged call before its answer, and in transactions of 200 (what batching would save),
+  medians of LOG_INSERT_ROUNDS rounds (default 3): with the migrated indexes and the kept
+  counts' triggers, without the triggers, without the three indexes migration 0019 added for
+  API Document Export, with the three that migration 0017 dropped put back (what they cost
   each call), and with only the unique document id;
-- at scale (LOG_INSERT_SCALE rows, default 1,000,000, one per transaction): random
+- at scale (LOG_INSERT_SCALE rows, default 1,000,000, 0 for none; one per transaction): random
   GUIDs (uuid4) against time-ordered ones (keys.models.new_document_id, UUID version 7)
   as document ids, µs a row over each successive 100,000."""
 
 import itertools
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -22,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import django_in_process
 
-ROWS, BATCH = 40_000, 200
+ROWS, BATCH = int(os.environ.get("LOG_INSERT_ROWS", "40000")), 200
+ROUNDS = int(os.environ.get("LOG_INSERT_ROUNDS", "3"))
 SCALE, SPAN = int(os.environ.get("LOG_INSERT_SCALE", "1000000")), 100_000
 
 
@@ -31,7 +35,11 @@ def main() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'keys_apidocument' AND sql IS NOT NULL")
+        # The kept counts' table first: the documents' triggers write it (keys/chqapi/counts.py).
+        cursor.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('keys_documentcount', 'keys_apidocument')"
+            " AND sql IS NOT NULL ORDER BY tbl_name = 'keys_apidocument', type = 'trigger'"
+        )
         schema = [sql for (sql,) in cursor.fetchall()]
         cursor.execute("PRAGMA table_info(keys_apidocument)")
         columns = [row[1] for row in cursor.fetchall() if row[1] != "id"]
@@ -71,14 +79,32 @@ def main() -> None:
         "CREATE INDEX old_key_id ON keys_apidocument (key_id)",
         "CREATE INDEX old_status_started ON keys_apidocument (status, started_at)",
     ]
-    for (name, keep, extra), batch in itertools.product(
-        (
-            ("migrated indexes", lambda sql: True, []),
-            ("with the three 0017 dropped", lambda sql: True, dropped),
-            ("only the unique document id", lambda sql: not sql.startswith("CREATE INDEX"), []),
-        ),
-        (1, BATCH),
-    ):
+    # What migration 0019 added: the kept counts' triggers, and three indexes of API Document Export.
+    export_indexes = ("keys_doc_key_modified_idx", "keys_doc_key_state_idx", "keys_doc_key_source_idx")
+
+    def no_triggers(sql: str) -> bool:
+        return not sql.startswith("CREATE TRIGGER keys_doc_count")
+
+    def no_export_indexes(sql: str) -> bool:
+        return not any(index in sql for index in export_indexes)
+
+    configurations = list(
+        itertools.product(
+            (
+                ("migrated indexes and triggers", lambda sql: True, []),
+                ("without the kept counts' triggers", no_triggers, []),
+                ("without 0019's three indexes", no_export_indexes, []),
+                ("without 0019's triggers nor indexes", lambda sql: no_triggers(sql) and no_export_indexes(sql), []),
+                ("with the three 0017 dropped", lambda sql: True, dropped),
+                ("only the unique document id", lambda sql: not sql.startswith(("CREATE INDEX", "CREATE TRIGGER")), []),
+            ),
+            (1, BATCH),
+        )
+    )
+    # Rounds alternate the configurations, and each prints its median: a shared machine's noise
+    # lands on all of them alike.
+    timings: dict[tuple[str, int], list[float]] = {}
+    for _, ((name, keep, extra), batch) in itertools.product(range(ROUNDS), configurations):
         database = sqlite3.connect(Path(tempfile.mkdtemp()) / "insert.sqlite3", isolation_level=None)
         database.execute("PRAGMA journal_mode=WAL")
         database.execute("PRAGMA synchronous=NORMAL")
@@ -92,14 +118,18 @@ def main() -> None:
             database.execute("BEGIN IMMEDIATE")
             database.executemany(insert, rows[first : first + batch])
             database.execute("COMMIT")
-        each = "one row a transaction" if batch == 1 else f"{batch} rows a transaction"
-        print(f"{name}, {each}: {(time.perf_counter() - started) / ROWS * 1e6:.1f} µs a row")
+        timings.setdefault((name, batch), []).append((time.perf_counter() - started) / ROWS * 1e6)
+    for (name, batch), each in timings.items():
+        per = "one row a transaction" if batch == 1 else f"{batch} rows a transaction"
+        print(f"{name}, {per}: {statistics.median(each):.1f} µs a row (median of {ROUNDS})")
 
     from keys.models import new_document_id
 
     where = columns.index("document_id")
     template = rows[0]
     for name, make in (("random GUIDs (uuid4)", uuid.uuid4), ("time-ordered GUIDs (uuid7)", new_document_id)):
+        if not SCALE:
+            break
         database = sqlite3.connect(Path(tempfile.mkdtemp()) / "scale.sqlite3", isolation_level=None)
         database.execute("PRAGMA journal_mode=WAL")
         database.execute("PRAGMA synchronous=NORMAL")

@@ -376,6 +376,12 @@ class ApiDocument(models.Model):
             models.Index(fields=["key", "api_type", "-id"], name="keys_log_key_type_id_idx"),
             # A status filter (say, the rare 500s) must not scan a million rows to fill a page.
             models.Index(fields=["key", "status_code", "-id"], name="keys_log_key_status_id_idx"),
+            # API Document Export (keys/chqapi/handlers.py): its sort by RecModified either way (the
+            # id after it breaks ties), and its Status and Source filters in the order of ids. Each
+            # is one more B-tree page written by every logged call (README, bench/log_insert.py).
+            models.Index(fields=["key", "modified_at", "id"], name="keys_doc_key_modified_idx"),
+            models.Index(fields=["key", "status", "id"], name="keys_doc_key_state_idx"),
+            models.Index(fields=["key", "source", "id"], name="keys_doc_key_source_idx"),
             # Finding documents whose worker stopped (keys/chqapi/documents.py): only running
             # ones, so a finished call's document never enters this index.
             models.Index(
@@ -440,6 +446,43 @@ class ApiDocumentChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id} #{self.seq}"
+
+
+class DocumentCount(models.Model):
+    """How many API documents have one combination of the columns API Document Export
+    filters on, so its TotalRecords is a sum over a few rows instead of a COUNT(*) of the
+    documents table (keys/chqapi/counts.py). Kept by database triggers on keys_apidocument
+    (migration 0019), in the same transaction as every write of a document, whatever makes
+    it: never written by Python.
+
+    The column names are ApiDocument's, so the export's filter conditions apply to both.
+    Plain integers, not foreign keys: a removed key or type must not cascade here or wait
+    for this table (0 stands for "none", since a unique index takes NULLs as distinct).
+    """
+
+    key_id = models.BigIntegerField()
+    api_type_id = models.BigIntegerField()
+    request_type = models.CharField(max_length=160)
+    api_type_name = models.CharField(max_length=150)
+    status = models.PositiveSmallIntegerField(choices=ApiDocument.Status)
+    source = models.CharField(max_length=200)
+    # PostgreSQL spreads a busy key's increments over SLOTS rows (a random one per statement),
+    # so its concurrent logged calls do not queue on one row's lock; SQLite has one writer: 0.
+    slot = models.PositiveSmallIntegerField()
+    # Can go below 0 in one slot (a delete takes any slot); the sum over the slots is exact.
+    n = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "API document count"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key_id", "api_type_id", "request_type", "api_type_name", "status", "source", "slot"],
+                name="keys_doc_count_uniq",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.key_id} {self.request_type} {self.status} {self.source!r}: {self.n}"
 
 
 class KeyAudit(models.Model):

@@ -3,13 +3,13 @@ key's own API documents, exactly as the reference's page describes it."""
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.db.models.functions import Lower
 
 from ..guard import ApiCall, register
 from ..models import ApiDocument, ApiType
 from ..text import printable, storable
-from . import documents, openapi
+from . import counts, documents, openapi
 from .export_request import MAX_ID, Filter, InvalidRequest, parse, whole_number
 from .exports import ExportResult
 from .wire import API_VERSION, RECEIVER, chq_datetime, elapsed_seconds, timespan
@@ -105,10 +105,12 @@ def _read(item: Filter) -> Any:
     return _api_types(item)
 
 
-def _filtered(queryset: QuerySet[ApiDocument], filters: list[Filter]) -> QuerySet[ApiDocument]:
-    """`queryset` with every filter, in one filter() call and one query for all ApiType names:
-    per filter a clone and per name a query made a request of thousands of filters quadratic.
-    Each filter is one condition of at most three IN lists, however many values it lists."""
+def _conditions(filters: list[Filter]) -> list[tuple[str, Q]]:
+    """Every filter as (its field, its condition), with one query for all ApiType names: per
+    filter a clone and per name a query made a request of thousands of filters quadratic. Each
+    is one condition of at most three IN lists, however many values it lists, written for
+    ApiDocument's columns (and so for the kept counts', which have the same names; the folded
+    names are counts.FOLDED's aliases)."""
     # Every value is read before the database is asked: a bad one is a 400 that cost no query.
     read = [(item, _read(item)) for item in filters]
     type_ids = _type_ids_by_name({name for item, values in read if item.field == "ApiType" for name in values[1]})
@@ -121,14 +123,12 @@ def _filtered(queryset: QuerySet[ApiDocument], filters: list[Filter]) -> QuerySe
         else:
             ids, names = values
             folds = _folded(names)
-            # A document of a type since renamed still answers to the type's current names.
-            ids = ids.union(*(type_ids.get(fold, ()) for fold in folds))
+            # A document of a type since renamed still answers to the type's current names. No type
+            # has id 0, which the kept counts use for "no type": it must not match those there.
+            ids = ids.union(*(type_ids.get(fold, ()) for fold in folds)) - {0}
             condition = Q(api_type_id__in=ids, request_folded__in=folds, type_name_folded__in=folds, _connector=Q.OR)
-        conditions.append(~condition if item.operator == "Notequal" else condition)
-    if not conditions:
-        return queryset
-    folded = {"request_folded": Lower("request_type"), "type_name_folded": Lower("api_type_name")}
-    return queryset.alias(**folded).filter(*conditions)
+        conditions.append((item.field, ~condition if item.operator == "Notequal" else condition))
+    return conditions
 
 
 def item(document: ApiDocument) -> dict[str, Any]:
@@ -235,14 +235,28 @@ def api_document_export(call: ApiCall) -> ExportResult:
     request = parse(call.body, filters=FILTERS, sorts=set(SORTS))
     documents.expire()  # a document whose worker died is listed as the Error it is
 
-    found = _filtered(ApiDocument.objects.filter(key_id=call.decision.key_id), request.filters)
+    key_id = call.decision.key_id
+    conditions = _conditions(request.filters)
+    # TotalRecords from the kept counts, with the same conditions: exact, without a COUNT(*).
+    total = counts.total(key_id, [condition for _, condition in conditions])
+    # An ApiType condition (an OR over an id and two folded names) becomes the exact columns that
+    # meet it, which the indexes serve; the others are indexed as they are.
+    types = iter(counts.resolved(key_id, [c for field, c in conditions if field == "ApiType"]))
+    found = ApiDocument.objects.filter(
+        *(next(types) if field == "ApiType" else c for field, c in conditions), key_id=key_id
+    )
     # Without a sort, in the order they were made: a stable order to page through with Skip.
     order = [f"-{SORTS[s.name]}" if s.descending else SORTS[s.name] for s in request.sorts] + ["id"]
     page = found.order_by(*order)
-    page = page[request.skip : request.skip + request.top] if request.top is not None else page[request.skip :]
+    if request.skip >= total:
+        page = page.none()  # nothing there: no query, where an index scan would read to the end first
+    elif request.top is not None:
+        page = page[request.skip : request.skip + request.top]
+    else:
+        page = page[request.skip :]
     return ExportResult(
         collection="ApiDocuments",
         request=request,
-        total=found.count(),
+        total=total,
         rows=(item(document) for document in page.iterator(chunk_size=500)),
     )
