@@ -5,7 +5,7 @@ synchronous=NORMAL, no Django in the loop. `python bench/log_insert.py` prints Â
 - 40,000 rows (LOG_INSERT_ROWS) one per transaction, as keys/calllog/writer.py commits each
   logged call before its answer, and in transactions of 200 (what batching would save),
   medians of LOG_INSERT_ROUNDS rounds (default 3): with the migrated indexes and the kept
-  counts' triggers, without the triggers, without the three indexes migration 0019 added for
+  counts' triggers, without the triggers, without the three indexes migration 0020 added for
   API Document Export, with the three that migration 0017 dropped put back (what they cost
   each call), and with only the unique document id;
 - at scale (LOG_INSERT_SCALE rows, default 1,000,000, 0 for none; one per transaction): random
@@ -35,7 +35,7 @@ def main() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        # The kept counts' table first: the documents' triggers write it (keys/chqapi/counts.py).
+        # The kept counts' table first: the documents' triggers write it (keys/counts.py).
         cursor.execute(
             "SELECT sql FROM sqlite_master WHERE tbl_name IN ('keys_documentcount', 'keys_apidocument')"
             " AND sql IS NOT NULL ORDER BY tbl_name = 'keys_apidocument', type = 'trigger'"
@@ -79,7 +79,7 @@ def main() -> None:
         "CREATE INDEX old_key_id ON keys_apidocument (key_id)",
         "CREATE INDEX old_status_started ON keys_apidocument (status, started_at)",
     ]
-    # What migration 0019 added: the kept counts' triggers, and three indexes of API Document Export.
+    # What migration 0020 added: the kept counts' triggers, and three indexes of API Document Export.
     export_indexes = ("keys_doc_key_modified_idx", "keys_doc_key_state_idx", "keys_doc_key_source_idx")
 
     def no_triggers(sql: str) -> bool:
@@ -93,8 +93,8 @@ def main() -> None:
             (
                 ("migrated indexes and triggers", lambda sql: True, []),
                 ("without the kept counts' triggers", no_triggers, []),
-                ("without 0019's three indexes", no_export_indexes, []),
-                ("without 0019's triggers nor indexes", lambda sql: no_triggers(sql) and no_export_indexes(sql), []),
+                ("without 0020's three indexes", no_export_indexes, []),
+                ("without 0020's triggers nor indexes", lambda sql: no_triggers(sql) and no_export_indexes(sql), []),
                 ("with the three 0017 dropped", lambda sql: True, dropped),
                 ("only the unique document id", lambda sql: not sql.startswith(("CREATE INDEX", "CREATE TRIGGER")), []),
             ),

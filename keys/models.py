@@ -451,8 +451,8 @@ class ApiDocumentChunk(models.Model):
 class DocumentCount(models.Model):
     """How many API documents have one combination of the columns API Document Export
     filters on, so its TotalRecords is a sum over a few rows instead of a COUNT(*) of the
-    documents table (keys/chqapi/counts.py). Kept by database triggers on keys_apidocument
-    (migration 0019), in the same transaction as every write of a document, whatever makes
+    documents table (keys/counts.py). Kept by database triggers on keys_apidocument
+    (migration 0020), in the same transaction as every write of a document, whatever makes
     it: never written by Python.
 
     The column names are ApiDocument's, so the export's filter conditions apply to both.

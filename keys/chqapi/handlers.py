@@ -6,10 +6,11 @@ from typing import Any
 from django.db.models import Q
 from django.db.models.functions import Lower
 
+from .. import counts
 from ..guard import ApiCall, register
 from ..models import ApiDocument, ApiType
 from ..text import printable, storable
-from . import counts, documents, openapi
+from . import documents, openapi
 from .export_request import MAX_ID, Filter, InvalidRequest, parse, whole_number
 from .exports import ExportResult
 from .wire import API_VERSION, RECEIVER, chq_datetime, elapsed_seconds, timespan

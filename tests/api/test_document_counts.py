@@ -1,4 +1,4 @@
-"""Kept document counts (keys/chqapi/counts.py): equal to a COUNT(*) of the documents, grouped,
+"""Kept document counts (keys/counts.py): equal to a COUNT(*) of the documents, grouped,
 after every kind of write, and API Document Export's TotalRecords and pages from them equal to
 what the COUNT(*) and the unresolved filters gave, for every filter. On the database the run
 uses (SQLite by default, PostgreSQL with DATABASE_URL set); the query plans on PostgreSQL are
@@ -18,8 +18,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from keys import counts
 from keys.calllog import writer
-from keys.chqapi import counts, documents, handlers
+from keys.chqapi import documents, handlers
 from keys.chqapi.export_request import Filter
 from keys.models import ApiDocument, ApiKey, ApiType, DocumentCount
 from keys.services import GrantSpec, api_key_remove

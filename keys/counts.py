@@ -2,7 +2,7 @@
 
 `keys_documentcount` (keys.models.DocumentCount) holds, per key, API type, request
 type, type name, status and source, how many documents there are. Database
-triggers on `keys_apidocument` keep it, created by migration 0019 from the SQL
+triggers on `keys_apidocument` keep it, created by migration 0020 from the SQL
 here: every write of a document, whoever makes it (the call log's prepared
 INSERT and upsert, an async document's status changes, Django's SET_NULL when a
 key or type is removed, admin, purge_api_logs, a bulk delete), changes the
@@ -22,7 +22,7 @@ How it fails:
   PostgreSQL; tests' flush empties both tables together), writes with triggers
   disabled (`session_replication_role = replica`, logical replication into this
   table), or a restore of keys_apidocument alone. `rebuild()` recounts from the
-  documents (`manage.py shell -c "from keys.chqapi import counts; counts.rebuild()"`).
+  documents (`manage.py shell -c "from keys import counts; counts.rebuild()"`).
 - Readers see the counts of their own snapshot: between two statements of one
   export request (the sum, then the page) other calls may write, as with the
   COUNT(*) it replaces.
@@ -45,7 +45,7 @@ from django.db import connection
 from django.db.models import Case, Q, Sum, Value, When
 from django.db.models.functions import Lower
 
-from ..models import ApiDocument, DocumentCount
+from .models import ApiDocument, DocumentCount
 
 SLOTS = 8
 _DOCS = ApiDocument._meta.db_table
@@ -140,7 +140,7 @@ BACKFILL = (
 
 
 def install(schema_editor) -> None:
-    """The triggers and the counts of the documents already there (migration 0019)."""
+    """The triggers and the counts of the documents already there (migration 0020)."""
     vendor = schema_editor.connection.vendor
     if vendor not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"kept document counts have no triggers for {vendor}")
