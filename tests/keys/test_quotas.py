@@ -371,3 +371,17 @@ def test_the_near_answer_worked_out_once_is_near_limits_rule(limits, data):
         assert quotas.near_limit(generic) is rule
         assert (since >= plan.near_from) is rule
         assert generic.used == [used + since for used in base]
+
+
+@pytest.mark.parametrize("limits", [{"per_second": 6400}, {"per_second": 100}, {"per_second": 6400, "per_minute": 90}])
+def test_every_call_of_a_window_is_near_its_limit_exactly_when_the_rule_says(counters, at, limits):
+    """Leased or counted anew, each allowed call's near_limit() answer is the rule itself: some
+    policy has half its limit or less left once this call is counted (the RateLimit fields start
+    on the very call that crosses half, not one later)."""
+    decision = allowed(**limits)
+    answers = []
+    while (metered := quotas.charge(decision)).allowed:
+        rule = any(2 * (used + 1) >= p.limit for p, used in zip(metered.policies, metered.used, strict=True))
+        answers.append(quotas.near_limit(metered))
+        assert answers[-1] is rule, (len(answers), metered.used)
+    assert answers.index(True) == min(limits.values()) // 2 - 1  # the call that leaves half
