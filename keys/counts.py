@@ -139,18 +139,32 @@ BACKFILL = (
 )
 
 
-def install(schema_editor) -> None:
-    """The triggers and the counts of the documents already there (migration 0020)."""
+def install(schema_editor, *, backfill: bool = True) -> None:
+    """The triggers and (`backfill`) the counts of the documents already there (migration 0020;
+    0021 makes the triggers again on the partitioned table, whose documents are counted)."""
     vendor = schema_editor.connection.vendor
     if vendor not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"kept document counts have no triggers for {vendor}")
-    for statement in [*(POSTGRESQL if vendor == "postgresql" else SQLITE), BACKFILL]:
+    for statement in [*(POSTGRESQL if vendor == "postgresql" else SQLITE), *([BACKFILL] if backfill else [])]:
         schema_editor.execute(statement, params=None)
 
 
 def uninstall(schema_editor) -> None:
     for statement in POSTGRESQL_DROP if schema_editor.connection.vendor == "postgresql" else SQLITE_DROP:
         schema_editor.execute(statement, params=None)
+
+
+def forget_partition(cursor, table: str) -> int:
+    """Take a partition's documents out of the counts, before it is detached and dropped (which
+    no trigger sees); returns how many it held. Run in the dropping transaction, with the
+    partition locked against writes (keys/partitions.py), so the counts stay exact: one grouped
+    read of the partition and one upsert per combination."""
+    gone = f"SELECT {_FROM_DOCUMENT.format(t=table)}, COUNT(*) AS n FROM {table} GROUP BY {_ORDER}"
+    upsert = _postgresql_summed(f"SELECT {', '.join(_GROUP)}, -n FROM gone").rstrip(";")
+    cursor.execute(
+        f"WITH gone ({', '.join(_GROUP)}, n) AS ({gone}), forgotten AS ({upsert}) SELECT COALESCE(SUM(n), 0) FROM gone"
+    )
+    return int(cursor.fetchone()[0])
 
 
 def rebuild() -> None:

@@ -325,8 +325,12 @@ class ApiDocument(models.Model):
         SUCCESSFUL = 3, "Successful"
         ERROR = 4, "Error"
 
-    # CHQ's ApiDocumentId: the caller's own GUID when it sent one, else one made here.
+    # CHQ's ApiDocumentId: the caller's own GUID when it sent one, else one made here. Unique
+    # across keys. On PostgreSQL the table is partitioned by created_at (keys/partitions.py),
+    # where no index can hold document_id alone unique: DocumentIdClaim keeps a caller's id
+    # unique there, and the index is (document_id, created_at) in each partition.
     document_id = models.UUIDField("API document id", default=new_document_id, unique=True, editable=False)
+    # The partition key on PostgreSQL: never changed once written.
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     modified_at = models.DateTimeField(default=timezone.now)
     # No index of its own: the (key, ...) indexes below lead with it. Every index is one more
@@ -435,8 +439,13 @@ class ApiDocumentChunk(models.Model):
     (keys/chqapi/documents.py).
     """
 
-    # The unique (document, seq) index serves the document's lookups: no index of its own.
-    document = models.ForeignKey(ApiDocument, on_delete=models.CASCADE, related_name="chunks", db_index=False)
+    # The unique (document, seq) index serves the document's lookups: no index of its own. No
+    # constraint in the database: on PostgreSQL the documents' primary key is (id, created_at)
+    # (partitioned, keys/partitions.py), which a reference to the id alone cannot name. Django
+    # deletes a document's chunks with it; a purge deletes them itself (keys/retention.py).
+    document = models.ForeignKey(
+        ApiDocument, on_delete=models.CASCADE, related_name="chunks", db_index=False, db_constraint=False
+    )
     seq = models.PositiveIntegerField()
     text = models.TextField()
 
@@ -446,6 +455,26 @@ class ApiDocumentChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id} #{self.seq}"
+
+
+class DocumentIdClaim(models.Model):
+    """A caller's own ApiDocumentId, taken: on PostgreSQL, where the documents table is
+    partitioned by created_at and no index can hold document_id alone unique across the
+    partitions, this table's primary key is what refuses a second document with the id,
+    claimed in the same statement (or transaction) as the document is written
+    (keys/calllog/writer.py). Ids made here (UUID version 7) need no claim. Deleted with the
+    documents of its time by the purge (keys/retention.py); a claim gone before its document
+    is harmless, since a claim is refused too while any committed document has the id.
+    Unused on SQLite, whose one table keeps document_id's own unique index."""
+
+    document_id = models.UUIDField(primary_key=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "API document id claim"
+
+    def __str__(self) -> str:
+        return str(self.document_id)
 
 
 class DocumentCount(models.Model):

@@ -1,7 +1,11 @@
 """Deleting old API documents: the one owner of "delete documents from before X", called by
 `manage.py purge_api_logs` and by the task worker's retention schedule (KEYS_LOG_RETENTION_DAYS).
 
-How it deletes. Through `created_at`'s index, in windows of (created_at, id) holding at most
+How it deletes. On PostgreSQL, whose documents are in daily partitions (keys/partitions.py),
+a purge of every key first drops the partitions wholly before its cutoff that hold no queued
+or running document: a partition of millions of documents goes in one short transaction (its
+counts, chunks and claims with it). What is left before the cutoff, and every purge of one
+key, on SQLite too, is deleted in batches: through `created_at`'s index, in windows of (created_at, id) holding at most
 `batch` documents each: a probe walks the index `batch` entries from the window's start to find
 its end, then one plain `DELETE` of the window's finished documents (`RETURNING` the ids of the
 asynchronous ones), then one `DELETE` of those documents' answer chunks. No row is read into
@@ -38,7 +42,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import ApiDocument, ApiDocumentChunk
+from . import partitions
+from .models import ApiDocument, ApiDocumentChunk, DocumentIdClaim
 from .schedule import Schedule
 from .selectors import start_of_day
 
@@ -86,6 +91,21 @@ def documents_purge(
     if batch < 1:
         raise ValueError("batch must be at least 1")
     done = Purge()
+    if key_id is None:
+        for partition in partitions.droppable(before):
+            if should_stop():
+                done.stopped = True
+                return done
+            with transaction.atomic():
+                if not _lock(wait_for_others):
+                    done.stopped = True
+                    return done
+                dropped = partitions.drop(partition)
+            if dropped is not None:
+                done.deleted += dropped
+                done.batches += 1
+                if progress:
+                    progress(done.deleted)
     oldest = _oldest(before, key_id)
     start = (oldest, 0) if oldest is not None else None
     while start is not None and not should_stop():
@@ -111,6 +131,7 @@ def _sql(text: str) -> str:
     return text.format(
         docs=connection.ops.quote_name(ApiDocument._meta.db_table),
         chunks=connection.ops.quote_name(ApiDocumentChunk._meta.db_table),
+        claims=connection.ops.quote_name(DocumentIdClaim._meta.db_table),
     )
 
 
@@ -154,8 +175,16 @@ def _delete_window(start: Bound, end: Bound | None, before: datetime, key_id: in
     if key_id is not None:
         where += " AND key_id = %s"
         params.append(key_id)
+    delete = f"DELETE FROM {{docs}} WHERE {where} RETURNING id, is_async"
+    if partitions.partitioned():
+        # With their ids' claims (keys.models.DocumentIdClaim), in the same statement.
+        delete = (
+            f"WITH gone AS (DELETE FROM {{docs}} WHERE {where} RETURNING id, is_async, document_id),"
+            " unclaimed AS (DELETE FROM {claims} WHERE document_id IN (SELECT document_id FROM gone))"
+            " SELECT id, is_async FROM gone"
+        )
     with connection.cursor() as cursor:
-        cursor.execute(_sql(f"DELETE FROM {{docs}} WHERE {where} RETURNING id, is_async"), params)
+        cursor.execute(_sql(delete), params)
         rows = cursor.fetchall()
         chunked = [pk for pk, is_async in rows if is_async]
         for n in range(0, len(chunked), CHUNK_IDS):

@@ -583,15 +583,17 @@ def _api_document_row(
     records_count: int | None = None,
     error_message: str = "",
     summary: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """A logged call's document as the row keys/calllog/writer.py writes: every text made storable."""
+    """A logged call's document as the row keys/calllog/writer.py writes: every text made storable.
+    `created_at`: the moment its id was reserved, for the row that completes the reservation."""
     limit = settings.KEYS_LOG_BODY_LIMIT
     request_text, response_text = storable_text(request_body), storable_text(response_body)
     now = timezone.now()
     row = {
         "document_id": str(document_id),
         # Moments as datetimes: the writer converts each distinct one once (the spool writes them as text).
-        "created_at": now,
+        "created_at": created_at or now,
         "modified_at": now,
         "started_at": now - timedelta(milliseconds=duration_ms),
         "ended_at": now,
@@ -630,11 +632,14 @@ def api_call_record(**fields: Any) -> None:
     writer.store(_api_document_row(**fields))
 
 
-def api_document_reserve(**fields: Any) -> None:
+def api_document_reserve(**fields: Any) -> datetime:
     """Take a caller's ApiDocumentId before its handler runs: its document stored InProcess,
-    completed by api_call_record. Raises keys.calllog.writer.Taken when the id is taken."""
+    completed by api_call_record given the `created_at` returned (the row it completes has it:
+    on PostgreSQL the moment names the document's partition). Raises keys.calllog.writer.Taken
+    when the id is taken."""
     row = _api_document_row(status_code=202, duration_ms=0.0, response_body=b"", **fields)
     writer.reserve(row | {"ended_at": None, "status": ApiDocument.Status.IN_PROCESS})
+    return row["created_at"]
 
 
 _touched: dict[tuple[str, int], float] = {}

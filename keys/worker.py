@@ -55,7 +55,7 @@ from django_tasks_db.management.commands import db_worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
-from . import retention, warnings
+from . import partitions, retention, warnings
 from .models import WorkerHeartbeat
 
 log = logging.getLogger("keys.worker")
@@ -177,7 +177,8 @@ class Worker(db_worker.Worker):
         heartbeat.start()
         # Warnings before keys end, every KEYS_WARNING_CHECK_MINUTES (django-tasks has no scheduler).
         # Log retention too, while KEYS_LOG_RETENTION_DAYS is set.
-        schedules = [warnings.Schedule(), retention.RetentionSchedule()]
+        # On PostgreSQL, the documents' daily partitions, made a week ahead (keys/partitions.py).
+        schedules = [warnings.Schedule(), retention.RetentionSchedule(), partitions.PartitionSchedule()]
         for schedule in schedules:
             schedule.start()
         try:

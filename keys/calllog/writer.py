@@ -14,9 +14,18 @@ An `ApiDocumentId` is taken once. A caller's own id is reserved before its
 handler runs (`reserve`: the document inserted InProcess, the unique index
 refusing a second one), so a reused or raced id is answered 409 and its
 handler never runs. The finished row is then written with an upsert that
-completes only a sync document still InProcess; a document without a
-caller's id has a fresh uuid4 and is inserted outright. Either way one
-statement, one round trip.
+completes only a sync document still InProcess (the reserved row: same id,
+same created_at, which the call carries from its reservation); a document
+without a caller's id has a fresh one and is inserted outright. Either way
+one statement, one round trip.
+
+On PostgreSQL the documents table is partitioned by created_at
+(keys/partitions.py), and a unique index there must hold created_at: the
+upsert's conflict target is (document_id, created_at), and a reservation
+claims the id in keys.models.DocumentIdClaim in the same statement, which
+claims nothing (and inserts no document) while any committed document has the
+id; the claim's primary key makes a racing reservation of the id wait for the
+first one's commit and then claim nothing. No claim, no document: Taken.
 
 A row the database refuses for its key or type (removed while the call ran)
 is stored without that reference, keeping its snapshots; a row the database
@@ -36,7 +45,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connectio
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from ..models import ApiDocument
+from ..models import ApiDocument, DocumentIdClaim
 from . import spool
 
 log = logging.getLogger("keys.security")
@@ -69,7 +78,9 @@ def _sql(vendor: str, placeholder: str = "%s") -> tuple[str, str]:
     table = quote(ApiDocument._meta.db_table)
     columns = ", ".join(quote(f.column) for f in _FIELDS)
     marks = ", ".join([placeholder] * len(_FIELDS))
-    unique = quote(ApiDocument._meta.get_field("document_id").column)
+    document_id = quote(ApiDocument._meta.get_field("document_id").column)
+    # PostgreSQL's partitions hold (document_id, created_at) unique, SQLite's table document_id.
+    unique = f"{document_id}, {quote('created_at')}" if vendor == "postgresql" else document_id
     insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
     updates = ", ".join(f"{quote(f.column)} = excluded.{quote(f.column)}" for f in _FIELDS if not f.unique)
     status, is_async = quote("status"), quote("is_async")
@@ -79,11 +90,36 @@ def _sql(vendor: str, placeholder: str = "%s") -> tuple[str, str]:
         f"{insert} ON CONFLICT ({unique}) DO UPDATE SET {updates}"
         f" WHERE {table}.{status} = {int(ApiDocument.Status.IN_PROCESS)} AND NOT {table}.{is_async}"
     )
+    reserve = insert
     if vendor == "postgresql":
         # One simple-query message: PostgreSQL runs it as one implicit transaction, so SET LOCAL
         # applies to this row's commit alone (Django's psycopg backend binds client-side).
         store = f"SET LOCAL synchronous_commit = off; {store}"
-    return insert, store
+        reserve = f"WITH claim AS ({_CLAIM.format(claims=quote(DocumentIdClaim._meta.db_table), docs=table)})"
+        reserve += f" INSERT INTO {table} ({columns}) SELECT {marks} FROM claim"
+    return reserve, store
+
+
+# The claim of an id (PostgreSQL): its params are the id, its moment, the id again. Nothing is
+# claimed while a committed document has the id (a generated one given back as a caller's own).
+_CLAIM = (
+    "INSERT INTO {claims} (document_id, created_at) SELECT %s, %s"
+    " WHERE NOT EXISTS (SELECT 1 FROM {docs} WHERE document_id = %s) ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
+def claim(document_id: uuid.UUID, created_at: datetime) -> bool:
+    """Claim an id for a document about to be written in this transaction (an asynchronous
+    call's, keys/chqapi/documents.py); False when it is taken. On SQLite the documents' own
+    unique index refuses a second one, so nothing is claimed there."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return True
+    quote = db.ops.quote_name
+    sql = _CLAIM.format(claims=quote(DocumentIdClaim._meta.db_table), docs=quote(ApiDocument._meta.db_table))
+    with db.cursor() as cursor:
+        cursor.execute(sql, [document_id, created_at, document_id])
+        return cursor.fetchone() is not None
 
 
 def _converter(field: models.Field) -> Callable[[Any, BaseDatabaseWrapper], Any] | None:
@@ -105,6 +141,7 @@ def _converter(field: models.Field) -> Callable[[Any, BaseDatabaseWrapper], Any]
 # (name, default, converter) in column order. A row spooled before a field existed gets the
 # field's default; a call's modified moment is its created one.
 _COLUMNS = [(f.attname, f.get_default, _converter(f)) for f in _FIELDS]
+_AT = {name: n for n, (name, _, _) in enumerate(_COLUMNS)}
 _MISSING = object()
 
 
@@ -127,7 +164,7 @@ def _params(row: dict, db: BaseDatabaseWrapper) -> list:
     return params
 
 
-def _execute(statement: int, row: dict) -> None:
+def _execute(statement: int, row: dict) -> int:
     """Run one statement on this thread's connection, committed when it returns (outside a
     transaction). On SQLite the driver's own connection runs it: the sqlite3 module keeps the
     statement prepared, where Django's cursor would rewrite its 25 placeholders by regex and
@@ -136,29 +173,34 @@ def _execute(statement: int, row: dict) -> None:
     cursor runs it, so they see it."""
     db = connections[DEFAULT_DB_ALIAS]  # this thread's connection itself, not the proxy
     params = _params(row, db)
+    if statement == 0 and db.vendor == "postgresql":  # the claim's params come first
+        params = [params[_AT["document_id"]], params[_AT["created_at"]], params[_AT["document_id"]], *params]
     if db.in_atomic_block:  # a test's transaction, ATOMIC_REQUESTS: a savepoint keeps a refusal local
         with transaction.atomic(using=DEFAULT_DB_ALIAS), db.cursor() as cursor:
             cursor.execute(_sql(db.vendor)[statement], params)
-    elif db.vendor == "sqlite" and not (db.execute_wrappers or db.queries_logged):
+            return cursor.rowcount
+    if db.vendor == "sqlite" and not (db.execute_wrappers or db.queries_logged):
         db.close_if_health_check_failed()
         db.ensure_connection()
         with db.wrap_database_errors:  # the driver's errors as Django's (IntegrityError, ...)
-            db.connection.execute(_sql(db.vendor, "?")[statement], params)
-    else:  # autocommit: the statement is its own transaction, committed when it returns
-        with db.cursor() as cursor:
-            cursor.execute(_sql(db.vendor)[statement], params)
+            return db.connection.execute(_sql(db.vendor, "?")[statement], params).rowcount
+    with db.cursor() as cursor:  # autocommit: the statement is its own transaction, committed when it returns
+        cursor.execute(_sql(db.vendor)[statement], params)
+        return cursor.rowcount
 
 
 def reserve(row: dict) -> None:
     """Take a caller's ApiDocumentId for a sync call before its handler runs: its document,
     InProcess, committed. Raises Taken when any document has the id already."""
     try:
-        _execute(0, row | {"status": ApiDocument.Status.IN_PROCESS})
+        stored = _execute(0, row | {"status": ApiDocument.Status.IN_PROCESS})
     except IntegrityError:
         # The id is taken, or the key or type went while the call started: tell them apart.
         if ApiDocument.objects.filter(document_id=row["document_id"]).exists():
             raise Taken from None
-        _execute(0, row | {"status": ApiDocument.Status.IN_PROCESS, "key_id": None, "api_type_id": None})
+        stored = _execute(0, row | {"status": ApiDocument.Status.IN_PROCESS, "key_id": None, "api_type_id": None})
+    if not stored:  # PostgreSQL: the id was not claimed
+        raise Taken
 
 
 def store_one(row: dict) -> None:

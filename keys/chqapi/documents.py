@@ -80,7 +80,7 @@ def reserve(request: HttpRequest, call: Call, document_id: uuid.UUID) -> None:
     """Take the caller's own ApiDocumentId for this logged call before its handler runs
     (keys/calllog/writer.py); ApiError 409 when any document has it already."""
     try:
-        services.api_document_reserve(**document_fields(request, call, document_id))
+        call.document_created_at = services.api_document_reserve(**document_fields(request, call, document_id))
     except writer.Taken:
         raise ApiError(409, DUPLICATE) from None
 
@@ -110,6 +110,8 @@ def start(request: HttpRequest, call: ApiCall) -> ApiDocument:
     together = queue_in_database()
     try:
         with transaction.atomic():
+            if not writer.claim(call.document_id, now):  # PostgreSQL's partitions: keys/calllog/writer.py
+                raise ApiError(409, DUPLICATE)
             document = ApiDocument.objects.create(
                 document_id=call.document_id,
                 created_at=now,

@@ -64,6 +64,7 @@ def document_fields(request: HttpRequest, call: Call, document_id: uuid.UUID) ->
         "source": source_of(request),
         "client_address": client_address(request),
         "request_body": request.body,
+        "created_at": call.document_created_at,
     }
 
 

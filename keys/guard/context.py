@@ -8,6 +8,7 @@ of its answer (counts, summary) before the guard records it.
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.http import HttpRequest
 
@@ -26,6 +27,8 @@ class Call:
     started: float = 0.0
     # The id a logged call is stored under (None: not stored, unless a view gives it one).
     document_id: uuid.UUID | None = None
+    # When a caller's own id was reserved (keys/chqapi/documents.py): the document's created_at.
+    document_created_at: datetime | None = None
     # An export's TotalRecords and the count it answered, for its document.
     document_counts: tuple[int | None, int | None] = (None, None)
     # A handler's own answer in one line, for its document.

@@ -92,6 +92,8 @@ def test_a_logged_call_with_the_callers_id_is_counted_once_when_reserved_and_sto
 def test_a_spooled_row_stored_twice_is_counted_once(key, own_type):
     row = {
         "document_id": str(uuid.uuid4()),
+        # As services makes a row: the reservation's moment, which its completion carries.
+        "created_at": timezone.now(),
         "key_id": key.pk,
         "key_last4": "abcd",
         "api_type_id": own_type.pk,
