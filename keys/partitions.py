@@ -37,6 +37,8 @@ How it fails:
   LOCK_TIMEOUT) is made by a later round; until then its day's documents go to DEFAULT,
   whose rows move when it is made (an exclusive lock on DEFAULT, which only writes of such
   rows wait for).
+- An UPDATE of a document's created_at is refused (KEPT_TIME): it would move the row to
+  another partition, which the count triggers would see twice.
 - Writes that bypass the triggers (see keys/counts.py) and DDL by hand on the partitions
   are the operator's to keep consistent; `api_log_partitions` lists what there is.
 """
@@ -64,6 +66,16 @@ DEFAULT = f"{PARENT}_default"
 LEGACY = f"{PARENT}_legacy"
 SEQUENCE = f"{PARENT}_id_seq"
 FINISHED = (ApiDocument.Status.SUCCESSFUL, ApiDocument.Status.ERROR)
+# A document's created_at never changes: it names its partition, and an UPDATE that moved a row
+# to another partition would be counted twice (the destination's INSERT row trigger and the
+# UPDATE's statement trigger, keys/counts.py). Refused for the row, only when it would change.
+KEPT_TIME = [
+    "CREATE OR REPLACE FUNCTION keys_doc_created_at_kept() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " RAISE EXCEPTION 'an API document''s created_at cannot change: it names the document''s partition'"
+    " USING ERRCODE = 'check_violation'; END $$",
+    f"CREATE TRIGGER keys_doc_created_at_kept BEFORE UPDATE OF created_at ON {PARENT} FOR EACH ROW"
+    " WHEN (OLD.created_at IS DISTINCT FROM NEW.created_at) EXECUTE FUNCTION keys_doc_created_at_kept()",
+]
 _BOUND = re.compile(r"FOR VALUES FROM \((?P<start>[^)]*)\) TO \((?P<end>[^)]*)\)")
 
 
@@ -281,6 +293,8 @@ def partition_table(schema_editor) -> None:
         run(f"ALTER TABLE {PARENT} ATTACH PARTITION {LEGACY} FOR VALUES FROM (MINVALUE) TO (%s)", [day_start(since)])
     run(f"CREATE TABLE {DEFAULT} PARTITION OF {PARENT} DEFAULT")
     counts.install(schema_editor, backfill=False)
+    for statement in KEPT_TIME:
+        run(statement)
     ensure(since=since, using=schema_editor.connection.alias)
 
 
@@ -299,6 +313,7 @@ def unpartition_table(schema_editor, model) -> None:
     top = f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {PARENT})"
     run(f"SELECT setval(pg_get_serial_sequence('{PARENT}', 'id'), {top}, false)")
     run(f"DROP TABLE {PARENT}_partitioned CASCADE")
+    run("DROP FUNCTION IF EXISTS keys_doc_created_at_kept()")
     counts.install(schema_editor, backfill=False)
 
 

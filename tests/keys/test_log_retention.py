@@ -41,13 +41,11 @@ def documents(key, n, when, *, spread=timedelta(0), **fields) -> list[int]:
             path="/",
             status_code=200,
             duration_ms=1,
+            created_at=when + number * spread,  # fixed once written (PostgreSQL: its partition)
             **fields,
         )
-        for _ in range(n)
+        for number in range(n)
     )
-    for number, document in enumerate(made):
-        document.created_at = when + number * spread
-    ApiDocument.objects.bulk_update(made, ["created_at"])
     return [d.pk for d in made]
 
 
@@ -255,8 +253,8 @@ key = api_key_create(description="erp", is_active=True, allowed_for_all=True)
 S = ApiDocument.Status
 def doc(days, status=S.SUCCESSFUL, is_async=False):
     d = ApiDocument.objects.create(key=key, key_last4="abcd", api_type_name="x", method="POST", path="/",
-                                   status_code=200, duration_ms=1, status=status, is_async=is_async)
-    ApiDocument.objects.filter(pk=d.pk).update(created_at=timezone.now() - timedelta(days=days))
+                                   status_code=200, duration_ms=1, status=status, is_async=is_async,
+                                   created_at=timezone.now() - timedelta(days=days))
     return d.pk
 ids = [doc(60), doc(45, S.ERROR), doc(60, S.IN_QUEUE, True), doc(60, S.IN_PROCESS, True), doc(1), doc(0)]
 print(*ids)

@@ -10,6 +10,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+import time_machine
 from django.db import OperationalError, ProgrammingError
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
@@ -131,8 +132,9 @@ def test_a_heartbeat_round_that_fails_is_retried_at_the_next(settings):
 
 
 def waiting_document(key, seconds_ago: float) -> str:
-    answer = post("/chqapi/export/apidocument/async", key.value)
-    ApiDocument.objects.update(created_at=timezone.now() - timedelta(seconds=seconds_ago))
+    # Queued that long ago (a document's time is fixed once written: on PostgreSQL its partition).
+    with time_machine.travel(timezone.now() - timedelta(seconds=seconds_ago), tick=False):
+        answer = post("/chqapi/export/apidocument/async", key.value)
     return answer.json()["Id"]
 
 
