@@ -246,10 +246,10 @@ def partition_table(schema_editor) -> None:
         next_id = max(cursor.fetchone()[0], top_id or 0) + 1
         constraints = _names(
             cursor,
-            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype IN ('p', 'u')",
+            "SELECT conname, contype FROM pg_constraint WHERE conrelid = %s::regclass AND contype IN ('p', 'u')",
             [PARENT],
         )
-        keyed = {name for (name,) in constraints}
+        keyed = {name for name, _ in constraints}
         references = _names(
             cursor,
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
@@ -268,8 +268,11 @@ def partition_table(schema_editor) -> None:
     counts.uninstall(schema_editor)
     for n, (name, _) in enumerate(indexes):
         run(f"ALTER INDEX {name} RENAME TO {PARENT}_legacy_{n}")
-    for n, (name,) in enumerate(constraints):
-        run(f"ALTER TABLE {PARENT} RENAME CONSTRAINT {name} TO {PARENT}_legacy_key_{n}")
+    for n, (name, kind) in enumerate(constraints):
+        if kind == "p":  # the partitioned table's (id, created_at) takes its place
+            run(f"ALTER TABLE {PARENT} DROP CONSTRAINT {name}")
+        else:  # document_id's own unique index: the legacy documents keep it
+            run(f"ALTER TABLE {PARENT} RENAME CONSTRAINT {name} TO {PARENT}_legacy_key_{n}")
     run(f"ALTER TABLE {PARENT} RENAME TO {LEGACY}")
     run(f"ALTER TABLE {LEGACY} ALTER COLUMN id DROP IDENTITY IF EXISTS")
     run(
