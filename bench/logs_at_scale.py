@@ -20,15 +20,17 @@ it got: its 4xx/5xx status, "timeout" (no answer within LOGS_TIMEOUT seconds, 12
 LOGS_REUSE=1 keeps the database instead of refilling it (a fill of 10,000,000 takes half an
 hour): it migrates it to the checkout's migrations first (so a table a new migration converts,
 such as to a partitioned one, is measured as converted), then refuses unless it holds only the
-bench's key with exactly LOGS_SCALE documents, gives that key a new value under this run's
-secrets, and runs the purge on a copy of the database (dropped after), so it can be reused again.
+bench's key with exactly LOGS_SCALE documents, and gives that key a new value under this run's
+secrets. Every run purges a copy of the database (made by file copy, dropped after), never the
+database itself, so a filled database stays reusable.
 
 Rows: API Document Export Top 10 (no filter, ApiType, Status, Source Contains a,b, sorted
 RecModified either way), Skip of a tenth of the table (1,000,000 at 10M), status of a document,
 the pane's log viewer first page (no filter, each filter), usage, Django admin's document list
 (all, one key, a status filter); the peak resident memory a gunicorn worker grew by while it
 streamed an export of LOGS_MEMORY_ROWS rows and the log viewer's CSV of a month; and last the
-time `manage.py purge_api_logs` takes to delete the older half of the table (5,000,000 at 10M).
+time `manage.py purge_api_logs` takes to delete the older half of the table (5,000,000 at 10M),
+on a copy of the database.
 
 It measures whatever the checkout has (it uses no API beyond the model, the commands and HTTP).
 """
@@ -150,15 +152,22 @@ def reused_key():
 
 
 def purge_copy(url: str) -> str:
-    """A copy of DATABASE_URL's database to purge (LOGS_REUSE keeps the original whole); its URL."""
+    """A copy of DATABASE_URL's database to purge, so the filled one stays whole for LOGS_REUSE; its URL."""
     import psycopg
 
     server, name = _server_and_name(url)
     copy = f"{name}_purge"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
-        # FILE_COPY copies the files whole (WAL_LOG, the default, writes every page to the WAL).
-        admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}" STRATEGY FILE_COPY')
+        for attempt in range(10):
+            try:
+                # FILE_COPY copies the files whole (WAL_LOG, the default, writes every page to the WAL).
+                admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}" STRATEGY FILE_COPY')
+                break
+            except psycopg.errors.ObjectInUse:  # an autovacuum worker in the original: it moves on
+                time.sleep(attempt + 1)
+        else:
+            sys.exit(f"could not copy {name} to purge it: it stays in use")
     return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=f"/{copy}"))
 
 
@@ -488,7 +497,9 @@ def main() -> None:
         server.wait(timeout=30)
 
     before = (datetime.now(UTC) - timedelta(days=DAYS // 2)).date().isoformat()
-    purged = purge_copy(url) if REUSE else url
+    copying = time.perf_counter()
+    purged = purge_copy(url)
+    print(f"\ncopied the database to purge in {time.perf_counter() - copying:,.0f} s", flush=True)
     started = time.perf_counter()
     try:
         out = subprocess.run(
@@ -500,13 +511,11 @@ def main() -> None:
             text=True,
         ).stdout
     finally:
-        if REUSE:
-            drop_database(purged)
+        drop_database(purged)
     taken = time.perf_counter() - started
     deleted = json.loads(out)["deleted"]
     rate = deleted / taken
-    copy = " (on a copy of the database)" if REUSE else ""
-    print(f"\npurge_api_logs --before {before}{copy}: {deleted:,} documents in {taken:,.1f} s ({rate:,.0f} rows/s)")
+    print(f"purge_api_logs --before {before}: {deleted:,} documents in {taken:,.1f} s ({rate:,.0f} rows/s)")
 
 
 if __name__ == "__main__":
