@@ -12,17 +12,31 @@ writes them; plus its usage rows. Then `VACUUM (ANALYZE)`, gunicorn (2 sync work
 chq/gunicorn.conf.py, production settings, as bench/verify.py), and LOGS_ROUNDS rounds (5) of
 every row in turn, one request each, rows alternating, all in one run: the median of each, and
 every status code it got (a row that got anything but its expected status has no median).
+Each call's result is printed as it is measured, and each table as soon as its rows are done, so
+a run that dies late keeps what it measured. A request that fails is counted in its row with what
+it got: its 4xx/5xx status, "timeout" (no answer within LOGS_TIMEOUT seconds, 120) or "dropped"
+(the server closed the connection, as gunicorn does when it kills a worker past its 30 s timeout).
+
+LOGS_REUSE=1 keeps the database instead of refilling it (a fill of 10,000,000 takes half an
+hour): it migrates it to the checkout's migrations first (so a table a new migration converts,
+such as to a partitioned one, is measured as converted), then refuses unless it holds only the
+bench's key with exactly LOGS_SCALE documents, and gives that key a new value under this run's
+secrets. Every run purges a copy of the database (made by file copy, dropped after), never the
+database itself, so a filled database stays reusable.
 
 Rows: API Document Export Top 10 (no filter, ApiType, Status, Source Contains a,b, sorted
 RecModified either way), Skip of a tenth of the table (1,000,000 at 10M), status of a document,
 the pane's log viewer first page (no filter, each filter), usage, Django admin's document list
 (all, one key, a status filter); the peak resident memory a gunicorn worker grew by while it
 streamed an export of LOGS_MEMORY_ROWS rows and the log viewer's CSV of a month; and last the
-time `manage.py purge_api_logs` takes to delete the older half of the table (5,000,000 at 10M).
+time `manage.py purge_api_logs` takes to delete the older half of the table (5,000,000 at 10M),
+on a copy of the database.
 
 It measures whatever the checkout has (it uses no API beyond the model, the commands and HTTP).
 """
 
+import contextlib
+import http.client
 import json
 import os
 import random
@@ -34,6 +48,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +62,8 @@ BATCH = int(os.environ.get("LOGS_BATCH", "5000"))
 DAYS = int(os.environ.get("LOGS_DAYS", "180"))
 ROUNDS = int(os.environ.get("LOGS_ROUNDS", "5"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
+REUSE = os.environ.get("LOGS_REUSE", "") not in ("", "0")
+TIMEOUT = float(os.environ.get("LOGS_TIMEOUT", "120"))
 MEMORY_ROWS = [min(int(n), SCALE) for n in os.environ.get("LOGS_MEMORY_ROWS", "10000,100000").split(",")]
 SKIP = SCALE // 10
 DESCRIPTION = "logs at scale"
@@ -77,17 +94,24 @@ REQUEST = '{"Source": "ERP", "Data": {"Items": [{"Sku": "A-100", "Qty": 3}, {"Sk
 RESPONSE = '{"ApiDocument": {"Status": "Successful", "TotalRecords": 2, "RecordsCount": 2}}'
 
 
-def scratch_database(url: str) -> None:
-    """Drop and create the database DATABASE_URL names, unless it holds keys of someone else."""
-    import psycopg
-
+def _server_and_name(url: str) -> tuple[str, str]:
+    """The maintenance database's URL on DATABASE_URL's server, and the name of DATABASE_URL's database."""
     parts = urllib.parse.urlsplit(url)
     name = parts.path.lstrip("/")
     if parts.scheme not in ("postgres", "postgresql", "pgsql") or not name:
         sys.exit("bench/logs_at_scale.py needs DATABASE_URL=postgres://user:password@host:port/scratch_database")
-    server = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
+    return urllib.parse.urlunsplit(parts._replace(path="/postgres")), name
+
+
+def scratch_database(url: str, *, reuse: bool = False) -> None:
+    """Drop and create the database DATABASE_URL names, unless it holds keys of someone else;
+    with `reuse`, keep it (refusing one that is not there, or holds keys of someone else)."""
+    import psycopg
+
+    server, name = _server_and_name(url)
     with psycopg.connect(server, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists:
             with psycopg.connect(url) as existing:
                 if existing.execute("SELECT to_regclass('keys_apikey')").fetchone()[0]:
                     others = existing.execute(
@@ -95,8 +119,64 @@ def scratch_database(url: str) -> None:
                     ).fetchone()[0]
                     if others:
                         sys.exit(f"{name} holds {others} key(s) the bench did not make: name a scratch database.")
+                elif reuse:
+                    sys.exit(f"LOGS_REUSE: {name} holds no CHQ keys table: run once without LOGS_REUSE to fill it.")
+        elif reuse:
+            sys.exit(f"LOGS_REUSE: there is no database {name}: run once without LOGS_REUSE to fill it.")
+        if reuse:
+            return
+        if exists:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def reused_key():
+    """The bench's key of a filled database (LOGS_REUSE), with a new value under this run's secrets
+    (the fill's secrets are gone, and with them the digest its value is looked up by); exits unless
+    the database holds only that key, with exactly SCALE documents."""
+    from keys.models import ApiDocument, ApiKey
+
+    keys = list(ApiKey.objects.all())
+    if len(keys) != 1 or keys[0].description != DESCRIPTION:
+        sys.exit(f"LOGS_REUSE: the database holds {len(keys)} key(s), not only the bench's: run without LOGS_REUSE.")
+    key = keys[0]
+    count = ApiDocument.objects.filter(key=key).count()
+    if count != SCALE:
+        sys.exit(
+            f"LOGS_REUSE: the bench's key has {count:,} documents, not LOGS_SCALE={SCALE:,}:"
+            " set LOGS_SCALE to match, or run without LOGS_REUSE to refill it."
+        )
+    key.value = uuid.uuid4()
+    key.save(update_fields=["value_digest", "value_sealed"])
+    return key
+
+
+def purge_copy(url: str) -> str:
+    """A copy of DATABASE_URL's database to purge, so the filled one stays whole for LOGS_REUSE; its URL."""
+    import psycopg
+
+    server, name = _server_and_name(url)
+    copy = f"{name}_purge"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+        for attempt in range(10):
+            try:
+                # FILE_COPY copies the files whole (WAL_LOG, the default, writes every page to the WAL).
+                admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}" STRATEGY FILE_COPY')
+                break
+            except psycopg.errors.ObjectInUse:  # an autovacuum worker in the original: it moves on
+                time.sleep(attempt + 1)
+        else:
+            sys.exit(f"could not copy {name} to purge it: it stays in use")
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path=f"/{copy}"))
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    server, name = _server_and_name(url)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def weighted(choices: list[tuple], rng: random.Random, n: int) -> list[tuple]:
@@ -203,23 +283,35 @@ class Row:
     times: list[float] = field(default_factory=list)
     statuses: dict[int | str, int] = field(default_factory=dict)
 
-    def call(self, base: str) -> None:
+    def call(self, base: str, timeout: float = TIMEOUT) -> int | str:
+        """One request, read to its end; its time and status are counted in the row, and the status
+        returned: the HTTP status, "timeout" (no byte for `timeout` seconds) or "dropped" (the
+        connection closed before the answer's end, as when gunicorn kills a worker past its timeout)."""
         data = None if self.body is None else json.dumps(self.body).encode()
         headers = self.headers | ({"Content-Type": "application/json"} if data is not None else {})
         request = urllib.request.Request(base + self.path, data=data, headers=headers, method=self.method)
         started = time.perf_counter()
         try:
-            with urllib.request.urlopen(request, timeout=600) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 found, tail = not self.shows, b""
                 while piece := response.read(1 << 16):
                     found = found or self.shows in tail + piece
                     tail = piece[-len(self.shows) :] if self.shows else b""
+                if response.length:  # http.client ends a short read of a Content-Length body quietly
+                    raise http.client.IncompleteRead(b"", response.length)
                 status = response.status if found else f"{response.status} without {self.shows.decode()}"
         except urllib.error.HTTPError as error:
             error.read()
             status = error.code
+        except TimeoutError:
+            status = "timeout"
+        except urllib.error.URLError as error:
+            status = "timeout" if isinstance(error.reason, TimeoutError) else "dropped"
+        except (http.client.HTTPException, ConnectionError):
+            status = "dropped"  # IncompleteRead, RemoteDisconnected, a reset
         self.times.append((time.perf_counter() - started) * 1000)
         self.statuses[status] = self.statuses.get(status, 0) + 1
+        return status
 
     @property
     def median(self) -> str:
@@ -276,12 +368,16 @@ def peak_growth_mb(server: subprocess.Popen, step) -> float:
             clear.write("5")
         before[pid] = _status_kb(pid, "VmRSS")
     step()
-    return max(_status_kb(pid, "VmHWM") - rss for pid, rss in before.items()) / 1024
+    grown = []
+    for pid, rss in before.items():
+        with contextlib.suppress(FileNotFoundError):  # killed past gunicorn's timeout: its row says so
+            grown.append(_status_kb(pid, "VmHWM") - rss)
+    return max(grown, default=0) / 1024
 
 
 def main() -> None:
     url = os.environ.get("DATABASE_URL", "")
-    scratch_database(url)
+    scratch_database(url, reuse=REUSE)
     scratch = Path(tempfile.mkdtemp(prefix="chq-logs-at-scale-"))
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "CACHE_URL")} | fresh_secrets()
     env |= {
@@ -297,7 +393,7 @@ def main() -> None:
     os.environ.update(env)
     from bench.common import django_in_process
 
-    django_in_process("chq-logs-at-scale-")
+    django_in_process("chq-logs-at-scale-")  # migrates: a reused database to this checkout's migrations
     from django.contrib.auth.models import Group, User
     from django.db import connection
     from django.urls import reverse
@@ -306,12 +402,16 @@ def main() -> None:
     from keys.services import api_key_create
 
     api_types = {(t.api_id, t.direction): t for t in ApiType.objects.all()}
-    # Not logged: the bench's own export calls add no documents while it measures.
-    key = api_key_create(description=DESCRIPTION, is_active=True, allowed_for_all=True)
     major, minor = divmod(connection.pg_version, 10000)
-    print(f"PostgreSQL {major}.{minor}; filling {SCALE:,} documents of one key over {DAYS} days")
-    seconds = fill(key, api_types)
-    fill_usage(key, api_types)
+    if REUSE:
+        print(f"PostgreSQL {major}.{minor}; reusing {SCALE:,} documents of one key", flush=True)
+        key = reused_key()
+    else:
+        # Not logged: the bench's own export calls add no documents while it measures.
+        key = api_key_create(description=DESCRIPTION, is_active=True, allowed_for_all=True)
+        print(f"PostgreSQL {major}.{minor}; filling {SCALE:,} documents of one key over {DAYS} days", flush=True)
+        seconds = fill(key, api_types)
+        fill_usage(key, api_types)
     with connection.cursor() as cursor:
         # As a live table stands once autovacuum has been by: statistics, and the visibility map that
         # index-only scans need (autovacuum starting in the middle of the rounds would be noise).
@@ -319,11 +419,14 @@ def main() -> None:
         cursor.execute("ANALYZE")
         cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('keys_apidocument'))")
         size = cursor.fetchone()[0]
-    print(f"filled in {seconds:,.0f} s ({SCALE / seconds:,.0f} rows/s); keys_apidocument with its indexes: {size}")
+    if not REUSE:
+        print(f"filled in {seconds:,.0f} s ({SCALE / seconds:,.0f} rows/s)")
+    print(f"keys_apidocument with its indexes: {size}", flush=True)
 
-    viewer = User.objects.create_user("bench-viewer")
+    viewer, _ = User.objects.get_or_create(username="bench-viewer")
     viewer.groups.add(Group.objects.get(name="Integration viewers"))
-    root = User.objects.create_superuser("bench-root", email="root@example.com")
+    if not (root := User.objects.filter(username="bench-root").first()):
+        root = User.objects.create_superuser("bench-root", email="root@example.com")
     as_viewer = {"Cookie": f"sessionid={session_cookie(viewer)}"}
     as_root = {"Cookie": f"sessionid={session_cookie(root)}"}
     document_id = str(ApiDocument.objects.order_by("id").values_list("document_id", flat=True)[SCALE // 2])
@@ -361,48 +464,58 @@ def main() -> None:
         Row("  status Error", "GET", f"{admin}?status__exact=4", headers=as_root, shows=ADMIN_ROW),
     ]
     server, base = start_server(env, scratch)
+    print(f"gunicorn at {base}, log {scratch / 'gunicorn.log'}", flush=True)
     try:
         for row in rows:  # warm: each worker's first request pays imports and connections
-            row.call(base)
+            status = row.call(base)
+            print(f"warm   {row.name:<40}{row.times[0]:>10,.1f} ms  {status}", flush=True)
             row.times.clear()
             row.statuses.clear()
-        for _ in range(ROUNDS):
+        for n in range(1, ROUNDS + 1):
             for row in rows:
-                row.call(base)
-        memory = []
-        for count in MEMORY_ROWS:
-            streamed = Row(f"export streamed, Top {count:,}", "POST", docs, {"Data": {"Request": {"Top": count}}}, api)
-            memory.append((streamed, peak_growth_mb(server, lambda r=streamed: r.call(base))))
+                status = row.call(base)
+                print(f"round {n} {row.name:<40}{row.times[-1]:>10,.1f} ms  {status}", flush=True)
+        print(f"\n{SCALE:,} documents of one key, PostgreSQL, gunicorn {WORKERS} sync workers, {ROUNDS} rounds")
+        print(f"{'what':<40}{'median ms':>12}  statuses")
+        for row in rows:
+            print(f"{row.name:<40}{row.median:>12}  {row.statuses}")
+        print(f"\n{'peak RSS rise of a worker':<40}{'MB':>12}  {'ms':>9}  statuses", flush=True)
+        memory = [
+            Row(f"export streamed, Top {count:,}", "POST", docs, {"Data": {"Request": {"Top": count}}}, api)
+            for count in MEMORY_ROWS
+        ]
         month_query = f"date_from={month[0]}&date_to={month[1]}"
         csv_path = reverse("keys:logs-csv", args=[key.pk])
-        csv = Row(f"log viewer CSV, {month[0]}..{month[1]}", "GET", f"{csv_path}?{month_query}", headers=as_viewer)
-        memory.append((csv, peak_growth_mb(server, lambda: csv.call(base))))
+        memory.append(
+            Row(f"log viewer CSV, {month[0]}..{month[1]}", "GET", f"{csv_path}?{month_query}", headers=as_viewer)
+        )
+        for row in memory:
+            mb = peak_growth_mb(server, lambda r=row: r.call(base))
+            print(f"{row.name:<40}{mb:>12.1f}  {row.times[0]:>9,.0f}  {row.statuses}", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
-    print(f"\n{SCALE:,} documents of one key, PostgreSQL, gunicorn {WORKERS} sync workers, {ROUNDS} rounds, medians")
-    print(f"{'what':<40}{'median ms':>12}  statuses")
-    for row in rows:
-        print(f"{row.name:<40}{row.median:>12}  {row.statuses}")
-    print(f"\n{'peak RSS rise of a worker':<40}{'MB':>12}  {'ms':>9}  statuses")
-    for row, mb in memory:
-        print(f"{row.name:<40}{mb:>12.1f}  {row.times[0]:>9,.0f}  {row.statuses}")
-
     before = (datetime.now(UTC) - timedelta(days=DAYS // 2)).date().isoformat()
+    copying = time.perf_counter()
+    purged = purge_copy(url)
+    print(f"\ncopied the database to purge in {time.perf_counter() - copying:,.0f} s", flush=True)
     started = time.perf_counter()
-    out = subprocess.run(
-        [PYTHON, "manage.py", "purge_api_logs", "--before", before, "--no-input", "--json"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    try:
+        out = subprocess.run(
+            [PYTHON, "manage.py", "purge_api_logs", "--before", before, "--no-input", "--json"],
+            cwd=ROOT,
+            env=env | {"DATABASE_URL": purged},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        drop_database(purged)
     taken = time.perf_counter() - started
     deleted = json.loads(out)["deleted"]
     rate = deleted / taken
-    print(f"\npurge_api_logs --before {before}: {deleted:,} documents in {taken:,.1f} s ({rate:,.0f} rows/s)")
+    print(f"purge_api_logs --before {before}: {deleted:,} documents in {taken:,.1f} s ({rate:,.0f} rows/s)")
 
 
 if __name__ == "__main__":
