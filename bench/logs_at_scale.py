@@ -185,12 +185,16 @@ def weighted(choices: list[tuple], rng: random.Random, n: int) -> list[tuple]:
 
 def fill(key, api_types: dict) -> float:
     """SCALE documents of `key`, oldest first, spread evenly over DAYS days ending now; seconds taken."""
+    from keys import partitions
     from keys.models import ApiDocument
 
     rng = random.Random(24)
     end = datetime.now(UTC)
     start = end - timedelta(days=DAYS)
     step = (end - start) / SCALE
+    # On PostgreSQL, the days' partitions first, as an operator loading old documents would
+    # (`api_log_partitions --since`): otherwise they all go to the DEFAULT partition.
+    partitions.ensure(since=start.date())
     types = [(api_types[(api_id, direction)], share) for api_id, direction, share in TYPES]
     started = time.perf_counter()
     for first in range(0, SCALE, BATCH):
