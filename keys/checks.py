@@ -136,6 +136,24 @@ def check_log_read_database(app_configs, **kwargs) -> list[Error]:
 
 
 @register()
+def check_log_partition(app_configs, **kwargs) -> list[Error]:
+    """The documents' partitions are made by this span (keys/partitions.py): a value the task
+    worker could not read would leave every new document in the DEFAULT partition."""
+    from .partitions import SPANS
+
+    span = settings.KEYS_LOG_PARTITION
+    if span in SPANS:
+        return []
+    return [
+        Error(
+            f"KEYS_LOG_PARTITION is {span!r}; use one of {', '.join(map(repr, SPANS))}.",
+            hint="What one partition of the API documents holds on PostgreSQL: 'week' unless you know better.",
+            id="keys.E032",
+        )
+    ]
+
+
+@register()
 def check_log_retention(app_configs, **kwargs) -> list[Error]:
     """Retention deletes documents (keys/retention.py): a value it cannot read must stop the
     deploy, not fail quietly in the task worker's schedule, nor delete what it should keep."""

@@ -97,6 +97,11 @@ class KeysConf(AppConf):
     LOG_RETENTION_DAYS: int | None = None
     # How often each task worker runs retention while LOG_RETENTION_DAYS is set.
     LOG_RETENTION_CHECK_MINUTES = 60.0
+    # PostgreSQL: what one partition of the API documents holds (keys/partitions.py): "day", "week"
+    # (Monday to Monday, UTC) or "month". Retention drops whole partitions; every query that names no
+    # time (status by id, an export's first page) plans and probes each partition, so fewer is faster:
+    # a week keeps a year at 53. "day" suits a site that writes tens of millions a day and keeps days.
+    LOG_PARTITION = "week"
     # Retry-After of a 503 while the database or Redis cannot be reached.
     RETRY_AFTER_SECONDS = 5
     # Stored request and response bodies are cut at this many characters.

@@ -1,7 +1,8 @@
 """The documents table in daily partitions on PostgreSQL: made ahead, dropped whole when old.
 
 On PostgreSQL `keys_apidocument` is partitioned by RANGE (created_at), one partition a UTC
-day (`keys_apidocument_20261201`), made by migration 0021 from the table it finds: the
+week (Monday to Monday; KEYS_LOG_PARTITION: "day", "week" or "month"), named by its first day
+(`keys_apidocument_20261130`), made by migration 0021 from the table it finds: the
 documents already there stay where they are, as one partition (`keys_apidocument_legacy`,
 everything before the day after its newest document), so the migration moves no row. A
 DEFAULT partition takes a document whose day has no partition (a bulk load of old
@@ -49,6 +50,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
@@ -59,6 +61,7 @@ from .schedule import Schedule
 log = logging.getLogger("keys.partitions")
 
 AHEAD_DAYS = 7
+SPANS = ("day", "week", "month")
 # How long a partition's drop or attach waits for its lock on the documents table.
 LOCK_TIMEOUT = "200ms"
 PARENT = ApiDocument._meta.db_table
@@ -127,23 +130,52 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def span_of(day: date, span: str) -> tuple[date, date]:
+    """The partition holding `day`: [first day, day after its last)."""
+    if span == "day":
+        return day, day + timedelta(days=1)
+    if span == "week":
+        monday = day - timedelta(days=day.weekday())
+        return monday, monday + timedelta(days=7)
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
+def _gaps(start: datetime, end: datetime, taken: list[tuple[datetime | None, datetime]]):
+    """The parts of [start, end) no range of `taken` covers (a span changed: the old partitions stay)."""
+    at = start
+    for low, high in sorted((r for r in taken if (r[0] is None or r[0] < end) and r[1] > start), key=_low):
+        if low is not None and low > at:
+            yield at, low
+        at = max(at, high)
+    if at < end:
+        yield at, end
+
+
+def _low(taken: tuple[datetime | None, datetime]) -> datetime:
+    return taken[0] or datetime.min.replace(tzinfo=UTC)
+
+
 def ensure(
     *, since: date | None = None, ahead: int = AHEAD_DAYS, now: datetime | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> list[str]:
-    """Make the daily partitions missing from `since` (default: today, UTC) through `ahead`
-    days after today; returns the names made. Days another partition covers are skipped."""
+    """Make the partitions (KEYS_LOG_PARTITION's spans) missing from the one holding `since`
+    (default: today, UTC) through the one holding the day `ahead` days after today; returns the
+    names made. What another partition covers already is skipped, so a changed span leaves the
+    partitions made before and fills only what they do not hold."""
     if not partitioned(using):
         return []
+    span = settings.KEYS_LOG_PARTITION
     today = (now or timezone.now()).astimezone(UTC).date()
-    first, last = since or today, today + timedelta(days=ahead)
-    existing = [p for p in partitions(using) if not p.is_default]
+    day, last = since or today, today + timedelta(days=ahead)
+    taken = [(p.start, p.end) for p in partitions(using) if not p.is_default]
     made = []
-    day = first
     while day <= last:
-        start, end = day_start(day), day_start(day + timedelta(days=1))
-        if not any((p.start is None or p.start < end) and p.end > start for p in existing):
+        first, after = span_of(day, span)
+        for start, end in list(_gaps(day_start(first), day_start(after), taken)):
             made.append(_make(start, end, using))
-        day += timedelta(days=1)
+            taken.append((start, end))
+        day = after
     return made
 
 

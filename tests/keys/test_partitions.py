@@ -6,10 +6,11 @@ the documents where they are, both ways. SQLite keeps one table (the command say
 
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
+from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -56,6 +57,44 @@ def day(n: int) -> datetime:
     return partitions.day_start(TODAY + timedelta(days=n)) + timedelta(hours=12)
 
 
+@pytest.fixture
+def daily(settings):
+    """Partitions of a day (the tests' days are their partitions); migration 0021 made weeks."""
+    settings.KEYS_LOG_PARTITION = "day"
+
+
+def covering(moment: datetime) -> list[str]:
+    return [p.name for p in partitions.partitions() if not p.is_default and (p.start or moment) <= moment < p.end]
+
+
+@pytest.mark.parametrize("value", ["weekly", "", None, 7])
+def test_a_partition_span_it_cannot_read_is_a_system_check_error(settings, value):
+    settings.KEYS_LOG_PARTITION = value
+    assert [e.id for e in run_checks() if e.id == "keys.E032"] == ["keys.E032"]
+
+
+@pytest.mark.parametrize("value", partitions.SPANS)
+def test_each_partition_span_passes_the_checks(settings, value):
+    settings.KEYS_LOG_PARTITION = value
+    assert not [e for e in run_checks() if e.id == "keys.E032"]
+
+
+def test_spans_are_a_day_a_monday_to_monday_week_or_a_calendar_month():
+    d = date(2026, 12, 2)  # a Wednesday
+    assert partitions.span_of(d, "day") == (d, date(2026, 12, 3))
+    assert partitions.span_of(d, "week") == (date(2026, 11, 30), date(2026, 12, 7))
+    assert partitions.span_of(d, "month") == (date(2026, 12, 1), date(2027, 1, 1))
+    assert partitions.span_of(date(2027, 2, 28), "month") == (date(2027, 2, 1), date(2027, 3, 1))
+
+
+def test_the_gaps_of_a_span_are_what_no_partition_holds():
+    at = [datetime(2026, 12, n, tzinfo=UTC) for n in range(1, 15)]
+    taken = [(None, at[1]), (at[3], at[4]), (at[4], at[5])]  # up to the 2nd, the 4th to the 6th
+    assert list(partitions._gaps(at[0], at[7], taken)) == [(at[1], at[3]), (at[5], at[7])]
+    assert list(partitions._gaps(at[3], at[5], taken)) == []
+    assert list(partitions._gaps(at[8], at[9], taken)) == [(at[8], at[9])]
+
+
 @pytest.mark.django_db
 def test_the_command_says_sqlite_has_no_partitions_or_lists_them():
     if connection.vendor != "postgresql":
@@ -71,19 +110,33 @@ def test_the_command_says_sqlite_has_no_partitions_or_lists_them():
 @on_postgresql
 @pytest.mark.django_db
 def test_partitions_are_made_a_week_ahead_and_a_default_takes_any_other_day(make_key):
-    made = names()
-    for n in range(partitions.AHEAD_DAYS + 1):
-        assert f"{partitions.PARENT}_{TODAY + timedelta(days=n):%Y%m%d}" in made
-    assert partitions.DEFAULT in made
+    for n in range(partitions.AHEAD_DAYS + 1):  # each day one partition's (weeks, as the migration made them)
+        (holding,) = covering(day(n))
+        assert holding == f"{partitions.PARENT}_{partitions.span_of(TODAY + timedelta(days=n), 'week')[0]:%Y%m%d}"
+    assert partitions.DEFAULT in names()
     key = make_key()
-    assert partition_of(document(key, day(1)).pk) == f"{partitions.PARENT}_{TODAY + timedelta(days=1):%Y%m%d}"
+    assert partition_of(document(key, day(1)).pk) == covering(day(1))[0]
     assert partition_of(document(key, day(-400)).pk) == partitions.DEFAULT
     assert partitions.ensure() == []  # nothing missing: made once
 
 
 @on_postgresql
 @pytest.mark.django_db
-def test_a_days_documents_in_default_move_into_its_partition_when_it_is_made(make_key):
+def test_a_changed_span_fills_only_what_the_partitions_made_before_do_not_hold(settings):
+    settings.KEYS_LOG_PARTITION = "day"
+    monday = partitions.span_of(TODAY - timedelta(days=21), "week")[0]
+    assert len(partitions.ensure(since=monday + timedelta(days=2), ahead=0)) >= 19  # days from a Wednesday
+    settings.KEYS_LOG_PARTITION = "month"
+    partitions.ensure(since=monday - timedelta(days=40), ahead=0)
+    settings.KEYS_LOG_PARTITION = "week"
+    partitions.ensure(since=monday - timedelta(days=40), ahead=partitions.AHEAD_DAYS)
+    for n in range(-40, partitions.AHEAD_DAYS + 1):  # every day in exactly one partition
+        assert len(covering(partitions.day_start(monday + timedelta(days=n)))) == 1, n
+
+
+@on_postgresql
+@pytest.mark.django_db
+def test_a_days_documents_in_default_move_into_its_partition_when_it_is_made(daily, make_key):
     key = make_key()
     old = [document(key, day(-30)).pk for _ in range(3)]
     other = document(key, day(-31)).pk
@@ -108,7 +161,7 @@ def test_a_documents_time_cannot_change(make_key):
 
 @on_postgresql
 @pytest.mark.django_db
-def test_a_purge_drops_whole_finished_partitions_and_deletes_only_at_the_edges(make_key):
+def test_a_purge_drops_whole_finished_partitions_and_deletes_only_at_the_edges(daily, make_key):
     key, other = make_key(), make_key()
     partitions.ensure(since=TODAY - timedelta(days=10))
     dropped_days = [-10, -9, -8]
@@ -144,13 +197,13 @@ def test_a_purge_drops_whole_finished_partitions_and_deletes_only_at_the_edges(m
 
 @on_postgresql
 @pytest.mark.django_db(transaction=True)
-def test_a_drop_that_cannot_have_its_lock_in_time_changes_nothing_and_a_later_one_drops(make_key, caplog):
+def test_a_drop_that_cannot_have_its_lock_in_time_changes_nothing_and_a_later_one_drops(daily, make_key, caplog):
     """A long reader (a streamed export) holds the documents table: the drop waits LOCK_TIMEOUT,
     gives up, and writers were held up no longer than that; once the reader is done it drops."""
     key = make_key()
-    partitions.ensure(since=TODAY - timedelta(days=3))
-    ids = [document(key, day(-3)).pk for _ in range(3)]
-    (partition,) = [p for p in partitions.droppable(partitions.day_start(TODAY - timedelta(days=2)))]
+    partitions.ensure(since=TODAY - timedelta(days=10))  # days before this week's partition
+    ids = [document(key, day(-10)).pk for _ in range(3)]
+    (partition,) = partitions.droppable(partitions.day_start(TODAY - timedelta(days=9)))
     settings = connection.settings_dict
     reader = psycopg.connect(
         dbname=settings["NAME"],
