@@ -62,6 +62,8 @@ log = logging.getLogger("keys.partitions")
 
 AHEAD_DAYS = 7
 SPANS = ("day", "week", "month")
+# The advisory lock that makes the partitions one process at a time (any constant no other code uses).
+MAKING = 0x6B657970  # "keyp"
 # How long a partition's drop or attach waits for its lock on the documents table.
 LOCK_TIMEOUT = "200ms"
 PARENT = ApiDocument._meta.db_table
@@ -173,17 +175,23 @@ def ensure(
     while day <= last:
         first, after = span_of(day, span)
         for start, end in list(_gaps(day_start(first), day_start(after), taken)):
-            made.append(_make(start, end, using))
+            if (name := _make(start, end, using)) is not None:
+                made.append(name)
             taken.append((start, end))
         day = after
     return made
 
 
-def _make(start: datetime, end: datetime, using: str) -> str:
-    """One day's partition: made as a table, given the day's documents DEFAULT holds, attached."""
+def _make(start: datetime, end: datetime, using: str) -> str | None:
+    """One partition: made as a table, given the documents of its span DEFAULT holds, attached.
+    None when another process made it meanwhile (every task worker runs ensure() each hour)."""
     name = f"{PARENT}_{start:%Y%m%d}"
     span = "created_at >= %s AND created_at < %s"
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MAKING])
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+        if cursor.fetchone()[0]:
+            return None
         cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         cursor.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         # Moved straight between the partitions, not through the documents table: its count

@@ -118,6 +118,10 @@ def test_partitions_are_made_a_week_ahead_and_a_default_takes_any_other_day(make
     assert partition_of(document(key, day(1)).pk) == covering(day(1))[0]
     assert partition_of(document(key, day(-400)).pk) == partitions.DEFAULT
     assert partitions.ensure() == []  # nothing missing: made once
+    # Another worker's ensure() made it between this one's look and its turn: nothing happens.
+    (this_week,) = [p for p in partitions.partitions() if p.name == covering(day(0))[0]]
+    assert partitions._make(this_week.start, this_week.end, "default") is None
+    assert covering(day(0)) == [this_week.name]
 
 
 @on_postgresql
