@@ -462,7 +462,9 @@ class DocumentIdClaim(models.Model):
     partitioned by created_at and no index can hold document_id alone unique across the
     partitions, this table's primary key is what refuses a second document with the id,
     claimed in the same statement (or transaction) as the document is written
-    (keys/calllog/writer.py). Ids made here (UUID version 7) need no claim. Deleted with the
+    (keys/calllog/writer.py). A synchronous call's id made here needs none (no caller can
+    send it before its document is committed); an asynchronous call claims its id whoever
+    made it (one insert more, beside its task's). Deleted with the
     documents of its time by the purge (keys/retention.py); a claim gone before its document
     is harmless, since a claim is refused too while any committed document has the id.
     Unused on SQLite, whose one table keeps document_id's own unique index."""
