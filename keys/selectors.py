@@ -192,25 +192,36 @@ def csv_cell(value: object) -> object:
 
 
 CSV_HEADER = ["ApiDocumentId", "when", "API type", "method", "path", "source", "status", "duration ms", "client"]
+# The columns CSV_HEADER's cells come from, in its order.
+CSV_COLUMNS = (
+    "document_id",
+    "created_at",
+    "api_type_name",
+    "method",
+    "path",
+    "source",
+    "status_code",
+    "duration_ms",
+    "client_address",
+)
 
 
-def api_call_logs_csv(logs: QuerySet[ApiDocument]) -> Iterator[str]:
-    """The logs as CSV lines, read in chunks, so a million rows never sit in memory at once."""
+def api_call_logs_csv(logs: QuerySet[ApiDocument], *, piece_rows: int = 1000) -> Iterator[str]:
+    """The logs as CSV lines, read in chunks, so a million rows never sit in memory at once.
+    Only CSV_COLUMNS, as tuples, and piece_rows lines a piece (a piece a row is a write and a
+    chunk header a row for the server): model instances of every column (the bodies too), a
+    piece each, made a month of a busy key (1,666,667 rows at 10,000,000 documents) take about
+    70 s, past gunicorn's 30 s worker timeout, which cut the download off."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_HEADER)
-    for log in logs.iterator(chunk_size=2000):
-        row = [
-            log.document_id,
-            log.created_at.isoformat(),
-            log.api_type_name,
-            log.method,
-            log.path,
-            log.source,
-            log.status_code,
-            f"{log.duration_ms:.3f}",
-            log.client_address or "",
-        ]
-        yield writer.writerow([csv_cell(cell) for cell in row])
+    piece = [writer.writerow(CSV_HEADER)]
+    rows = logs.values_list(*CSV_COLUMNS).iterator(chunk_size=2000)
+    for document_id, created_at, type_name, method, path, source, code, duration, client in rows:
+        cells = [document_id, created_at.isoformat(), type_name, method, path, source, code, f"{duration:.3f}", client]
+        piece.append(writer.writerow([csv_cell(cell) for cell in cells]))
+        if len(piece) >= piece_rows:
+            yield "".join(piece)
+            piece = []
+    yield "".join(piece)
 
 
 # --- usage -------------------------------------------------------------------------------
