@@ -421,7 +421,12 @@ def main() -> None:
         # index-only scans need (autovacuum starting in the middle of the rounds would be noise).
         cursor.execute("VACUUM (ANALYZE) keys_apidocument")
         cursor.execute("ANALYZE")
-        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('keys_apidocument'))")
+        # Its partitions' too, once the table is partitioned (a partitioned table itself has no storage).
+        cursor.execute(
+            "SELECT pg_size_pretty(COALESCE(sum(pg_total_relation_size(relid)), pg_total_relation_size(%s)))"
+            " FROM pg_partition_tree(%s)",
+            ["keys_apidocument", "keys_apidocument"],
+        )
         size = cursor.fetchone()[0]
     if not REUSE:
         print(f"filled in {seconds:,.0f} s ({SCALE / seconds:,.0f} rows/s)")

@@ -1,6 +1,7 @@
 """Reads for the pane and dialogs; every queryset a page needs, made in one place."""
 
 import csv
+import io
 import operator
 import uuid
 from collections.abc import Iterator
@@ -192,25 +193,55 @@ def csv_cell(value: object) -> object:
 
 
 CSV_HEADER = ["ApiDocumentId", "when", "API type", "method", "path", "source", "status", "duration ms", "client"]
+# The columns CSV_HEADER's cells come from, in its order.
+CSV_COLUMNS = (
+    "document_id",
+    "created_at",
+    "api_type_name",
+    "method",
+    "path",
+    "source",
+    "status_code",
+    "duration_ms",
+    "client_address",
+)
 
 
-def api_call_logs_csv(logs: QuerySet[ApiDocument]) -> Iterator[str]:
-    """The logs as CSV lines, read in chunks, so a million rows never sit in memory at once."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_HEADER)
-    for log in logs.iterator(chunk_size=2000):
-        row = [
-            log.document_id,
-            log.created_at.isoformat(),
-            log.api_type_name,
-            log.method,
-            log.path,
-            log.source,
-            log.status_code,
-            f"{log.duration_ms:.3f}",
-            log.client_address or "",
-        ]
-        yield writer.writerow([csv_cell(cell) for cell in row])
+def api_call_logs_csv(logs: QuerySet[ApiDocument], *, piece_rows: int = 1000) -> Iterator[str]:
+    """The logs as CSV lines, read in chunks, so a million rows never sit in memory at once.
+    Only CSV_COLUMNS, as tuples, written piece_rows rows at a time: model instances of every
+    column (the bodies too), a row a write, made a month of a busy key (1,666,667 rows at
+    10,000,000 documents) take about 70 s, past gunicorn's 30 s worker timeout, which cut the
+    download off."""
+    piece = io.StringIO()
+    writer = csv.writer(piece)
+    writer.writerow(CSV_HEADER)
+    rows = []
+    for document_id, created_at, type_name, method, path, source, code, duration, client in logs.values_list(
+        *CSV_COLUMNS
+    ).iterator(chunk_size=2000):
+        # The caller's text is made safe; the id, the time and the numbers start with a digit.
+        rows.append(
+            (
+                document_id,
+                created_at.isoformat(),
+                csv_cell(type_name),
+                csv_cell(method),
+                csv_cell(path),
+                csv_cell(source),
+                code,
+                f"{duration:.3f}",
+                client,  # an IP address, or None: an empty cell
+            )
+        )
+        if len(rows) >= piece_rows:
+            writer.writerows(rows)
+            rows = []
+            yield piece.getvalue()
+            piece.seek(0)
+            piece.truncate()
+    writer.writerows(rows)
+    yield piece.getvalue()
 
 
 # --- usage -------------------------------------------------------------------------------
