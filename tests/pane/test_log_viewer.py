@@ -248,3 +248,23 @@ def test_the_type_filter_offers_the_types_the_key_called_in_one_query(
         assert sorted(called_api_type_ids(key)) == sorted([inventory_export.pk, customer_import.pk])
     assert called_api_type_ids(other) == [customer_import.pk]
     assert called_api_type_ids(silent) == []
+
+
+@pytest.mark.parametrize("made", [4, 5, 6])
+def test_a_csv_holds_the_newest_rows_it_may_and_says_when_there_were_more(make_key, inventory_export, made):
+    """CSV_ROWS keeps a download inside the worker's timeout: a longer selection gets the newest
+    rows and a last line that says more match (here the limit is 5)."""
+    from keys import selectors
+
+    key = make_key()
+    logs = make_logs(key, inventory_export, made)
+    text = "".join(selectors.api_call_logs_csv(selectors.api_call_logs(key=key, filters={}), most=5))
+    rows = list(csv.reader(io.StringIO(text)))
+    data = [r for r in rows[1:] if len(r) > 1]
+    assert [r[0] for r in data] == [str(d.document_id) for d in reversed(logs)][:5]
+    notice = [r[0] for r in rows[1:] if len(r) == 1]
+    assert notice == (
+        ["… more than 5 calls match: this file holds the newest 5. Export a shorter date range for the others."]
+        if made > 5
+        else []
+    )
