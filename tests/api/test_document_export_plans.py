@@ -18,6 +18,7 @@ from django.utils import timezone
 from keys import partitions
 from keys.models import ApiDocument, ApiType
 from tests.api_calls import post
+from tests.pg_plans import populated
 
 pytestmark = pytest.mark.django_db
 
@@ -30,13 +31,13 @@ TABLE = ApiDocument._meta.db_table
 def filled(make_key, inventory_export, customer_import):
     """ROWS documents of one key and as many of another, in a realistic mix: mostly successful
     synchronous calls of a few types and sources, some errors and async states, made over the
-    last few days (on PostgreSQL, in their days' partitions: several partitions of thousands of
+    last four weeks (on PostgreSQL, in their weeks' partitions: several partitions of thousands of
     documents each, the shape of a busy key's, where each is planned by itself); then ANALYZE."""
     rng = random.Random(24)
     key, other = make_key(allowed_for_all=True), make_key(allowed_for_all=True)
     own = ApiType.objects.get(direction="export", api_id="apidocument")
     types = [(inventory_export, "inventory-export"), (customer_import, "customer-import"), (own, "apidocument-export")]
-    days = 4
+    days = 28  # four or five weeks: partitions of thousands of documents each
     start = timezone.now() - timedelta(days=days)
     partitions.ensure(since=start.date())
     statuses = [ApiDocument.Status.SUCCESSFUL] * 90 + [ApiDocument.Status.ERROR] * 8 + [0, 2]
@@ -103,16 +104,6 @@ SHAPES = {
     "Skip, sorted ascending": {"Skip": 20_000} | ASCENDING,
     "Skip, Source Contains": {"Skip": 2_000} | filters("Source", "Contains", "shop,crm"),
 }
-
-
-def populated() -> set[str]:
-    """keys_apidocument and its partitions holding documents, as ANALYZE left them (PostgreSQL)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT relname FROM pg_class WHERE (relname = %s OR relname LIKE %s) AND relkind = 'r' AND reltuples > 0",
-            [TABLE, TABLE + "\\_%"],
-        )
-        return {name for (name,) in cursor.fetchall()}
 
 
 def full_reads(sql: str) -> list[str]:
