@@ -1,7 +1,7 @@
 """No API Document Export request reads the documents table whole: every statement of every
 request shape (no filter, each filter and operator, Contains lists, the sort either way, Skip)
 on a table of enough documents, statistics gathered, is planned through an index. On PostgreSQL
-by EXPLAIN (ANALYZE, FORMAT JSON): no Seq Scan of keys_apidocument or of any of its daily
+by EXPLAIN (ANALYZE, FORMAT JSON): no Seq Scan of keys_apidocument or of any of its
 partitions that holds documents (keys/partitions.py: an empty one, days ahead, costs nothing
 to read); on SQLite by EXPLAIN QUERY
 PLAN: keys_apidocument only SEARCHed, never SCANned."""
