@@ -225,6 +225,10 @@ ITEM_SCHEMA = {
 }
 
 
+# From this Skip on, a page's ids are found before its rows (api_document_export).
+DEFERRED_SKIP = 1000
+
+
 @register(
     "export",
     "apidocument",
@@ -251,6 +255,12 @@ def api_document_export(call: ApiCall) -> ExportResult:
     page = found.order_by(*order)
     if request.skip >= total:
         page = page.none()  # nothing there: no query, where an index scan would read to the end first
+    elif request.top is not None and request.skip >= DEFERRED_SKIP:
+        # The page's ids first, then its rows: the skipped entries are read from the index alone
+        # (an index-only scan, every column it needs in it), not each one's row from the table
+        # as well. Skip 1,000,000 at 10,000,000 documents: the million heap reads were most of it.
+        ids = page.values("pk")[request.skip : request.skip + request.top]
+        page = ApiDocument.objects.filter(pk__in=ids).order_by(*order)
     elif request.top is not None:
         page = page[request.skip : request.skip + request.top]
     else:
