@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from keys.models import ApiDocument, ApiKey, ApiKeyGrant
 from keys.services import GrantSpec
+from tests.conftest import stored_documents
 
 pytestmark = pytest.mark.django_db
 
@@ -366,19 +367,8 @@ def test_purge_says_what_it_will_delete_and_asks(make_key):
 
 
 def make_logs(key, n, when):
-    ApiDocument.objects.bulk_create(
-        ApiDocument(
-            key=key,
-            key_last4="abcd",
-            api_type_name="x",
-            method="POST",
-            path="/",
-            status_code=200,
-            duration_ms=1,
-            created_at=when,  # fixed once written (on PostgreSQL it names the document's partition)
-        )
-        for _ in range(n)
-    )
+    # Made at their time: fixed once written (on PostgreSQL it names the document's partition).
+    stored_documents(key, n, created_at=when)
 
 
 def test_purge_in_batches(make_key):
