@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url, trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
-from . import quotas, selectors, services, warnings
+from . import quotas, selectors, services, streams, warnings
 from .access import decide_for_type, expiry_label
 from .audit import Actor, describe
 from .charts import NARROW, WIDE, usage_chart
@@ -312,7 +312,8 @@ def key_logs_csv(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if form.is_bound and not form.is_valid():
         return HttpResponse(f"Invalid filter: {form.errors.as_text()}", status=400, content_type="text/plain")
     logs = selectors.api_call_logs(key=key, filters=form.cleaned_data if form.is_bound else {})
-    response = StreamingHttpResponse(selectors.api_call_logs_csv(logs), content_type="text/csv; charset=utf-8")
+    rows = streams.for_server(request, selectors.api_call_logs_csv(logs))  # ASGI too: never read whole
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="api-calls-key-{key.pk}.csv"'
     return response
 

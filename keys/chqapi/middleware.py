@@ -28,7 +28,7 @@ a byte ("StreamingHttpResponse must consume synchronous iterators").
 """
 
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
@@ -42,6 +42,7 @@ from django.urls import Resolver404, ResolverMatch, get_resolver
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 
+from .. import streams
 from . import errors
 
 # Paths are the caller's to choose; a bound keeps a flood of made-up ones from growing the process.
@@ -132,17 +133,6 @@ def _direct(instance: MiddlewareMixin, inner: Callable) -> Callable:
     return layer
 
 
-async def pulled_in_thread(chunks: Iterable) -> AsyncIterator:
-    """`chunks`, an iterator that reads the database as it goes, for an ASGI server: each chunk is
-    made in Django's sync thread (the one the view ran in, with its connection) and sent before
-    the next is made."""
-    iterator = iter(chunks)
-    done = object()
-    pull = sync_to_async(next, thread_sensitive=True)
-    while (chunk := await pull(iterator, done)) is not done:
-        yield chunk
-
-
 class ApiMiddleware:
     """First in MIDDLEWARE: answers the API's calls through KEYS_API_MIDDLEWARE's short chain,
     and passes every other request on to the rest of the site's chain."""
@@ -182,5 +172,5 @@ class ApiMiddleware:
                 response.headers["Content-Length"] = str(len(response.content))
         elif not response.is_async and isinstance(request, ASGIRequest):
             # Also when the site's chain is sync and Django runs this middleware in its sync thread.
-            response.streaming_content = pulled_in_thread(response.streaming_content)
+            response.streaming_content = streams.pulled(iter(response.streaming_content))
         return response

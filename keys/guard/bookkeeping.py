@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from .. import services, usage
+from .. import services, streams, usage
 from ..clients import client_address
 from .answers import invalid_message
 from .context import Call
@@ -185,6 +185,8 @@ def recorded(request: HttpRequest, call: Call, response: HttpResponse) -> None:
     if not response.streaming:
         finish(request, call, response, None)
         return
+    if not response.is_async:  # under ASGI, pulled piece by piece rather than read whole first
+        response.streaming_content = streams.for_server(request, response.streaming_content)
     wrapper = _RecordedWhenSentAsync if response.is_async else _RecordedWhenSent
     response.streaming_content = wrapper(
         response.streaming_content,
