@@ -44,6 +44,7 @@ How it fails:
   are the operator's to keep consistent; `api_log_partitions` lists what there is.
 """
 
+import contextlib
 import logging
 import re
 import threading
@@ -192,16 +193,30 @@ def _make(start: datetime, end: datetime, using: str) -> str | None:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
         if cursor.fetchone()[0]:
             return None
-        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        cursor.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-        # Moved straight between the partitions, not through the documents table: its count
-        # triggers fire for neither statement, and the documents stay counted as they were.
-        cursor.execute(f"LOCK TABLE {DEFAULT} IN EXCLUSIVE MODE")
-        cursor.execute(f"INSERT INTO {name} SELECT * FROM {DEFAULT} WHERE {span}", [start, end])
-        cursor.execute(f"DELETE FROM {DEFAULT} WHERE {span}", [start, end])
-        cursor.execute(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)", [start, end])
+        with _waiting_at_most(cursor, LOCK_TIMEOUT):
+            cursor.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            # Moved straight between the partitions, not through the documents table: its count
+            # triggers fire for neither statement, and the documents stay counted as they were.
+            cursor.execute(f"LOCK TABLE {DEFAULT} IN EXCLUSIVE MODE")
+            cursor.execute(f"INSERT INTO {name} SELECT * FROM {DEFAULT} WHERE {span}", [start, end])
+            cursor.execute(f"DELETE FROM {DEFAULT} WHERE {span}", [start, end])
+            bound = "FOR VALUES FROM (%s) TO (%s)"
+            cursor.execute(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} {bound}", [start, end])
     log.info("Made the documents' partition %s", name)
     return name
+
+
+@contextlib.contextmanager
+def _waiting_at_most(cursor, timeout: str):
+    """lock_timeout for the statements inside, then back to what it was. SET LOCAL alone would
+    outlast this savepoint into the caller's transaction (a test's, a migration's), whose own
+    statements then gave up on locks after 200 ms. A failure inside rolls the setting back with
+    the savepoint (or the transaction) it failed in."""
+    cursor.execute("SELECT current_setting('lock_timeout')")
+    (before,) = cursor.fetchone()
+    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
+    yield
+    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [before])
 
 
 def drop(partition: Partition) -> int | None:
@@ -212,8 +227,11 @@ def drop(partition: Partition) -> int | None:
     lock was not had within LOCK_TIMEOUT (nothing changed; a later round tries again)."""
     chunks, claims = ApiDocumentChunk._meta.db_table, DocumentIdClaim._meta.db_table
     try:
-        with transaction.atomic(), connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        with (
+            transaction.atomic(),
+            connections[DEFAULT_DB_ALIAS].cursor() as cursor,
+            _waiting_at_most(cursor, LOCK_TIMEOUT),
+        ):
             # Its documents stay as they are while counted: a removed key's SET_NULL, which would
             # move counts, waits (or fails) rather than change them between the count and the drop.
             cursor.execute(f"LOCK TABLE {partition.name} IN SHARE MODE")
